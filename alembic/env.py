@@ -1,0 +1,60 @@
+"""Alembic environment: one URL precedence shared with the CLI, batch mode on SQLite."""
+
+from __future__ import annotations
+
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from mlpred_cli import db
+from mlpred_cli.config import resolve_database_url
+from mlpred_cli.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _configure(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+
+
+def run_migrations_online() -> None:
+    """Run on the connection mlpred handed over, else on one opened from the configuration."""
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    if config.config_file_name is not None:
+        fileConfig(config.config_file_name)
+    url = context.get_x_argument(as_dictionary=True).get("db")
+    engine = db.create_engine(db.normalize_url(resolve_database_url(url)))
+    with engine.begin() as conn:
+        _configure(conn)
+        context.run_migrations()
+    engine.dispose()
+
+
+def run_migrations_offline() -> None:
+    """Emit SQL for the configured database instead of running it."""
+    url = context.get_x_argument(as_dictionary=True).get("db")
+    context.configure(
+        url=db.normalize_url(resolve_database_url(url)),
+        target_metadata=target_metadata,
+        literal_binds=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,14 @@
+"""The ``mlpred`` command line: a thin layer over the library."""
+
+from __future__ import annotations
+
+from mlpred_cli.cli import db_commands  # noqa: F401  (registers commands)
+from mlpred_cli.cli.app import app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,92 @@
+"""Settings: where the database is, and every constant a user may tune.
+
+Database URL precedence: the ``--db`` option, then ``MLPRED_DATABASE_URL``, then an
+embedded SQLite file in the user's data directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import platformdirs
+
+DATABASE_URL_ENV = "MLPRED_DATABASE_URL"
+LOG_LEVEL_ENV = "LOG_LEVEL"
+DEFAULT_SQLITE_NAME = "mlpred.db"
+
+#: Prediction horizons, in the order they appear in the schema and the raw outputs.
+HORIZONS: tuple[str, ...] = ("15m", "1h", "4h", "12h")
+
+#: How far ahead each horizon looks.
+HORIZON_DELTAS: dict[str, timedelta] = {
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "4h": timedelta(hours=4),
+    "12h": timedelta(hours=12),
+}
+
+#: |actual return| above which an outcome counts as LONG or SHORT rather than NEUTRAL.
+DEFAULT_DIRECTION_THRESHOLDS: dict[str, float] = {
+    "15m": 0.0015,
+    "1h": 0.003,
+    "4h": 0.007,
+    "12h": 0.01,
+}
+
+SIGNAL_TYPES: tuple[str, ...] = ("LONG", "SHORT", "NEUTRAL")
+
+#: Candle intervals mlpred understands, in minutes.
+CANDLE_INTERVALS: dict[str, int] = {"1m": 1, "5m": 5, "15m": 15, "1h": 60, "4h": 240, "1d": 1440}
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    """Defaults of the batched writer; the logger's constructor overrides them."""
+
+    batch_size: int = 10
+    flush_interval_s: float = 1.0
+    max_pending: int = 100_000
+    max_batch_rows: int = 5_000
+    close_timeout_s: float = 10.0
+    retry_initial_s: float = 0.05
+    retry_max_s: float = 5.0
+    duplicate_window: int = 10_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, resolved once."""
+
+    database_url: str
+    log_level: str = "WARNING"
+    writer: WriterSettings = field(default_factory=WriterSettings)
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory that holds the embedded database and the spool."""
+    return Path(platformdirs.user_data_dir("mlpred", appauthor=False))
+
+
+def default_sqlite_url() -> str:
+    """URL of the embedded SQLite database, creating its directory if needed."""
+    data_dir = default_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{data_dir / DEFAULT_SQLITE_NAME}"
+
+
+def resolve_database_url(cli_value: str | None = None) -> str:
+    """Apply the precedence ``--db`` > ``MLPRED_DATABASE_URL`` > embedded SQLite."""
+    if cli_value:
+        return cli_value
+    env_value = os.environ.get(DATABASE_URL_ENV, "").strip()
+    if env_value:
+        return env_value
+    return default_sqlite_url()
+
+
+def log_level() -> str:
+    """The configured ``LOG_LEVEL`` (DEBUG, INFO or WARNING), upper-cased."""
+    return os.environ.get(LOG_LEVEL_ENV, "WARNING").strip().upper() or "WARNING"

@@ -1,0 +1,214 @@
+"""SQLAlchemy models: the schema contract of DESIGN.md.
+
+Column names match the original bot's tables so existing SQL and dashboards keep working.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mlpred_cli.types import BigIntPK, JSONPayload, UTCDateTime
+
+#: Predicate of the partial index that finds rows whose outcomes are not all resolved.
+PENDING_OUTCOMES_PREDICATE = "actuals_filled_at IS NULL"
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every mlpred table."""
+
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+Double: sa.Double[float] = sa.Double()
+Direction = sa.String(10)
+
+
+class MLPrediction(Base):
+    """One logged prediction and, once backfilled, what the market actually did."""
+
+    __tablename__ = "ml_predictions"
+    __table_args__ = (
+        sa.Index("ix_ml_predictions_symbol_datetime", "symbol", "datetime"),
+        sa.Index("ix_ml_predictions_datetime", "datetime"),
+        sa.Index("ix_ml_predictions_signal_confidence", "signal_confidence"),
+        sa.Index("ix_ml_predictions_signal_type", "signal_type"),
+        sa.Index("ix_ml_predictions_features_hash", "features_hash"),
+        sa.Index("ix_ml_predictions_model_version_datetime", "model_version", "datetime"),
+        sa.Index(
+            "ix_ml_predictions_outcome_pending",
+            "datetime",
+            postgresql_where=sa.text(PENDING_OUTCOMES_PREDICATE),
+            sqlite_where=sa.text(PENDING_OUTCOMES_PREDICATE),
+        ),
+    )
+
+    # identity
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, nullable=False, unique=True)
+    symbol: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    timestamp: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    datetime: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    # input features
+    features_count: Mapped[int | None] = mapped_column(sa.Integer)
+    features_hash: Mapped[int | None] = mapped_column(sa.BigInteger)
+    lookback_periods: Mapped[int | None] = mapped_column(sa.Integer)
+
+    # market
+    close_price: Mapped[float | None] = mapped_column(Double)
+    volume: Mapped[float | None] = mapped_column(Double)
+    rsi: Mapped[float | None] = mapped_column(Double)
+    macd: Mapped[float | None] = mapped_column(Double)
+    bb_position: Mapped[float | None] = mapped_column(Double)
+    atr_pct: Mapped[float | None] = mapped_column(Double)
+    volume_ratio: Mapped[float | None] = mapped_column(Double)
+    trend_strength: Mapped[float | None] = mapped_column(Double)
+
+    # feature statistics
+    features_mean: Mapped[float | None] = mapped_column(Double)
+    features_std: Mapped[float | None] = mapped_column(Double)
+    features_min: Mapped[float | None] = mapped_column(Double)
+    features_max: Mapped[float | None] = mapped_column(Double)
+    zero_variance_count: Mapped[int | None] = mapped_column(sa.Integer)
+    nan_count: Mapped[int | None] = mapped_column(sa.Integer)
+    inf_count: Mapped[int | None] = mapped_column(sa.Integer)
+    is_duplicate: Mapped[bool] = mapped_column(
+        sa.Boolean, nullable=False, default=False, server_default=sa.false()
+    )
+
+    # model outputs
+    predicted_return_15m: Mapped[float | None] = mapped_column(Double)
+    predicted_return_1h: Mapped[float | None] = mapped_column(Double)
+    predicted_return_4h: Mapped[float | None] = mapped_column(Double)
+    predicted_return_12h: Mapped[float | None] = mapped_column(Double)
+    direction_15m: Mapped[str | None] = mapped_column(Direction)
+    direction_1h: Mapped[str | None] = mapped_column(Direction)
+    direction_4h: Mapped[str | None] = mapped_column(Direction)
+    direction_12h: Mapped[str | None] = mapped_column(Direction)
+    direction_15m_confidence: Mapped[float | None] = mapped_column(Double)
+    direction_1h_confidence: Mapped[float | None] = mapped_column(Double)
+    direction_4h_confidence: Mapped[float | None] = mapped_column(Double)
+    direction_12h_confidence: Mapped[float | None] = mapped_column(Double)
+
+    # risk
+    risk_score: Mapped[float | None] = mapped_column(Double)
+    max_drawdown_predicted: Mapped[float | None] = mapped_column(Double)
+    max_rally_predicted: Mapped[float | None] = mapped_column(Double)
+
+    # signal
+    signal_type: Mapped[str | None] = mapped_column(Direction)
+    signal_confidence: Mapped[float | None] = mapped_column(Double)
+    signal_timeframe: Mapped[str | None] = mapped_column(sa.String(10))
+
+    # metadata
+    model_version: Mapped[str | None] = mapped_column(sa.String(50))
+    inference_time_ms: Mapped[float | None] = mapped_column(Double)
+
+    # outcomes
+    actual_return_15m: Mapped[float | None] = mapped_column(Double)
+    actual_return_1h: Mapped[float | None] = mapped_column(Double)
+    actual_return_4h: Mapped[float | None] = mapped_column(Double)
+    actual_return_12h: Mapped[float | None] = mapped_column(Double)
+    actual_direction_15m: Mapped[str | None] = mapped_column(Direction)
+    actual_direction_1h: Mapped[str | None] = mapped_column(Direction)
+    actual_direction_4h: Mapped[str | None] = mapped_column(Direction)
+    actual_direction_12h: Mapped[str | None] = mapped_column(Direction)
+    accuracy_15m: Mapped[bool | None] = mapped_column(sa.Boolean)
+    accuracy_1h: Mapped[bool | None] = mapped_column(sa.Boolean)
+    accuracy_4h: Mapped[bool | None] = mapped_column(sa.Boolean)
+    accuracy_12h: Mapped[bool | None] = mapped_column(sa.Boolean)
+    return_error_15m: Mapped[float | None] = mapped_column(Double)
+    return_error_1h: Mapped[float | None] = mapped_column(Double)
+    return_error_4h: Mapped[float | None] = mapped_column(Double)
+    return_error_12h: Mapped[float | None] = mapped_column(Double)
+    actuals_filled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    # optional payload (off unless the logger is asked to store it)
+    features_array: Mapped[Any | None] = mapped_column(JSONPayload)
+    model_outputs_raw: Mapped[Any | None] = mapped_column(JSONPayload)
+
+    created_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime, nullable=False, server_default=sa.func.current_timestamp()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime, nullable=False, server_default=sa.func.current_timestamp()
+    )
+
+
+class MLFeatureImportance(Base):
+    """One feature's importance in one snapshot (all features of a snapshot share calculated_at)."""
+
+    __tablename__ = "ml_feature_importance"
+    __table_args__ = (
+        sa.Index(
+            "ix_ml_feature_importance_snapshot",
+            "model_version",
+            "method",
+            "calculated_at",
+        ),
+        sa.Index("ix_ml_feature_importance_feature_name", "feature_name"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    feature_name: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    feature_index: Mapped[int | None] = mapped_column(sa.Integer)
+    importance_score: Mapped[float | None] = mapped_column(Double)
+    importance_rank: Mapped[int | None] = mapped_column(sa.Integer)
+    correlation_with_returns: Mapped[float | None] = mapped_column(Double)
+    usage_count: Mapped[int | None] = mapped_column(sa.Integer)
+    model_version: Mapped[str | None] = mapped_column(sa.String(50))
+    method: Mapped[str] = mapped_column(sa.String(30), nullable=False, server_default="model")
+    horizon: Mapped[str | None] = mapped_column(sa.String(10))
+    calculated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime, nullable=False, server_default=sa.func.current_timestamp()
+    )
+
+
+class MarketCandle(Base):
+    """One OHLCV candle: the price source for actual outcomes."""
+
+    __tablename__ = "market_candles"
+
+    symbol: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+    interval_minutes: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    datetime: Mapped[dt.datetime] = mapped_column(UTCDateTime, primary_key=True)
+    open: Mapped[float] = mapped_column(Double, nullable=False)
+    high: Mapped[float] = mapped_column(Double, nullable=False)
+    low: Mapped[float] = mapped_column(Double, nullable=False)
+    close: Mapped[float] = mapped_column(Double, nullable=False)
+    volume: Mapped[float | None] = mapped_column(Double)
+
+
+predictions_table: sa.Table = MLPrediction.__table__  # type: ignore[assignment]
+feature_importance_table: sa.Table = MLFeatureImportance.__table__  # type: ignore[assignment]
+candles_table: sa.Table = MarketCandle.__table__  # type: ignore[assignment]
+
+#: The 61 columns of the original bot's table, which must never be renamed or dropped.
+ORIGINAL_PREDICTION_COLUMNS: tuple[str, ...] = (
+    "id", "symbol", "timestamp", "datetime", "features_count", "features_hash",
+    "lookback_periods", "close_price", "volume", "rsi", "macd", "bb_position", "atr_pct",
+    "volume_ratio", "trend_strength", "features_mean", "features_std", "features_min",
+    "features_max", "zero_variance_count", "nan_count",
+    *(f"predicted_return_{h}" for h in ("15m", "1h", "4h", "12h")),
+    *(f"direction_{h}" for h in ("15m", "1h", "4h", "12h")),
+    *(f"direction_{h}_confidence" for h in ("15m", "1h", "4h", "12h")),
+    "risk_score", "max_drawdown_predicted", "max_rally_predicted",
+    "signal_type", "signal_confidence", "signal_timeframe", "model_version", "inference_time_ms",
+    *(f"actual_return_{h}" for h in ("15m", "1h", "4h", "12h")),
+    *(f"actual_direction_{h}" for h in ("15m", "1h", "4h", "12h")),
+    *(f"accuracy_{h}" for h in ("15m", "1h", "4h", "12h")),
+    *(f"return_error_{h}" for h in ("15m", "1h", "4h", "12h")),
+    "features_array", "model_outputs_raw", "created_at", "updated_at",
+)  # fmt: skip

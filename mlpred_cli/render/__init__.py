@@ -1,0 +1,5 @@
+"""Turning library results into tables, JSON and CSV."""
+
+from mlpred_cli.render.output import OutputFormat, emit_object, emit_rows, to_jsonable
+
+__all__ = ["OutputFormat", "emit_object", "emit_rows", "to_jsonable"]

@@ -1,0 +1,145 @@
+"""Database fixtures: every database test runs on a fresh SQLite file and a fresh PostgreSQL
+database (created from the admin URL in MLPRED_TEST_PG_URL and dropped afterwards).
+
+Without MLPRED_TEST_PG_URL the PostgreSQL variants are skipped; with it they must run, and an
+unreachable server fails them instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+
+from mlpred_cli import db
+
+PG_ENV = "MLPRED_TEST_PG_URL"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: runs only on the SQLite backend")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``backend`` over both databases unless a marker narrows it."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    backends = ["sqlite", "postgresql"]
+    if metafunc.definition.get_closest_marker("postgres_only"):
+        backends = ["postgresql"]
+    if metafunc.definition.get_closest_marker("sqlite_only"):
+        backends = ["sqlite"]
+    metafunc.parametrize("backend", backends, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> URL | None:
+    """The admin URL from MLPRED_TEST_PG_URL, checked to be reachable; None when unset."""
+    raw = os.environ.get(PG_ENV, "").strip()
+    if not raw:
+        return None
+    url = db.normalize_url(raw)
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.OperationalError as error:
+        pytest.fail(f"{PG_ENV} is set but PostgreSQL is unreachable: {error.orig}", pytrace=False)
+    finally:
+        engine.dispose()
+    return url
+
+
+def _admin_execute(admin_url: URL, *statements: str) -> None:
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_admin_url: URL | None) -> Iterator[str | None]:
+    """A PostgreSQL database migrated to head once per session, cloned by ``db_url``."""
+    if pg_admin_url is None:
+        yield None
+        return
+    name = f"mlpred_tpl_{uuid.uuid4().hex[:12]}"
+    _admin_execute(pg_admin_url, f'CREATE DATABASE "{name}"')
+    engine = db.create_engine(pg_admin_url.set(database=name))
+    db.upgrade_to_head(engine)
+    engine.dispose()
+    yield name
+    _admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session, copied by ``db_url``."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    engine = db.create_engine(f"sqlite:///{path}")
+    db.upgrade_to_head(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+def _fresh_pg_database(admin_url: URL, template: str | None) -> Iterator[str]:
+    name = f"mlpred_test_{uuid.uuid4().hex[:12]}"
+    clause = f' TEMPLATE "{template}"' if template else ""
+    _admin_execute(admin_url, f'CREATE DATABASE "{name}"{clause}')
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_db_url(backend: str, tmp_path: Path, pg_admin_url: URL | None) -> Iterator[str]:
+    """URL of a fresh, empty (unmigrated) database on the test's backend."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    if pg_admin_url is None:
+        pytest.skip(f"{PG_ENV} not set")
+    yield from _fresh_pg_database(pg_admin_url, None)
+
+
+@pytest.fixture
+def db_url(
+    backend: str,
+    tmp_path: Path,
+    pg_admin_url: URL | None,
+    pg_template: str | None,
+    sqlite_template: Path,
+) -> Iterator[str]:
+    """URL of a fresh database on the test's backend, migrated to head."""
+    if backend == "sqlite":
+        path = tmp_path / "test.db"
+        path.write_bytes(sqlite_template.read_bytes())
+        yield f"sqlite:///{path}"
+        return
+    if pg_admin_url is None:
+        pytest.skip(f"{PG_ENV} not set")
+    yield from _fresh_pg_database(pg_admin_url, pg_template)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine on the migrated test database, disposed afterwards."""
+    created = db.create_engine(db_url)
+    yield created
+    created.dispose()
