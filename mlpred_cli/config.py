@@ -90,3 +90,23 @@ def resolve_database_url(cli_value: str | None = None) -> str:
 def log_level() -> str:
     """The configured ``LOG_LEVEL`` (DEBUG, INFO or WARNING), upper-cased."""
     return os.environ.get(LOG_LEVEL_ENV, "WARNING").strip().upper() or "WARNING"
+
+
+# ---------------------------------------------------------------- analysis
+
+#: Horizon whose accuracy a confidence bin reports when a row's ``signal_timeframe`` is not
+#: one of HORIZONS.
+PRIMARY_HORIZON_FALLBACK = "1h"
+
+#: Edges of the ``signal_confidence`` bins of ``mlpred analyze``: [0, .5), [.5, .6), ...,
+#: [.8, 1.0]; the last bin includes its upper edge.
+CONFIDENCE_BIN_EDGES: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.8, 1.0)
+
+#: Equal-width bins on [0, 1] for the expected calibration error.
+CALIBRATION_BINS = 10
+
+#: Confidence level of the Wilson intervals reported with every accuracy.
+INTERVAL_CONFIDENCE = 0.95
+
+#: Window of ``mlpred analyze`` when no --days/--since/--until is given.
+DEFAULT_ANALYZE_DAYS = 7.0

@@ -1,0 +1,45 @@
+"""Accuracy tables: database counts in, accuracies with Wilson intervals out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from mlpred_cli.analysis.metrics import proportion, wilson_interval
+
+
+def accuracy_with_interval(correct: int, total: int, prefix: str = "accuracy") -> dict[str, Any]:
+    """``{prefix: share, prefix_low: ..., prefix_high: ...}``; all ``None`` when ``total`` is 0."""
+    low, high = wilson_interval(correct, total)
+    return {prefix: proportion(correct, total), f"{prefix}_low": low, f"{prefix}_high": high}
+
+
+def add_accuracy_columns(counts: pd.DataFrame, horizons: Sequence[str]) -> pd.DataFrame:
+    """From ``n_h``/``correct_h`` count columns, the ``accuracy_h``, ``accuracy_h_low`` and
+    ``accuracy_h_high`` columns (None where ``n_h`` is 0); the ``correct_h`` columns go."""
+    table = counts.copy()
+    for horizon in horizons:
+        n_column, correct_column = f"n_{horizon}", f"correct_{horizon}"
+        values = [
+            accuracy_with_interval(int(correct), int(n), f"accuracy_{horizon}")
+            for correct, n in zip(table[correct_column], table[n_column], strict=True)
+        ]
+        for key in (f"accuracy_{horizon}", f"accuracy_{horizon}_low", f"accuracy_{horizon}_high"):
+            table[key] = pd.Series([v[key] for v in values], index=table.index, dtype=object)
+        table = table.drop(columns=correct_column)
+    return table
+
+
+def accuracy_columns(by: str, horizons: Sequence[str]) -> list[str]:
+    """Column order of an accuracy table grouped by ``by``."""
+    names = [by, "total", "n_outcomes", "avg_confidence"]
+    for horizon in horizons:
+        names += [
+            f"n_{horizon}",
+            f"accuracy_{horizon}",
+            f"accuracy_{horizon}_low",
+            f"accuracy_{horizon}_high",
+        ]
+    return names
