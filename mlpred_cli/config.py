@@ -110,3 +110,14 @@ INTERVAL_CONFIDENCE = 0.95
 
 #: Window of ``mlpred analyze`` when no --days/--since/--until is given.
 DEFAULT_ANALYZE_DAYS = 7.0
+
+# ---------------------------------------------------------------- candles and backfill
+
+#: Rows per COPY / executemany batch of ``mlpred import-candles`` (one transaction overall).
+CANDLE_IMPORT_BATCH_ROWS = 50_000
+
+#: Predictions per chunk of ``mlpred backfill-actuals``; each chunk is its own transaction.
+BACKFILL_CHUNK_ROWS = 50_000
+
+#: Candle interval the backfill reads prices from when none is given.
+DEFAULT_BACKFILL_INTERVAL = "15m"

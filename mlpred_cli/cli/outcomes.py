@@ -1,0 +1,224 @@
+"""Actual outcomes: ``mlpred import-candles`` and ``mlpred backfill-actuals``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mlpred_cli.backfill import (
+    BackfillReport,
+    backfill_actuals,
+    parse_horizons,
+    parse_moment,
+    parse_thresholds,
+)
+from mlpred_cli.candles import ImportReport, import_candles
+from mlpred_cli.cli.app import app
+from mlpred_cli.cli.common import (
+    FORMAT_OPTION,
+    cli_errors,
+    fail,
+    is_interactive,
+    open_engine,
+    stderr_console,
+)
+from mlpred_cli.config import DEFAULT_BACKFILL_INTERVAL
+from mlpred_cli.render import OutputFormat, emit_object, emit_rows
+
+#: Invalid rows listed one per line on stderr before "... and N more".
+MAX_INVALID_LINES_SHOWN = 50
+
+
+@contextmanager
+def _progress_bar(label: str, show: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr when ``show``; yields its update(done, total) callback."""
+    if not show:
+        yield None
+        return
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr_console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@app.command("import-candles")
+def import_candles_command(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="CSV or Parquet file of OHLCV candles."),
+    symbol: str | None = typer.Option(
+        None, "--symbol", "-s", help="Symbol of every row when the file has no symbol column."
+    ),
+    interval: str | None = typer.Option(
+        None,
+        "--interval",
+        "-i",
+        help="Candle interval: 1m, 5m, 15m, 1h, 4h or 1d. Default: inferred from the data.",
+        show_default=False,
+    ),
+    file_format: str | None = typer.Option(
+        None, "--format", help="csv or parquet. Default: from the file extension."
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Abort with nothing written if any row is invalid."
+    ),
+) -> None:
+    """Import OHLCV candles into market_candles (upsert: importing twice changes nothing).
+
+    Columns are found case-insensitively: a time column (datetime, timestamp, time, date,
+    open_time, or the index column of a pandas-written CSV), open, high, low, close, volume
+    and an optional symbol. Times may be ISO 8601 (naive times are UTC) or epoch seconds or
+    milliseconds (told apart by magnitude). Invalid rows (missing close, high < low,
+    non-numeric values) are skipped and listed with their line numbers.
+
+    Example:
+
+        mlpred import-candles btc_15m.csv --symbol BTCUSDT --interval 15m
+
+        mlpred import-candles candles.parquet --strict
+    """
+    with cli_errors():
+        engine = open_engine(ctx)
+        with _progress_bar("importing", is_interactive()) as update:
+            written = 0
+
+            def advance(rows: int) -> None:
+                nonlocal written
+                written += rows
+                if update is not None:
+                    update(written, written)
+
+            report = import_candles(
+                engine,
+                file,
+                file_format=file_format,
+                symbol=symbol,
+                interval=interval,
+                strict=strict,
+                progress=advance,
+            )
+        engine.dispose()
+    _print_import_report(report)
+
+
+def _print_import_report(report: ImportReport) -> None:
+    for invalid in report.invalid[:MAX_INVALID_LINES_SHOWN]:
+        stderr_console.print(f"invalid line {invalid.line}: {invalid.reason}")
+    if len(report.invalid) > MAX_INVALID_LINES_SHOWN:
+        stderr_console.print(f"... and {len(report.invalid) - MAX_INVALID_LINES_SHOWN} more")
+    typer.echo(
+        f"inserted {report.inserted}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"invalid {len(report.invalid)} (of {report.total_rows} rows; "
+        f"interval {report.interval_minutes} min)"
+    )
+    for entry in report.symbols:
+        typer.echo(
+            f"  {entry.symbol}: {entry.rows} candles, "
+            f"{entry.first.isoformat()} .. {entry.last.isoformat()}"
+        )
+
+
+@app.command("backfill-actuals")
+def backfill_actuals_command(
+    ctx: typer.Context,
+    source: str = typer.Option(
+        "market_candles",
+        "--source",
+        help="Price table: market_candles, or raw_market_data (the original bot's table).",
+    ),
+    interval: str = typer.Option(
+        DEFAULT_BACKFILL_INTERVAL, "--interval", "-i", help="Candle interval to read closes from."
+    ),
+    symbol: str | None = typer.Option(None, "--symbol", "-s", help="Only this symbol."),
+    since: str | None = typer.Option(
+        None, "--since", help="Only predictions at or after this ISO time (naive = UTC)."
+    ),
+    until: str | None = typer.Option(
+        None, "--until", help="Only predictions at or before this ISO time (naive = UTC)."
+    ),
+    horizons: str | None = typer.Option(
+        None, "--horizons", help="Comma-separated horizons to fill. Default: 15m,1h,4h,12h."
+    ),
+    thresholds: str | None = typer.Option(
+        None,
+        "--thresholds",
+        help="Direction thresholds as fractions, e.g. 15m=0.0015,1h=0.003,4h=0.007,12h=0.01 "
+        "(unnamed horizons keep their defaults).",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Count what would be filled; write nothing."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", help="Look at no more than this many pending predictions.", min=1
+    ),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Fill actual returns, directions, accuracy and return errors from candles.
+
+    Safe for cron: only null outcomes are written, a rerun with nothing new writes nothing,
+    and when another backfill is running this one prints so and exits 0. A row whose candle
+    at t + h is missing stays null and is counted as missing (never guessed).
+
+    Example:
+
+        mlpred backfill-actuals
+
+        mlpred backfill-actuals --symbol BTCUSDT --since 2026-03-01 --horizons 15m,1h --dry-run
+
+        mlpred backfill-actuals --format json
+    """
+    if fmt is OutputFormat.csv:
+        raise fail("backfill-actuals prints table or json, not csv", 2)
+    with cli_errors():
+        chosen = parse_horizons(horizons)
+        levels = parse_thresholds(thresholds)
+        start, end = parse_moment(since), parse_moment(until)
+        engine = open_engine(ctx)
+        show_bar = is_interactive() and fmt is OutputFormat.table
+        with _progress_bar("backfilling", show_bar) as update:
+            report = backfill_actuals(
+                engine,
+                source=source,
+                interval=interval,
+                symbol=symbol,
+                since=start,
+                until=end,
+                horizons=chosen,
+                thresholds=levels,
+                dry_run=dry_run,
+                limit=limit,
+                progress=update,
+            )
+        engine.dispose()
+    _print_backfill_report(report, fmt)
+
+
+def _print_backfill_report(report: BackfillReport, fmt: OutputFormat) -> None:
+    if fmt is OutputFormat.json:
+        emit_object(report.as_dict(), fmt)
+        return
+    if report.status == "locked":
+        typer.echo("another backfill is running; nothing done")
+        return
+    if is_interactive():
+        rows = [vars(counts) for counts in report.horizons]
+        title = "backfill-actuals (dry run)" if report.dry_run else "backfill-actuals"
+        emit_rows(rows, fmt, title=title, columns=["horizon", "filled", "pending", "missing"])
+        typer.echo(f"{report.rows_updated} rows updated in {report.elapsed_s:.1f} s")
+        return
+    per_horizon = "; ".join(
+        f"{c.horizon} filled={c.filled} pending={c.pending} missing={c.missing}"
+        for c in report.horizons
+    )
+    mode = " (dry run)" if report.dry_run else ""
+    typer.echo(
+        f"backfill-actuals{mode}: {per_horizon}; rows_updated={report.rows_updated} "
+        f"elapsed={report.elapsed_s:.1f}s"
+    )

@@ -1,0 +1,255 @@
+"""``import-candles``: CSV and Parquet, epoch seconds / milliseconds / ISO times, upsert,
+invalid rows with line numbers, --strict, interval inference."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from mlpred_cli.candles import import_candles, read_candle_file
+from mlpred_cli.errors import InputError
+from mlpred_cli.models import candles_table
+from tests.cli_helpers import run_cli
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+EPOCH_S = int(T0.timestamp())  # 1772366400
+
+
+def _stored(engine: Engine) -> list[dict[str, Any]]:
+    query = sa.select(candles_table).order_by(candles_table.c.symbol, candles_table.c.datetime)
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text.strip() + "\n")
+    return path
+
+
+THREE_CANDLES = [
+    (T0, 100.0, 101.0, 99.0, 100.5, 10.0),
+    (T0 + timedelta(minutes=15), 100.5, 102.0, 100.0, 101.5, 11.0),
+    (T0 + timedelta(minutes=30), 101.5, 101.5, 100.5, 101.0, 12.0),
+]
+
+
+def _expected(symbol: str = "BTCUSDT") -> list[dict[str, Any]]:
+    return [
+        {"symbol": symbol, "interval_minutes": 15, "datetime": when, "open": o, "high": h,
+         "low": lo, "close": c, "volume": v}
+        for when, o, h, lo, c, v in THREE_CANDLES
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "time_text",
+    [
+        lambda t: str(int(t.timestamp())),  # epoch seconds
+        lambda t: str(int(t.timestamp()) * 1000),  # epoch milliseconds
+        lambda t: t.strftime("%Y-%m-%d %H:%M:%S"),  # naive ISO: UTC
+        lambda t: t.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    ],
+    ids=["seconds", "milliseconds", "iso-naive", "iso-z"],
+)
+def test_csv_time_formats_give_the_same_rows(
+    engine: Engine, tmp_path: Path, time_text: Any
+) -> None:
+    lines = ["Timestamp,Open,High,Low,Close,Volume"]
+    lines += [f"{time_text(t)},{o},{h},{lo},{c},{v}" for t, o, h, lo, c, v in THREE_CANDLES]
+    path = _write(tmp_path / "btc.csv", "\n".join(lines))
+
+    report = import_candles(engine, path, symbol="BTCUSDT")
+
+    assert (report.inserted, report.updated, report.unchanged) == (3, 0, 0)
+    assert report.interval_minutes == 15  # inferred
+    assert _stored(engine) == _expected()
+    assert [(s.symbol, s.rows, s.first, s.last) for s in report.symbols] == [
+        ("BTCUSDT", 3, T0, T0 + timedelta(minutes=30))
+    ]
+
+
+def test_naive_and_aware_iso_times_give_the_same_row(engine: Engine, tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.csv", """
+symbol,datetime,open,high,low,close,volume
+AAA,2026-03-01 12:00:00,1,2,0.5,1.5,1
+BBB,2026-03-01T14:00:00+02:00,1,2,0.5,1.5,1
+""")  # fmt: skip
+    import_candles(engine, path, interval="15m")
+    assert [row["datetime"] for row in _stored(engine)] == [T0, T0]
+
+
+@pytest.mark.parametrize("unit", ["seconds", "milliseconds", "iso", "datetime64"])
+def test_parquet_time_formats(engine: Engine, tmp_path: Path, unit: str) -> None:
+    times = [t for t, *_ in THREE_CANDLES]
+    column: Any = {
+        "seconds": [int(t.timestamp()) for t in times],
+        "milliseconds": [int(t.timestamp() * 1000) for t in times],
+        "iso": [t.isoformat() for t in times],
+        "datetime64": pd.to_datetime(times, utc=True),
+    }[unit]
+    frame = pd.DataFrame(
+        {
+            "open_time": column,
+            "SYMBOL": "ETHUSDT",
+            **{
+                name: [row[i + 1] for row in THREE_CANDLES]
+                for i, name in enumerate(["open", "high", "low", "close", "volume"])
+            },
+        }
+    )
+    path = tmp_path / "eth.parquet"
+    frame.to_parquet(path)
+
+    report = import_candles(engine, path)
+
+    assert report.inserted == 3
+    assert _stored(engine) == _expected("ETHUSDT")
+
+
+def test_pandas_written_csv_with_index_column(engine: Engine, tmp_path: Path) -> None:
+    index = pd.DatetimeIndex([t for t, *_ in THREE_CANDLES]).tz_convert(None)
+    frame = pd.DataFrame(
+        {name: [row[i + 1] for row in THREE_CANDLES]
+         for i, name in enumerate(["open", "high", "low", "close", "volume"])},
+        index=index,
+    )  # fmt: skip
+    path = tmp_path / "pandas.csv"
+    frame.to_csv(path)
+
+    code, out, err = run_cli("--db", _url(engine), "import-candles", str(path), "--symbol",
+                             "BTCUSDT")  # fmt: skip
+
+    assert (code, err) == (0, "")
+    assert "inserted 3, updated 0, unchanged 0, invalid 0" in out
+    assert _stored(engine) == _expected()
+
+
+def _url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def test_importing_twice_changes_nothing_and_a_changed_candle_is_updated(
+    engine: Engine, tmp_path: Path
+) -> None:
+    lines = ["datetime,open,high,low,close,volume,symbol"]
+    lines += [
+        f"{t.isoformat()},{o},{h},{lo},{c},{v},BTCUSDT" for t, o, h, lo, c, v in THREE_CANDLES
+    ]
+    path = _write(tmp_path / "a.csv", "\n".join(lines))
+    first = import_candles(engine, path)
+    stored = _stored(engine)
+
+    second = import_candles(engine, path)
+
+    assert (first.inserted, first.updated) == (3, 0)
+    assert (second.inserted, second.updated, second.unchanged) == (0, 0, 3)
+    assert _stored(engine) == stored
+
+    lines[2] = lines[2].replace(",101.5,11.0,", ",101.75,11.0,")  # new close for candle 2
+    lines.append(f"{(T0 + timedelta(minutes=45)).isoformat()},1,2,0.5,1.5,,BTCUSDT")
+    third = import_candles(engine, _write(tmp_path / "b.csv", "\n".join(lines)))
+    assert (third.inserted, third.updated, third.unchanged) == (1, 1, 2)
+    rows = _stored(engine)
+    assert rows[1]["close"] == 101.75
+    assert rows[3]["volume"] is None  # an empty volume is stored as null
+
+
+INVALID_CSV = """
+datetime,symbol,open,high,low,close,volume
+2026-03-01 12:00,BTCUSDT,100,101,99,100.5,10
+2026-03-01 12:15,BTCUSDT,100,101,99,,10
+2026-03-01 12:30,BTCUSDT,100,98,99,100,10
+2026-03-01 12:45,BTCUSDT,abc,101,99,100,10
+2026-03-01 13:00,BTCUSDT,100,101,99,100.25,10
+not a time,BTCUSDT,100,101,99,100,10
+"""
+
+
+def test_invalid_rows_are_reported_with_line_numbers(engine: Engine, tmp_path: Path) -> None:
+    path = _write(tmp_path / "bad.csv", INVALID_CSV)
+
+    code, out, err = run_cli("--db", _url(engine), "import-candles", str(path), "-i", "15m")
+
+    assert code == 0
+    assert err.splitlines() == [
+        "invalid line 3: missing close",
+        "invalid line 4: high < low",
+        "invalid line 5: non-numeric open",
+        "invalid line 7: unreadable time",
+    ]
+    assert "inserted 2, updated 0, unchanged 0, invalid 4 (of 6 rows" in out
+    assert [row["close"] for row in _stored(engine)] == [100.5, 100.25]
+
+
+def test_strict_aborts_with_nothing_written(engine: Engine, tmp_path: Path) -> None:
+    path = _write(tmp_path / "bad.csv", INVALID_CSV)
+
+    code, _out, err = run_cli("--db", _url(engine), "import-candles", str(path), "--strict",
+                              "--interval", "15m")  # fmt: skip
+
+    assert code == 2
+    assert "4 invalid row(s), nothing imported; first at line 3: missing close" in err
+    assert _stored(engine) == []
+
+
+@pytest.mark.sqlite_only
+def test_mixed_seconds_and_milliseconds_names_the_line(tmp_path: Path) -> None:
+    path = _write(tmp_path / "mixed.csv", f"""
+time,open,high,low,close,volume
+{EPOCH_S},1,2,0.5,1,1
+{EPOCH_S + 900},1,2,0.5,1,1
+{(EPOCH_S + 1800) * 1000},1,2,0.5,1,1
+""")  # fmt: skip
+    with pytest.raises(InputError, match="line 4 is in milliseconds"):
+        read_candle_file(path, symbol="X", interval="15m")
+
+
+@pytest.mark.sqlite_only
+def test_interval_inferred_only_when_unambiguous(tmp_path: Path) -> None:
+    # 1h spacing with one gap (2h): still 1h
+    hourly = [EPOCH_S, EPOCH_S + 3600, EPOCH_S + 7200, EPOCH_S + 14400]
+    path = _write(tmp_path / "h.csv", "time,open,high,low,close,volume\n" + "\n".join(
+        f"{t},1,2,0.5,1,1" for t in hourly))  # fmt: skip
+    assert read_candle_file(path, symbol="X").interval_minutes == 60
+    # 7-minute spacing is no known interval
+    odd = _write(tmp_path / "odd.csv", "time,open,high,low,close,volume\n" + "\n".join(
+        f"{EPOCH_S + 420 * i},1,2,0.5,1,1" for i in range(3)))  # fmt: skip
+    with pytest.raises(InputError, match="pass --interval"):
+        read_candle_file(odd, symbol="X")
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.csv"], "file not found"),
+        (["FILE", "--interval", "7m"], "unknown interval"),
+        (["FILE.json"], "cannot tell the format"),
+        (["FILE", "--format", "xlsx"], "unknown file format"),
+        (["NOSYMBOL"], "no symbol column: pass --symbol"),
+        (["NOCLOSE"], "no 'close' column"),
+        (["GARBAGE", "--format", "parquet"], "cannot read"),
+    ],
+)
+def test_bad_input_exits_2(db_url: str, tmp_path: Path, args: list[str], message: str) -> None:
+    files = {
+        "FILE": _write(
+            tmp_path / "ok.csv", "symbol,time,open,high,low,close,volume\nA,1,1,1,1,1,1"
+        ),
+        "FILE.json": _write(tmp_path / "x.json", "{}"),
+        "NOSYMBOL": _write(tmp_path / "ns.csv", "time,open,high,low,close,volume\n1,1,1,1,1,1"),
+        "NOCLOSE": _write(tmp_path / "nc.csv", "symbol,time,open,high,low,volume\nA,1,1,1,1,1"),
+        "GARBAGE": _write(tmp_path / "g.parquet", "not parquet"),
+    }
+    argv = [str(files[a]) if a in files else (str(tmp_path / a) if a.endswith(".csv") else a)
+            for a in args]  # fmt: skip
+    code, out, err = run_cli("--db", db_url, "import-candles", *argv)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in out + err
