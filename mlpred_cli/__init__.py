@@ -10,6 +10,9 @@ from mlpred_cli.errors import (
     MlpredError,
     SchemaNotReady,
 )
+from mlpred_cli.logger import MLPredictionLogger, ml_prediction_logger
+from mlpred_cli.logtest import LogTestResult, run_log_test
+from mlpred_cli.spool_ops import ReplayResult, replay_spool, spool_status
 
 __all__ = [
     "BackfillReport",
@@ -17,10 +20,17 @@ __all__ = [
     "DatabaseUnavailable",
     "ImportReport",
     "InputError",
+    "LogTestResult",
+    "MLPredictionLogger",
     "MlpredError",
+    "ReplayResult",
     "SchemaNotReady",
     "__version__",
     "backfill_actuals",
     "import_candles",
+    "ml_prediction_logger",
     "read_candle_file",
+    "replay_spool",
+    "run_log_test",
+    "spool_status",
 ]

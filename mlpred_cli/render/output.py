@@ -66,8 +66,9 @@ def format_cell(value: Any) -> str:
     if isinstance(plain, bool):
         return "yes" if plain else "no"
     if isinstance(plain, float):
-        if plain != 0 and abs(plain) < 1e-3:
-            return f"{plain:.3e}"
+        if abs(plain) < 1:
+            text = f"{plain:.6f}".rstrip("0").rstrip(".")
+            return "0" if text in ("-0", "") else text
         return f"{plain:,.4f}".rstrip("0").rstrip(".") if abs(plain) < 1e6 else f"{plain:,.0f}"
     if isinstance(plain, int):
         return f"{plain:,}" if abs(plain) >= 10_000 else str(plain)

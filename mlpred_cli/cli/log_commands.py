@@ -1,0 +1,134 @@
+"""Commands around the logger: the synthetic end-to-end run and the spool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mlpred_cli.cli.app import app
+from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, database_url, fail
+from mlpred_cli.logtest import run_log_test
+from mlpred_cli.render import OutputFormat, emit_object, emit_rows
+from mlpred_cli.spool_ops import replay_spool, spool_status
+
+spool_app = typer.Typer(help="Rows waiting on disk while the database was unavailable.")
+app.add_typer(spool_app, name="spool")
+
+SPOOL_DIR_OPTION = typer.Option(
+    None, "--spool-dir", help="Spool directory (default: the logger's for this database)."
+)
+
+
+@app.command("log-test")
+def log_test(
+    ctx: typer.Context,
+    symbols: str = typer.Option("BTCUSDT,ETHUSDT,SOLUSDT", help="Comma-separated symbols."),
+    count: int = typer.Option(3, min=1, help="Predictions per symbol."),
+    candles: int = typer.Option(300, min=1, help="Candles of market data per prediction."),
+    seed: int | None = typer.Option(None, help="Random seed (repeatable runs)."),
+    model_version: str = typer.Option("log-test", help="Model version written on the rows."),
+) -> None:
+    """Log synthetic predictions end to end through the real logger and read them back.
+
+    Migrates an empty database first. Exits 0 only when every logged prediction was saved.
+
+    Example:
+
+        mlpred log-test --symbols BTCUSDT,ETHUSDT --count 5 --seed 42
+    """
+    names = [name.strip() for name in symbols.split(",") if name.strip()]
+    if not names:
+        raise fail("--symbols names no symbol", 2)
+    with cli_errors():
+        result = run_log_test(
+            database_url(ctx),
+            symbols=names,
+            count=count,
+            candles=candles,
+            seed=seed,
+            model_version=model_version,
+        )
+    emit_rows(
+        result.saved_rows,
+        OutputFormat.table,
+        title=f"Saved predictions ({result.database})",
+        columns=[
+            "symbol",
+            "signal_type",
+            "signal_confidence",
+            "predicted_return_15m",
+            "direction_15m",
+            "features_count",
+            "inference_time_ms",
+        ],
+        headers={
+            "symbol": "Symbol",
+            "signal_type": "Signal",
+            "signal_confidence": "Confidence",
+            "predicted_return_15m": "Return 15m",
+            "direction_15m": "Direction",
+            "features_count": "Features",
+            "inference_time_ms": "Inference ms",
+        },
+    )
+    batch = "-" if result.mean_batch_ms is None else f"{result.mean_batch_ms:.1f} ms"
+    typer.echo(
+        f"Logged {result.logged}, read back {len(result.saved_rows)}. "
+        f"Caller overhead p50 {result.overhead_p50_us:.1f} us, "
+        f"p99 {result.overhead_p99_us:.1f} us; mean batch save {batch}; "
+        f"{result.rows_per_second:,.0f} predictions/s end to end."
+    )
+    if not result.complete:
+        raise fail(f"{len(result.missing)} logged predictions were not saved", 1)
+
+
+@spool_app.command("status")
+def spool_status_command(
+    ctx: typer.Context,
+    spool_dir: Path | None = SPOOL_DIR_OPTION,
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Show what waits in the spool and how many rows were dead-lettered.
+
+    Example:
+
+        mlpred spool status --format json
+    """
+    with cli_errors():
+        status = spool_status(database_url(ctx), spool_dir)
+    emit_object(
+        {
+            "directory": str(status.directory),
+            "files": status.files,
+            "rows": status.rows,
+            "bytes": status.bytes,
+            "dead_lettered": status.dead_lettered,
+        },
+        fmt,
+    )
+
+
+@spool_app.command("replay")
+def spool_replay_command(
+    ctx: typer.Context,
+    spool_dir: Path | None = SPOOL_DIR_OPTION,
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Write spooled rows into the database now (safe to repeat: no row is written twice).
+
+    Example:
+
+        mlpred spool replay
+    """
+    with cli_errors():
+        result = replay_spool(database_url(ctx), spool_dir)
+    emit_object(
+        {
+            "replayed": result.replayed,
+            "dead_lettered": result.dead_lettered,
+            "remaining_rows": result.remaining.rows,
+            "directory": str(result.remaining.directory),
+        },
+        fmt,
+    )

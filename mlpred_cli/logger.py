@@ -1,0 +1,260 @@
+"""MLPredictionLogger: the public logging API a trading bot calls on every prediction.
+
+``log_prediction`` validates and copies its input and queues it; statistics, indicators,
+row building, rendering and database I/O all happen on the writer thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from sqlalchemy.engine import URL
+
+from mlpred_cli import db
+from mlpred_cli.config import WriterSettings, log_level, resolve_database_url
+from mlpred_cli.console import PredictionReporter
+from mlpred_cli.errors import InputError
+from mlpred_cli.features import as_feature_array
+from mlpred_cli.indicators import extract_market_data
+from mlpred_cli.interpret import as_raw_outputs, validate_predictions
+from mlpred_cli.pending import PendingPrediction
+from mlpred_cli.spool import Spool, default_spool_dir
+from mlpred_cli.writer import BatchWriter, WriterOptions
+
+MAX_SYMBOL_LENGTH = 20
+MAX_MODEL_VERSION_LENGTH = 50
+MODEL_VERSION_ENV = "MLPRED_MODEL_VERSION"
+
+
+def _check_text(name: str, value: object, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{name} must be a non-empty string, got {value!r}")
+    if len(value) > limit:
+        raise InputError(f"{name} is longer than {limit} characters: {value!r}")
+    return value
+
+
+def _check_inference_time(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"inference_time_ms must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise InputError(f"inference_time_ms must be a finite number >= 0, got {value!r}")
+    return number
+
+
+class MLPredictionLogger:
+    """Logs predictions to PostgreSQL or SQLite through a batched background writer.
+
+    Usable from asyncio (``await log_prediction``, ``async with``) and from threads
+    (``log_prediction_sync``, ``with``). Pending rows are flushed at interpreter exit.
+    """
+
+    def __init__(
+        self,
+        database_url: str | URL | None = None,
+        *,
+        model_version: str = "unknown",
+        batch_size: int = WriterSettings.batch_size,
+        flush_interval_s: float = WriterSettings.flush_interval_s,
+        max_pending: int = WriterSettings.max_pending,
+        store_features: bool = False,
+        on_duplicate: Literal["mark", "skip"] = "mark",
+        spool_dir: str | Path | None = None,
+        max_batch_rows: int = WriterSettings.max_batch_rows,
+        close_timeout_s: float = WriterSettings.close_timeout_s,
+        auto_migrate: bool = True,
+    ) -> None:
+        self.model_version = _check_text("model_version", model_version, MAX_MODEL_VERSION_LENGTH)
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        if not flush_interval_s > 0:
+            raise InputError(f"flush_interval_s must be > 0, got {flush_interval_s}")
+        if max_pending < batch_size:
+            raise InputError(f"max_pending ({max_pending}) must be >= batch_size ({batch_size})")
+        if on_duplicate not in ("mark", "skip"):
+            raise InputError(f"on_duplicate must be 'mark' or 'skip', got {on_duplicate!r}")
+        url = (
+            database_url
+            if isinstance(database_url, URL)
+            else db.normalize_url(resolve_database_url(database_url))
+        )
+        self.database_url = db.mask_url(url)
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool_dir(url)
+        self._close_timeout_s = close_timeout_s
+        level = log_level()
+        reporter = PredictionReporter(level)
+        options = WriterOptions(
+            batch_size=batch_size,
+            flush_interval_s=flush_interval_s,
+            max_pending=max_pending,
+            max_batch_rows=max(max_batch_rows, batch_size),
+            on_duplicate=on_duplicate,
+            store_features=store_features,
+            auto_migrate=auto_migrate,
+        )
+        self._writer = BatchWriter(
+            db.create_engine(url),
+            Spool(self.spool_dir),
+            options,
+            reporter if reporter.active else None,
+        )
+        atexit.register(self._close_at_exit)
+
+    # ------------------------------------------------------------------ logging
+
+    def log_prediction_sync(
+        self,
+        *,
+        symbol: str,
+        features: Any,
+        model_outputs: Any = None,
+        predictions: Any = None,
+        market_data: Any = None,
+        inference_time_ms: float | None = None,
+        model_version: str | None = None,
+    ) -> str:
+        """Queue one prediction and return its ``prediction_id`` (a UUID string).
+
+        ``features``: a 1-D vector or a 2-D window (lookback x features, last row = the
+        vector). ``model_outputs``: the 20 raw outputs; ``predictions``: the bot's
+        interpreted dict (wins over the raw outputs where both say something); at least one
+        of the two is required. ``market_data``: an OHLCV DataFrame; its last candle's open
+        time becomes the row's ``datetime`` (else the time of this call, UTC).
+        Raises ``ValueError`` (``InputError``) naming the problem for invalid input.
+        """
+        _check_text("symbol", symbol, MAX_SYMBOL_LENGTH)
+        version = (
+            self.model_version
+            if model_version is None
+            else _check_text("model_version", model_version, MAX_MODEL_VERSION_LENGTH)
+        )
+        raw_outputs = as_raw_outputs(model_outputs)
+        interpreted = validate_predictions(predictions)
+        if raw_outputs is None and interpreted is None:
+            raise InputError("give model_outputs (20 raw outputs) or predictions (a dict)")
+        pending = PendingPrediction(
+            prediction_id=uuid.uuid4(),
+            symbol=symbol,
+            model_version=version,
+            features=as_feature_array(features),
+            raw_outputs=raw_outputs,
+            predictions=interpreted,
+            market=extract_market_data(market_data),
+            inference_time_ms=_check_inference_time(inference_time_ms),
+            logged_at=time.time(),
+        )
+        self._writer.submit(pending)
+        return str(pending.prediction_id)
+
+    async def log_prediction(
+        self,
+        *,
+        symbol: str,
+        features: Any,
+        model_outputs: Any = None,
+        predictions: Any = None,
+        market_data: Any = None,
+        inference_time_ms: float | None = None,
+        model_version: str | None = None,
+    ) -> str:
+        """Async form of ``log_prediction_sync``; never waits for the database."""
+        return self.log_prediction_sync(
+            symbol=symbol,
+            features=features,
+            model_outputs=model_outputs,
+            predictions=predictions,
+            market_data=market_data,
+            inference_time_ms=inference_time_ms,
+            model_version=model_version,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stats(self) -> dict[str, object]:
+        """Counters: logged, saved, duplicates, retried, spooled, replayed, dead_lettered,
+        pending, batches, mean_batch_ms, last_error."""
+        return self._writer.stats()
+
+    def flush_sync(self, timeout: float | None = None) -> bool:
+        """Block until every prediction logged so far is saved (or spooled).
+
+        Returns False if ``timeout`` seconds passed first.
+        """
+        return self._writer.flush(timeout)
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Async form of ``flush_sync``."""
+        import asyncio
+
+        return await asyncio.to_thread(self._writer.flush, timeout)
+
+    def close_sync(self, timeout: float | None = None) -> None:
+        """Flush within ``timeout`` seconds (default 10), spool what is left, stop the writer."""
+        atexit.unregister(self._close_at_exit)
+        self._writer.close(self._close_timeout_s if timeout is None else timeout)
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Async form of ``close_sync``."""
+        import asyncio
+
+        await asyncio.to_thread(self.close_sync, timeout)
+
+    def _close_at_exit(self) -> None:
+        self._writer.close(self._close_timeout_s)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close_sync()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class _EnvironmentLogger:
+    """``ml_prediction_logger``: an MLPredictionLogger configured from the environment
+    (``MLPRED_DATABASE_URL``, ``MLPRED_MODEL_VERSION``, ``LOG_LEVEL``) on first use."""
+
+    def __init__(self) -> None:
+        self._instance: MLPredictionLogger | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> MLPredictionLogger:
+        """The shared logger, created on first call."""
+        if self._instance is None:
+            with self._lock:
+                if self._instance is None:
+                    version = os.environ.get(MODEL_VERSION_ENV, "unknown") or "unknown"
+                    self._instance = MLPredictionLogger(model_version=version)
+        return self._instance
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+ml_prediction_logger = _EnvironmentLogger()

@@ -1,0 +1,144 @@
+"""``mlpred log-test``: a synthetic end-to-end run through the real logger and database."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from mlpred_cli import db
+from mlpred_cli.config import resolve_database_url
+from mlpred_cli.errors import InputError
+from mlpred_cli.logger import MLPredictionLogger
+from mlpred_cli.models import predictions_table
+from mlpred_cli.synthetic import (
+    feature_window,
+    last_closed_candle_open,
+    random_walk_candles,
+    raw_model_outputs,
+)
+
+CANDLE_INTERVAL = timedelta(minutes=15)
+READ_BACK_COLUMNS = (
+    "prediction_id",
+    "symbol",
+    "datetime",
+    "signal_type",
+    "signal_confidence",
+    "predicted_return_15m",
+    "direction_15m",
+    "features_count",
+    "inference_time_ms",
+)
+
+
+@dataclass(frozen=True)
+class LogTestResult:
+    """What a log-test run logged, what it read back, and how fast it went."""
+
+    database: str
+    logged: int
+    saved_rows: list[dict[str, Any]]
+    missing: list[str]
+    overhead_p50_us: float
+    overhead_p99_us: float
+    mean_batch_ms: float | None
+    rows_per_second: float
+    stats: dict[str, object]
+
+    @property
+    def complete(self) -> bool:
+        """True when every logged prediction was read back."""
+        return not self.missing and len(self.saved_rows) == self.logged
+
+
+def run_log_test(
+    database_url: str | None = None,
+    *,
+    symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT", "SOLUSDT"),
+    count: int = 3,
+    candles: int = 300,
+    seed: int | None = None,
+    model_version: str = "log-test",
+    lookback: int = 60,
+) -> LogTestResult:
+    """Log ``count`` synthetic predictions per symbol, flush, and read them back."""
+    if not symbols:
+        raise InputError("give at least one symbol")
+    if count < 1:
+        raise InputError(f"--count must be >= 1, got {count}")
+    if candles < 1:
+        raise InputError(f"--candles must be >= 1, got {candles}")
+    url = db.normalize_url(resolve_database_url(database_url))
+    engine = db.create_engine(url)
+    db.ensure_schema(engine)
+    rng = np.random.default_rng(seed)
+    end = last_closed_candle_open(datetime.now(UTC), CANDLE_INTERVAL)
+    overheads_ns: list[int] = []
+    ids: list[str] = []
+    logger = MLPredictionLogger(
+        url,
+        model_version=model_version,
+        batch_size=max(1, min(100, count * len(symbols))),
+        flush_interval_s=0.2,
+        auto_migrate=False,
+    )
+    started = time.perf_counter()
+    try:
+        for symbol in symbols:
+            history = random_walk_candles(rng, candles + count - 1, end=end)
+            for step in range(count):
+                market = history.iloc[: candles + step]
+                features = feature_window(rng, lookback)
+                outputs = raw_model_outputs(rng)
+                inference_ms = float(rng.uniform(2.0, 8.0))
+                before = time.perf_counter_ns()
+                prediction_id = logger.log_prediction_sync(
+                    symbol=symbol,
+                    features=features,
+                    model_outputs=outputs,
+                    market_data=market,
+                    inference_time_ms=inference_ms,
+                )
+                overheads_ns.append(time.perf_counter_ns() - before)
+                ids.append(prediction_id)
+        logger.flush_sync(timeout=60)
+        elapsed = time.perf_counter() - started
+        stats = logger.stats()
+    finally:
+        logger.close_sync()
+    saved = _read_back(engine, ids)
+    engine.dispose()
+    found = {str(row["prediction_id"]) for row in saved}
+    overheads_us = np.array(overheads_ns) / 1000.0
+    mean_batch_ms = stats.get("mean_batch_ms")
+    return LogTestResult(
+        database=db.mask_url(url),
+        logged=len(ids),
+        saved_rows=saved,
+        missing=[pid for pid in ids if pid not in found],
+        overhead_p50_us=float(np.percentile(overheads_us, 50)),
+        overhead_p99_us=float(np.percentile(overheads_us, 99)),
+        mean_batch_ms=float(mean_batch_ms) if isinstance(mean_batch_ms, float) else None,
+        rows_per_second=len(ids) / elapsed if elapsed > 0 else float("inf"),
+        stats=stats,
+    )
+
+
+def _read_back(engine: sa.Engine, ids: Sequence[str]) -> list[dict[str, Any]]:
+    columns = [predictions_table.c[name] for name in READ_BACK_COLUMNS]
+    wanted = [uuid.UUID(pid) for pid in ids]
+    rows: list[dict[str, Any]] = []
+    with engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            query = sa.select(*columns).where(predictions_table.c.prediction_id.in_(chunk))
+            rows.extend(dict(row) for row in conn.execute(query).mappings())
+    rows.sort(key=lambda row: (row["symbol"], row["datetime"]))
+    return rows

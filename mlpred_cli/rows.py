@@ -1,0 +1,212 @@
+"""Turning a batch of pending predictions into ``ml_predictions`` rows (writer thread only).
+
+Statistics and interpretation are computed once per batch over stacked arrays, so the cost
+per row stays a few microseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from mlpred_cli.config import HORIZONS
+from mlpred_cli.features import feature_stats_columns
+from mlpred_cli.indicators import indicator_columns
+from mlpred_cli.interpret import interpret_raw_outputs, prediction_columns
+from mlpred_cli.pending import PendingPrediction
+
+INTERPRETED_COLUMNS: tuple[str, ...] = (
+    *(f"predicted_return_{h}" for h in HORIZONS),
+    *(f"direction_{h}" for h in HORIZONS),
+    *(f"direction_{h}_confidence" for h in HORIZONS),
+    "risk_score",
+    "max_drawdown_predicted",
+    "max_rally_predicted",
+    "signal_type",
+    "signal_confidence",
+    "signal_timeframe",
+)
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "features_count",
+    "features_hash",
+    "lookback_periods",
+    "features_mean",
+    "features_std",
+    "features_min",
+    "features_max",
+    "zero_variance_count",
+    "nan_count",
+    "inf_count",
+)
+MARKET_COLUMNS: tuple[str, ...] = (
+    "close_price",
+    "volume",
+    "rsi",
+    "macd",
+    "bb_position",
+    "atr_pct",
+    "volume_ratio",
+    "trend_strength",
+)
+
+#: Every column the writer fills, in the order rows are built and copied.
+WRITE_COLUMNS: tuple[str, ...] = (
+    "prediction_id",
+    "symbol",
+    "timestamp",
+    "datetime",
+    *FEATURE_COLUMNS,
+    "is_duplicate",
+    *MARKET_COLUMNS,
+    *INTERPRETED_COLUMNS,
+    "model_version",
+    "inference_time_ms",
+    "features_array",
+    "model_outputs_raw",
+    "created_at",
+    "updated_at",
+)
+DATETIME_COLUMNS = frozenset({"datetime", "created_at", "updated_at"})
+JSON_COLUMNS = frozenset({"features_array", "model_outputs_raw"})
+
+Row = tuple[Any, ...]
+
+
+class DuplicateTracker:
+    """Remembers the last ``window`` (symbol, model_version, features_hash) keys seen."""
+
+    def __init__(self, window: int) -> None:
+        self._window = window
+        self._seen: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+
+    def seen_before(self, key: tuple[str, str, int]) -> bool:
+        """True when ``key`` was seen recently; records it either way."""
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return True
+        self._seen[key] = None
+        if len(self._seen) > self._window:
+            self._seen.popitem(last=False)
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltBatch:
+    """Rows ready to write, plus what was dropped as a duplicate."""
+
+    rows: list[Row]
+    skipped_duplicates: int
+    marked_duplicates: int
+
+
+def _finite_or_none(values: np.ndarray) -> list[Any]:
+    """A JSON-safe list (nested for a window): NaN and inf become None."""
+    as_list = values.tolist()
+    if values.ndim == 1:
+        return [value if math.isfinite(value) else None for value in as_list]
+    return [[value if math.isfinite(value) else None for value in row] for row in as_list]
+
+
+def _interpreted(batch: Sequence[PendingPrediction]) -> list[dict[str, Any]]:
+    """Per-row interpretation: raw outputs through the default layout, the bot's dict on top."""
+    per_row: list[dict[str, Any]] = [{} for _ in batch]
+    raw_indices = [i for i, item in enumerate(batch) if item.raw_outputs is not None]
+    if raw_indices:
+        stacked = np.vstack([batch[i].raw_outputs for i in raw_indices])  # type: ignore[misc]
+        columns = interpret_raw_outputs(stacked)
+        for position, index in enumerate(raw_indices):
+            per_row[index] = {name: values[position] for name, values in columns.items()}
+    for index, item in enumerate(batch):
+        if item.predictions is not None:
+            per_row[index].update(prediction_columns(item.predictions))
+    return per_row
+
+
+def build_rows(
+    batch: Sequence[PendingPrediction],
+    duplicates: DuplicateTracker,
+    *,
+    on_duplicate: str,
+    store_features: bool,
+    now: datetime | None = None,
+) -> BuiltBatch:
+    """Compute statistics, indicators and interpretation for a batch and build its rows."""
+    written_at = now or datetime.now(UTC)
+    stats = feature_stats_columns([item.features for item in batch])
+    interpreted = _interpreted(batch)
+    market = indicator_columns([item.market for item in batch])
+    rows: list[Row] = []
+    skipped = marked = 0
+    for index, item in enumerate(batch):
+        features_hash = stats["features_hash"][index]
+        is_duplicate = duplicates.seen_before((item.symbol, item.model_version, features_hash))
+        if is_duplicate:
+            if on_duplicate == "skip":
+                skipped += 1
+                continue
+            marked += 1
+        if item.market is not None:
+            moment = item.market.last_open_time
+        else:
+            moment = datetime.fromtimestamp(item.logged_at, UTC)
+        outputs = interpreted[index]
+        rows.append(
+            (
+                item.prediction_id,
+                item.symbol,
+                int(moment.timestamp() * 1000),
+                moment,
+                *(stats[name][index] for name in FEATURE_COLUMNS),
+                is_duplicate,
+                *(market[name][index] for name in MARKET_COLUMNS),
+                *(outputs.get(name) for name in INTERPRETED_COLUMNS),
+                item.model_version,
+                item.inference_time_ms,
+                _finite_or_none(item.features) if store_features else None,
+                _raw_payload(item) if store_features else None,
+                written_at,
+                written_at,
+            )
+        )
+    return BuiltBatch(rows=rows, skipped_duplicates=skipped, marked_duplicates=marked)
+
+
+def _raw_payload(item: PendingPrediction) -> list[Any] | None:
+    return None if item.raw_outputs is None else _finite_or_none(item.raw_outputs)
+
+
+def row_to_json(row: Row) -> dict[str, Any]:
+    """A row as a JSON-ready mapping (UUID and datetimes as text) for the spool."""
+    record: dict[str, Any] = {}
+    for name, value in zip(WRITE_COLUMNS, row, strict=True):
+        if isinstance(value, uuid.UUID):
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, float) and not math.isfinite(value):
+            value = None
+        record[name] = value
+    return record
+
+
+def row_from_json(record: dict[str, Any]) -> Row:
+    """The inverse of ``row_to_json``; unknown keys are an error, missing keys are null."""
+    unknown = set(record) - set(WRITE_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown columns in spooled row: {sorted(unknown)}")
+    values: list[Any] = []
+    for name in WRITE_COLUMNS:
+        value = record.get(name)
+        if value is not None and name == "prediction_id":
+            value = uuid.UUID(value)
+        elif value is not None and name in DATETIME_COLUMNS:
+            value = datetime.fromisoformat(value)
+        values.append(value)
+    return tuple(values)

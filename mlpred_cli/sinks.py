@@ -1,0 +1,207 @@
+"""Writing built rows to the database: COPY on PostgreSQL, one executemany on SQLite.
+
+Both paths are idempotent on ``prediction_id``: a replayed batch never duplicates rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
+from sqlalchemy.engine import Connection, Engine
+
+from mlpred_cli.rows import DATETIME_COLUMNS, JSON_COLUMNS, WRITE_COLUMNS, Row
+
+_COLUMN_LIST = ", ".join(f'"{name}"' for name in WRITE_COLUMNS)
+_STAGING = "mlpred_staging_predictions"
+
+#: PostgreSQL binary COPY type of each written column.
+_PG_TYPES: dict[str, str] = {
+    "prediction_id": "uuid",
+    "symbol": "varchar",
+    "timestamp": "int8",
+    "features_count": "int4",
+    "features_hash": "int8",
+    "lookback_periods": "int4",
+    "zero_variance_count": "int4",
+    "nan_count": "int4",
+    "inf_count": "int4",
+    "is_duplicate": "bool",
+    "model_version": "varchar",
+    "signal_type": "varchar",
+    "signal_timeframe": "varchar",
+    **dict.fromkeys(DATETIME_COLUMNS, "timestamptz"),
+    **dict.fromkeys(JSON_COLUMNS, "jsonb"),
+}
+_PG_COPY_TYPES = [
+    _PG_TYPES.get(name, "varchar" if name.startswith("direction_") and "conf" not in name
+                  else "float8")
+    for name in WRITE_COLUMNS
+]  # fmt: skip
+_JSON_POSITIONS = [i for i, name in enumerate(WRITE_COLUMNS) if name in JSON_COLUMNS]
+_DATETIME_POSITIONS = [i for i, name in enumerate(WRITE_COLUMNS) if name in DATETIME_COLUMNS]
+_ROW_ERRORS = (
+    psycopg.IntegrityError,
+    psycopg.DataError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    TypeError,
+    ValueError,
+    OverflowError,
+)
+_UUID_POSITION = WRITE_COLUMNS.index("prediction_id")
+_BOOL_POSITION = WRITE_COLUMNS.index("is_duplicate")
+
+
+def write_rows(engine: Engine, rows: Sequence[Row]) -> int:
+    """Insert rows in one transaction, skipping ``prediction_id``s already stored.
+
+    Returns the number of rows handed to the database. Raises the driver's error (wrapped by
+    SQLAlchemy) when the transaction fails; nothing of the batch is then committed.
+    """
+    if not rows:
+        return 0
+    if engine.dialect.name == "postgresql":
+        return _write_postgresql(engine, rows)
+    return _write_sqlite(engine, rows)
+
+
+def _pg_values(rows: Sequence[Row]) -> list[Row]:
+    if not _JSON_POSITIONS or all(row[i] is None for row in rows for i in _JSON_POSITIONS):
+        return list(rows)
+    wrapped = []
+    for row in rows:
+        values = list(row)
+        for position in _JSON_POSITIONS:
+            if values[position] is not None:
+                values[position] = Jsonb(values[position])
+        wrapped.append(tuple(values))
+    return wrapped
+
+
+def _copy(conn: Connection, table: str, rows: Sequence[Row]) -> None:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(f"COPY {table} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types(_PG_COPY_TYPES)
+        for row in rows:
+            copy.write_row(row)
+
+
+def _write_postgresql(engine: Engine, rows: Sequence[Row]) -> int:
+    values = _pg_values(rows)
+    try:
+        with engine.begin() as conn:
+            _copy(conn, "ml_predictions", values)
+        return len(values)
+    except pg_errors.UniqueViolation:
+        pass
+    # Some rows are already stored (a replayed batch): go through a staging table.
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} "
+            "(LIKE ml_predictions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        _copy(conn, _STAGING, values)
+        conn.exec_driver_sql(
+            f"INSERT INTO ml_predictions ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGING} "
+            "ON CONFLICT (prediction_id) DO NOTHING"
+        )
+    return len(values)
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    """The text SQLAlchemy's SQLite DateTime stores: naive UTC with microseconds."""
+    if value is None:
+        return None
+    naive = value.astimezone(UTC).replace(tzinfo=None)
+    return naive.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _sqlite_values(rows: Sequence[Row]) -> list[list[Any]]:
+    converted = []
+    for row in rows:
+        values = list(row)
+        values[_UUID_POSITION] = values[_UUID_POSITION].hex
+        values[_BOOL_POSITION] = int(values[_BOOL_POSITION])
+        for position in _DATETIME_POSITIONS:
+            values[position] = _sqlite_datetime(values[position])
+        for position in _JSON_POSITIONS:
+            if values[position] is not None:
+                values[position] = json.dumps(values[position])
+        converted.append(values)
+    return converted
+
+
+_SQLITE_INSERT = (
+    f"INSERT INTO ml_predictions ({_COLUMN_LIST}) "
+    f"VALUES ({', '.join('?' for _ in WRITE_COLUMNS)}) "
+    "ON CONFLICT (prediction_id) DO NOTHING"
+)
+
+
+def _write_sqlite(engine: Engine, rows: Sequence[Row]) -> int:
+    values = _sqlite_values(rows)
+    with engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(_SQLITE_INSERT, values)
+        finally:
+            cursor.close()
+    return len(values)
+
+
+def write_isolating(
+    engine: Engine, rows: Sequence[Row], dead_letter: Callable[[Row, str], None]
+) -> int:
+    """Write rows; when the database rejects some, split the batch until each culprit is
+    alone and hand it to ``dead_letter`` with the reason. Returns how many were rejected.
+
+    Connection-level failures are raised unchanged for the caller to retry.
+    """
+    try:
+        write_rows(engine, rows)
+        return 0
+    except Exception as error:
+        if not is_row_specific(error):
+            raise
+        if len(rows) == 1:
+            dead_letter(rows[0], describe_error(error))
+            return 1
+        middle = len(rows) // 2
+        return write_isolating(engine, rows[:middle], dead_letter) + write_isolating(
+            engine, rows[middle:], dead_letter
+        )
+
+
+def describe_error(error: BaseException) -> str:
+    """The first line of a (driver) error message."""
+    original = error.orig if isinstance(error, sa.exc.DBAPIError) else error
+    lines = str(original).strip().splitlines()
+    return lines[0] if lines else type(original).__name__
+
+
+def is_row_specific(error: BaseException) -> bool:
+    """True when the failure is caused by the data of some row (constraint, bad value,
+    a trigger's RAISE), so isolating the row helps; False for connection-level failures
+    (lost connection, server restarting, database locked), which are retried.
+    """
+    original = error.orig if isinstance(error, sa.exc.DBAPIError) else error
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return False
+    if isinstance(original, _ROW_ERRORS):
+        return True
+    sqlstate = getattr(original, "sqlstate", None) or ""
+    return sqlstate.startswith(("22", "23", "P0"))

@@ -1,0 +1,140 @@
+"""The spool: rows the database could not take yet, kept on disk as JSON lines.
+
+Files named ``spool-*.jsonl`` wait to be replayed (automatically by the writer once the
+database is back, or by ``mlpred spool replay``); ``dead-letter.jsonl`` keeps rows the
+database rejected, each with its error, for a human to look at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+from mlpred_cli.config import default_data_dir
+from mlpred_cli.rows import Row, row_from_json, row_to_json
+
+SPOOL_GLOB = "spool-*.jsonl"
+DEAD_LETTER_NAME = "dead-letter.jsonl"
+REPLAY_CHUNK_ROWS = 5_000
+
+
+def default_spool_dir(url: URL) -> Path:
+    """Per-database spool directory under the user's data directory.
+
+    Keyed by the URL without its password, so spooled rows only ever replay into the
+    database they were meant for.
+    """
+    identity = url.render_as_string(hide_password=True)
+    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return default_data_dir() / "spool" / key
+
+
+@dataclass(frozen=True)
+class SpoolStatus:
+    """What waits in a spool directory."""
+
+    directory: Path
+    files: int
+    rows: int
+    bytes: int
+    dead_lettered: int
+
+
+class Spool:
+    """Appends rows to spool files and replays them; safe to use from several threads."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+        self._sequence = 0
+
+    def _ensure_directory(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def append(self, rows: Sequence[Row]) -> Path | None:
+        """Write rows durably (fsync) to a new spool file; returns its path."""
+        if not rows:
+            return None
+        with self._lock:
+            self._ensure_directory()
+            self._sequence += 1
+            name = f"spool-{time.time_ns()}-{os.getpid()}-{self._sequence:06d}.jsonl"
+            final = self.directory / name
+            partial = final.with_suffix(".partial")
+            with partial.open("w", encoding="utf-8") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row_to_json(row)) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            partial.rename(final)  # only complete files are ever replayed
+            return final
+
+    def dead_letter(self, row: Row, error: str) -> None:
+        """Keep a row the database rejected, with the reason, in the dead-letter file."""
+        with self._lock:
+            self._ensure_directory()
+            record = {"error": error, "logged_at": time.time(), "row": row_to_json(row)}
+            with (self.directory / DEAD_LETTER_NAME).open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def files(self) -> list[Path]:
+        """Spool files, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(self.directory.glob(SPOOL_GLOB))
+
+    def has_files(self) -> bool:
+        """True when something waits to be replayed."""
+        return bool(self.files())
+
+    def status(self) -> SpoolStatus:
+        """Counts of files, rows and bytes waiting, and rows dead-lettered."""
+        files = self.files()
+        rows = sum(_count_lines(path) for path in files)
+        size = sum(path.stat().st_size for path in files)
+        dead = self.directory / DEAD_LETTER_NAME
+        dead_count = _count_lines(dead) if dead.exists() else 0
+        return SpoolStatus(self.directory, len(files), rows, size, dead_count)
+
+    def replay(self, write: Callable[[Sequence[Row]], object]) -> int:
+        """Hand every spooled row to ``write`` in order, deleting each file once written.
+
+        ``write`` must be idempotent (the database skips ``prediction_id``s it has), so a
+        crash between writing and deleting never duplicates rows. Returns rows replayed.
+        """
+        replayed = 0
+        for path in self.files():
+            for chunk in _read_chunks(path, REPLAY_CHUNK_ROWS):
+                write(chunk)
+                replayed += len(chunk)
+            path.unlink()
+        return replayed
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def _read_chunks(path: Path, size: int) -> Iterator[list[Row]]:
+    chunk: list[Row] = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            chunk.append(row_from_json(json.loads(line)))
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk

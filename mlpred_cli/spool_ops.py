@@ -1,0 +1,62 @@
+"""Operations on a database's spool outside the logger: status and replay (the CLI's `spool`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlpred_cli import db
+from mlpred_cli.config import resolve_database_url
+from mlpred_cli.rows import Row
+from mlpred_cli.sinks import write_isolating
+from mlpred_cli.spool import Spool, SpoolStatus, default_spool_dir
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What a replay wrote, rejected, and left behind."""
+
+    replayed: int
+    dead_lettered: int
+    remaining: SpoolStatus
+
+
+def spool_for(database_url: str | None = None, spool_dir: str | Path | None = None) -> Spool:
+    """The spool a logger on this database uses (or the directory given)."""
+    if spool_dir is not None:
+        return Spool(Path(spool_dir))
+    url = db.normalize_url(resolve_database_url(database_url))
+    return Spool(default_spool_dir(url))
+
+
+def spool_status(
+    database_url: str | None = None, spool_dir: str | Path | None = None
+) -> SpoolStatus:
+    """Files, rows and bytes waiting in the spool, and rows dead-lettered."""
+    return spool_for(database_url, spool_dir).status()
+
+
+def replay_spool(
+    database_url: str | None = None, spool_dir: str | Path | None = None
+) -> ReplayResult:
+    """Write every spooled row into the database (idempotent), deleting files once written.
+
+    Rows the database rejects go to the dead-letter file. Raises ``DatabaseUnavailable``
+    when the database cannot be reached; nothing is deleted then.
+    """
+    url = db.normalize_url(resolve_database_url(database_url))
+    spool = spool_for(database_url, spool_dir)
+    engine = db.create_engine(url)
+    rejected: list[Row] = []
+
+    def dead_letter(row: Row, reason: str) -> None:
+        spool.dead_letter(row, reason)
+        rejected.append(row)
+
+    try:
+        db.require_schema(engine)
+        with db.connection_errors(url):
+            replayed = spool.replay(lambda rows: write_isolating(engine, rows, dead_letter))
+    finally:
+        engine.dispose()
+    return ReplayResult(replayed=replayed, dead_lettered=len(rejected), remaining=spool.status())

@@ -1,0 +1,183 @@
+"""The writer under failure: killed connections, an unreachable database, spool and replay."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from mlpred_cli import MLPredictionLogger, db
+from mlpred_cli.models import predictions_table
+from mlpred_cli.spool_ops import replay_spool, spool_status
+from tests.cli_helpers import run_cli
+
+RAW = np.linspace(-1, 1, 20)
+
+
+def _stored_ids(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [str(pid) for pid in conn.scalars(sa.select(predictions_table.c.prediction_id))]
+
+
+@pytest.mark.postgres_only
+def test_connection_killed_mid_stream_every_row_lands_once(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    database = make_url(db_url).database
+    stop = threading.Event()
+    kills = 0
+
+    def killer() -> None:
+        nonlocal kills
+        admin = db.create_engine(db_url)
+        while not stop.is_set():
+            with admin.connect() as conn:
+                killed = conn.exec_driver_sql(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = %(db)s AND application_name = 'mlpred' "
+                    "AND pid <> pg_backend_pid()",
+                    {"db": database},
+                ).scalar_one()
+                conn.commit()
+            kills += int(killed)
+            time.sleep(0.05)
+        admin.dispose()
+
+    ids: list[str] = []
+    with MLPredictionLogger(
+        db_url, batch_size=50, flush_interval_s=0.02, spool_dir=tmp_path / "spool"
+    ) as logger:
+        thread = threading.Thread(target=killer)
+        thread.start()
+        for i in range(3000):
+            ids.append(
+                logger.log_prediction_sync(
+                    symbol="BTCUSDT", features=np.full(240, i), model_outputs=RAW
+                )
+            )
+            if i % 100 == 0:
+                time.sleep(0.01)
+        time.sleep(0.3)
+        stop.set()
+        thread.join()
+        assert logger.flush_sync(timeout=120)
+        stats = logger.stats()
+    stored = _stored_ids(engine)
+    assert kills > 0
+    assert len(stored) == len(set(stored)) == 3000
+    assert set(stored) == set(ids)
+    assert stats["saved"] + stats["spooled"] >= 3000
+
+
+def _unavailable_url(backend: str, db_url: str, tmp_path: Path) -> tuple[str, callable]:  # type: ignore[valid-type]
+    """A URL that cannot be opened now, and a function that makes it a migrated database."""
+    if backend == "sqlite":
+        path = tmp_path / "later.db"
+        path.mkdir()  # a directory where the file should be: SQLite cannot open it
+
+        def make_available() -> None:
+            shutil.rmtree(path)
+            db.upgrade_to_head(db.create_engine(f"sqlite:///{path}"))
+
+        return f"sqlite:///{path}", make_available
+    url = make_url(db_url)
+    later = f"{url.database}_later"
+    admin = url.set(database="postgres")
+
+    def make_available_pg() -> None:
+        engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{later}" TEMPLATE "{url.database}"')
+        engine.dispose()
+
+    return url.set(database=later).render_as_string(hide_password=False), make_available_pg
+
+
+def _drop_later(backend: str, db_url: str) -> None:
+    if backend == "postgresql":
+        url = make_url(db_url)
+        engine = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{url.database}_later" WITH (FORCE)')
+        engine.dispose()
+
+
+@pytest.mark.parametrize("replay_by", ["logger", "cli"])
+def test_unreachable_database_spools_then_replays_every_row_once(
+    backend: str, db_url: str, tmp_path: Path, replay_by: str
+) -> None:
+    url, make_available = _unavailable_url(backend, db_url, tmp_path)
+    spool_dir = tmp_path / "spool"
+    try:
+        logger = MLPredictionLogger(
+            url, batch_size=10, flush_interval_s=0.02, max_pending=20, spool_dir=spool_dir
+        )
+        ids = [
+            logger.log_prediction_sync(
+                symbol="BTCUSDT", features=np.full(240, i), model_outputs=RAW
+            )
+            for i in range(120)
+        ]
+        logger.close_sync(timeout=2)
+        stats = logger.stats()
+        assert stats["saved"] == 0
+        assert stats["spooled"] == 120
+        status = spool_status(url, spool_dir)
+        assert status.rows == 120
+
+        make_available()
+        if replay_by == "logger":
+            with MLPredictionLogger(url, flush_interval_s=0.02, spool_dir=spool_dir) as second:
+                deadline = time.monotonic() + 30
+                while spool_status(url, spool_dir).rows and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert second.stats()["replayed"] == 120
+        else:
+            code, out, err = run_cli(
+                "--db", url, "spool", "replay", "--spool-dir", str(spool_dir), "--format", "json"
+            )
+            assert code == 0, err
+            assert '"replayed": 120' in out
+            # replaying again writes nothing new
+            assert replay_spool(url, spool_dir).replayed == 0
+        assert spool_status(url, spool_dir).rows == 0
+        engine = db.create_engine(url)
+        stored = _stored_ids(engine)
+        engine.dispose()
+        assert len(stored) == 120
+        assert set(stored) == set(ids)
+    finally:
+        _drop_later(backend, db_url)
+
+
+def test_replayed_batch_never_duplicates(db_url: str, engine: Engine, tmp_path: Path) -> None:
+    """The same rows written twice (a batch whose commit was not acknowledged) stay once."""
+    from mlpred_cli.rows import WRITE_COLUMNS
+    from mlpred_cli.sinks import write_rows
+
+    now = __import__("datetime").datetime.now(__import__("datetime").UTC)
+    rows = []
+    for i in range(5):
+        values = dict.fromkeys(WRITE_COLUMNS)
+        values.update(
+            prediction_id=uuid.uuid4(),
+            symbol="BTCUSDT",
+            timestamp=i,
+            datetime=now,
+            is_duplicate=False,
+            created_at=now,
+            updated_at=now,
+        )
+        rows.append(tuple(values[name] for name in WRITE_COLUMNS))
+    write_rows(engine, rows[:3])
+    write_rows(engine, rows)
+    stored = _stored_ids(engine)
+    assert len(stored) == 5
+    assert set(stored) == {str(row[0]) for row in rows}
