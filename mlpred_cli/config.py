@@ -121,3 +121,12 @@ BACKFILL_CHUNK_ROWS = 50_000
 
 #: Candle interval the backfill reads prices from when none is given.
 DEFAULT_BACKFILL_INTERVAL = "15m"
+
+# ---------------------------------------------------------------- prediction interpretation
+
+#: Most recent candles of ``market_data`` kept for the indicators (older ones are dropped).
+MAX_INDICATOR_CANDLES = 500
+
+#: Probability the strongest LONG/SHORT horizon needs before raw outputs give a non-NEUTRAL
+#: signal (softmax over three classes, so 1/3 is chance).
+MIN_SIGNAL_CONFIDENCE = 0.6
