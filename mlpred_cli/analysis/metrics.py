@@ -108,7 +108,9 @@ def expected_calibration_error(
     conf, hit = _clean_pairs(confidence, correct)
     if conf.size == 0:
         return None
-    edges = np.linspace(0.0, 1.0, bins + 1)
+    edges = np.linspace(0.0, 1.0, bins + 1).round(
+        12
+    )  # so that 0.6 is an edge, not 0.6000000000000001
     index = confidence_bin_index(conf, edges)
     total = 0.0
     for bin_number in range(bins):

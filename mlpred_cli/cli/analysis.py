@@ -12,8 +12,9 @@ from sqlalchemy.engine import Engine
 from mlpred_cli.analysis import api
 from mlpred_cli.cli.app import app
 from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, open_engine, stderr_console
-from mlpred_cli.render import OutputFormat, emit_rows
-from mlpred_cli.render.analysis import render_predictions, render_report
+from mlpred_cli.config import HORIZONS
+from mlpred_cli.render import OutputFormat
+from mlpred_cli.render.analysis import render_accuracy, render_predictions, render_report
 
 SYMBOL_OPTION = typer.Option(None, "--symbol", "-s", help="Only this symbol, e.g. BTCUSDT.")
 MODEL_VERSION_OPTION = typer.Option(None, "--model-version", "-m", help="Only this model version.")
@@ -125,7 +126,8 @@ def accuracy_command(
             since=since,
             until=until,
         )
-    emit_rows(api.frame_records(table), fmt, title=f"Accuracy by {by}", columns=list(table.columns))
+    chosen = HORIZONS if horizon == "all" else (horizon,)
+    render_accuracy(api.frame_records(table), fmt, by, chosen)
 
 
 @app.command("high-confidence")

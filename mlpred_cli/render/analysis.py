@@ -53,6 +53,117 @@ def _field_table(title: str, payload: Mapping[str, Any], out: TextIO | None) -> 
     emit_rows(rows, OutputFormat.table, title=title, columns=["field", "value"], out=out)
 
 
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def interval_cell(value: Any, low: Any, high: Any, n: Any = None) -> str:
+    """``62.5% (40.9-80.3) n=8``; ``-`` when unknown."""
+    if value is None:
+        return "-" if n is None else f"- n={n}"
+    text = f"{_pct(value)} ({100 * low:.1f}-{100 * high:.1f})"
+    return text if n is None else f"{text} n={n}"
+
+
+def _horizon_rows(horizons: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "horizon": h["horizon"],
+            "n": h["n"],
+            "accuracy (95% CI)": interval_cell(
+                h["accuracy"], h["accuracy_low"], h["accuracy_high"]
+            ),
+            "hit rate non-NEUTRAL": interval_cell(
+                h["hit_rate"], h["hit_rate_low"], h["hit_rate_high"], h["n_directional"]
+            ),
+            "base rate": _pct(h["base_rate"]),
+            "MAE": h["mae"],
+            "RMSE": h["rmse"],
+            "IC": h["ic"],
+            "IC n": h["ic_n"],
+        }
+        for h in horizons
+    ]
+
+
+def _bin_rows(bins: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "confidence": b["bin"],
+            "count": b["count"],
+            "mean conf": b["avg_confidence"],
+            "LONG/SHORT/NEUTRAL": "-"
+            if b["count"] == 0
+            else "/".join(_pct(b[f"share_{kind}"]) for kind in ("LONG", "SHORT", "NEUTRAL")),
+            "primary accuracy (95% CI)": interval_cell(
+                b["accuracy"], b["accuracy_low"], b["accuracy_high"], b["n_primary"]
+            ),
+        }
+        for b in bins
+    ]
+
+
+def _symbol_rows(symbols: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for entry in symbols:
+        row: dict[str, Any] = {
+            "symbol": entry["symbol"],
+            "predictions": entry["predictions"],
+            "mean conf": entry["avg_confidence"],
+        }
+        for horizon in HORIZONS:
+            ic = entry[f"ic_{horizon}"]
+            ic_text = "" if ic is None else f" IC {ic:+.3f}"
+            row[horizon] = (
+                f"{_pct(entry[f'accuracy_{horizon}'])} n={entry[f'n_{horizon}']}{ic_text}"
+            )
+        rows.append(row)
+    return rows
+
+
+def accuracy_table_rows(
+    records: Sequence[Mapping[str, Any]], by: str, horizons: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Rows of ``mlpred accuracy`` for the table format: one interval cell per horizon."""
+    rows = []
+    for record in records:
+        row: dict[str, Any] = {
+            by: record[by],
+            "total": record["total"],
+            "with outcomes": record["n_outcomes"],
+            "mean conf": record["avg_confidence"],
+        }
+        for horizon in horizons:
+            row[horizon] = interval_cell(
+                record[f"accuracy_{horizon}"],
+                record[f"accuracy_{horizon}_low"],
+                record[f"accuracy_{horizon}_high"],
+                record[f"n_{horizon}"],
+            )
+        rows.append(row)
+    return rows
+
+
+def render_accuracy(
+    records: Sequence[Mapping[str, Any]],
+    fmt: OutputFormat,
+    by: str,
+    horizons: Sequence[str],
+    out: TextIO | None = None,
+) -> None:
+    """JSON/CSV: the accuracy records as they are. Table: accuracy (95% CI) n per horizon."""
+    if fmt is not OutputFormat.table:
+        columns = list(records[0]) if records else None
+        emit_rows(records, fmt, columns=columns, out=out)
+        return
+    emit_rows(
+        accuracy_table_rows(records, by, horizons),
+        fmt,
+        title=f"Accuracy by {by} (95% Wilson intervals)",
+        out=out,
+    )
+
+
 def render_report(report: AnalysisReport, fmt: OutputFormat, out: TextIO | None = None) -> None:
     """Print the report: JSON document, long-format CSV, or one table per section."""
     if fmt is OutputFormat.json:
@@ -62,39 +173,35 @@ def render_report(report: AnalysisReport, fmt: OutputFormat, out: TextIO | None 
         emit_rows(report_long_rows(report), fmt, columns=REPORT_CSV_COLUMNS, out=out)
         return
     _field_table(f"Overview ({report.selection['description']})", report.overview, out)
-    titles = {
-        "signals": "Signal distribution",
-        "horizons": "Accuracy per horizon (95% Wilson intervals; base rate = constant guess)",
-        "confidence_bins": "Confidence bins (accuracy of the primary horizon)",
-        "calibration": "Calibration of direction confidence",
-        "symbols": "Per symbol",
-    }
-    document = report.to_dict()
-    for section, title in titles.items():
-        if document[section]:
-            emit_rows(document[section], fmt, title=title, out=out)
+    emit_rows(report.signals, fmt, title="Signal distribution", out=out)
+    emit_rows(
+        _horizon_rows(report.horizons),
+        fmt,
+        title="Accuracy per horizon (base rate: always the most common actual direction)",
+        out=out,
+    )
+    emit_rows(
+        _bin_rows(report.confidence_bins),
+        fmt,
+        title="Signal confidence bins (accuracy at each row's primary horizon)",
+        out=out,
+    )
+    emit_rows(report.calibration, fmt, title="Calibration of direction confidence", out=out)
+    emit_rows(_symbol_rows(report.symbols), fmt, title="Per symbol (accuracy n IC)", out=out)
     _field_table("Input health", report.input_health, out)
     _field_table("Performance", report.performance, out)
 
 
+_SHORT_DIRECTION = {"LONG": "L", "SHORT": "S", "NEUTRAL": "N"}
+
+
 def _outcome_cell(record: Mapping[str, Any], horizon: str) -> str:
-    predicted = record.get(f"direction_{horizon}") or "-"
+    predicted = _SHORT_DIRECTION.get(record.get(f"direction_{horizon}") or "", "-")
     actual = record.get(f"actual_direction_{horizon}")
     if actual is None:
-        return f"{predicted} / ?"
-    mark = "ok" if record.get(f"accuracy_{horizon}") else "miss"
-    return f"{predicted} / {actual} {mark}"
-
-
-_TABLE_COLUMNS = (
-    "datetime",
-    "symbol",
-    "model_version",
-    "signal_type",
-    "signal_confidence",
-    "signal_timeframe",
-    "close_price",
-)
+        return f"{predicted}→?"
+    mark = "✓" if record.get(f"accuracy_{horizon}") else "✗"
+    return f"{predicted}→{_SHORT_DIRECTION.get(actual, actual)} {mark}"
 
 
 def render_predictions(
@@ -105,14 +212,23 @@ def render_predictions(
     title: str,
     out: TextIO | None = None,
 ) -> None:
-    """JSON/CSV: every column. Table: the signal plus one ``predicted / actual`` cell per
-    horizon (``?`` until the outcome is backfilled)."""
+    """JSON/CSV: every column. Table: the signal plus one ``predicted→actual`` cell per
+    horizon (L/S/N; ✓ right, ✗ wrong, ? not backfilled yet)."""
     if fmt is not OutputFormat.table:
         emit_rows(records, fmt, columns=columns, out=out)
         return
     rows = []
     for record in records:
-        row = {name: record.get(name) for name in _TABLE_COLUMNS}
-        row.update({horizon: _outcome_cell(record, horizon) for horizon in HORIZONS})
-        rows.append(row)
-    emit_rows(rows, fmt, title=title, columns=[*_TABLE_COLUMNS, *HORIZONS], out=out)
+        moment = record.get("datetime")
+        rows.append(
+            {
+                "time (UTC)": moment.strftime("%Y-%m-%d %H:%M") if moment is not None else None,
+                "symbol": record.get("symbol"),
+                "model": record.get("model_version"),
+                "signal": record.get("signal_type"),
+                "conf": record.get("signal_confidence"),
+                "tf": record.get("signal_timeframe"),
+                **{horizon: _outcome_cell(record, horizon) for horizon in HORIZONS},
+            }
+        )
+    emit_rows(rows, fmt, title=f"{title} (predicted→actual: ✓ right, ✗ wrong, ? pending)", out=out)
