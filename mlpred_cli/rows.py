@@ -114,19 +114,26 @@ def _finite_or_none(values: np.ndarray) -> list[Any]:
     return [[value if math.isfinite(value) else None for value in row] for row in as_list]
 
 
-def _interpreted(batch: Sequence[PendingPrediction]) -> list[dict[str, Any]]:
-    """Per-row interpretation: raw outputs through the default layout, the bot's dict on top."""
-    per_row: list[dict[str, Any]] = [{} for _ in batch]
+def _interpreted(batch: Sequence[PendingPrediction]) -> dict[str, list[Any]]:
+    """Interpretation columns: raw outputs through the default layout, the bot's dict on top."""
+    count = len(batch)
+    columns: dict[str, list[Any]] = {name: [None] * count for name in INTERPRETED_COLUMNS}
     raw_indices = [i for i, item in enumerate(batch) if item.raw_outputs is not None]
     if raw_indices:
         stacked = np.vstack([batch[i].raw_outputs for i in raw_indices])  # type: ignore[misc]
-        columns = interpret_raw_outputs(stacked)
-        for position, index in enumerate(raw_indices):
-            per_row[index] = {name: values[position] for name, values in columns.items()}
+        derived = interpret_raw_outputs(stacked)
+        for name, values in derived.items():
+            if len(raw_indices) == count:
+                columns[name] = list(values)
+            else:
+                target = columns[name]
+                for position, index in enumerate(raw_indices):
+                    target[index] = values[position]
     for index, item in enumerate(batch):
         if item.predictions is not None:
-            per_row[index].update(prediction_columns(item.predictions))
-    return per_row
+            for name, value in prediction_columns(item.predictions).items():
+                columns[name][index] = value
+    return columns
 
 
 def build_rows(
@@ -137,45 +144,48 @@ def build_rows(
     store_features: bool,
     now: datetime | None = None,
 ) -> BuiltBatch:
-    """Compute statistics, indicators and interpretation for a batch and build its rows."""
+    """Compute statistics, indicators and interpretation for a batch and build its rows.
+
+    Work is done column by column over the whole batch; rows are zipped at the end.
+    """
+    count = len(batch)
     written_at = now or datetime.now(UTC)
     stats = feature_stats_columns([item.features for item in batch])
     interpreted = _interpreted(batch)
     market = indicator_columns([item.market for item in batch])
-    rows: list[Row] = []
-    skipped = marked = 0
-    for index, item in enumerate(batch):
-        features_hash = stats["features_hash"][index]
-        is_duplicate = duplicates.seen_before((item.symbol, item.model_version, features_hash))
-        if is_duplicate:
-            if on_duplicate == "skip":
-                skipped += 1
-                continue
-            marked += 1
-        if item.market is not None:
-            moment = item.market.last_open_time
-        else:
-            moment = datetime.fromtimestamp(item.logged_at, UTC)
-        outputs = interpreted[index]
-        rows.append(
-            (
-                item.prediction_id,
-                item.symbol,
-                int(moment.timestamp() * 1000),
-                moment,
-                *(stats[name][index] for name in FEATURE_COLUMNS),
-                is_duplicate,
-                *(market[name][index] for name in MARKET_COLUMNS),
-                *(outputs.get(name) for name in INTERPRETED_COLUMNS),
-                item.model_version,
-                item.inference_time_ms,
-                _finite_or_none(item.features) if store_features else None,
-                _raw_payload(item) if store_features else None,
-                written_at,
-                written_at,
-            )
-        )
-    return BuiltBatch(rows=rows, skipped_duplicates=skipped, marked_duplicates=marked)
+    moments = [
+        item.market.last_open_time
+        if item.market is not None
+        else datetime.fromtimestamp(item.logged_at, UTC)
+        for item in batch
+    ]
+    flags = [
+        duplicates.seen_before((item.symbol, item.model_version, features_hash))
+        for item, features_hash in zip(batch, stats["features_hash"], strict=True)
+    ]
+    no_payload: list[Any] = [None] * count
+    columns: list[list[Any]] = [
+        [item.prediction_id for item in batch],
+        [item.symbol for item in batch],
+        [int(moment.timestamp() * 1000) for moment in moments],
+        moments,
+        *(stats[name] for name in FEATURE_COLUMNS),
+        flags,
+        *(market[name] for name in MARKET_COLUMNS),
+        *(interpreted[name] for name in INTERPRETED_COLUMNS),
+        [item.model_version for item in batch],
+        [item.inference_time_ms for item in batch],
+        [_finite_or_none(item.features) for item in batch] if store_features else no_payload,
+        [_raw_payload(item) for item in batch] if store_features else no_payload,
+        [written_at] * count,
+        [written_at] * count,
+    ]
+    rows: list[Row] = list(zip(*columns, strict=True))
+    duplicate_count = sum(flags)
+    if on_duplicate == "skip" and duplicate_count:
+        rows = [row for row, flag in zip(rows, flags, strict=True) if not flag]
+        return BuiltBatch(rows=rows, skipped_duplicates=duplicate_count, marked_duplicates=0)
+    return BuiltBatch(rows=rows, skipped_duplicates=0, marked_duplicates=duplicate_count)
 
 
 def _raw_payload(item: PendingPrediction) -> list[Any] | None:
