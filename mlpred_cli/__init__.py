@@ -10,6 +10,9 @@ from mlpred_cli.errors import (
     MlpredError,
     SchemaNotReady,
 )
+from mlpred_cli.features import feature_hash, format_feature_hash
+from mlpred_cli.indicators import MarketArrays, compute_indicators, extract_market_data
+from mlpred_cli.interpret import interpret_raw_outputs
 from mlpred_cli.logger import MLPredictionLogger, ml_prediction_logger
 from mlpred_cli.logtest import LogTestResult, run_log_test
 from mlpred_cli.spool_ops import ReplayResult, replay_spool, spool_status
@@ -22,12 +25,18 @@ __all__ = [
     "InputError",
     "LogTestResult",
     "MLPredictionLogger",
+    "MarketArrays",
     "MlpredError",
     "ReplayResult",
     "SchemaNotReady",
     "__version__",
     "backfill_actuals",
+    "compute_indicators",
+    "extract_market_data",
+    "feature_hash",
+    "format_feature_hash",
     "import_candles",
+    "interpret_raw_outputs",
     "ml_prediction_logger",
     "read_candle_file",
     "replay_spool",
