@@ -1,0 +1,103 @@
+"""Feature-importance snapshots: validation, ranking and writing to ``ml_feature_importance``.
+
+A snapshot is every feature of one model version scored by one method at one moment
+(``calculated_at``, shared by all its rows); rank 1 is the highest score.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from mlpred_cli.config import HORIZONS
+from mlpred_cli.errors import InputError
+from mlpred_cli.models import feature_importance_table
+
+MAX_FEATURE_NAME_LENGTH = 100
+MAX_METHOD_LENGTH = 30
+
+
+def build_snapshot(
+    feature_names: Sequence[str],
+    scores: Sequence[float] | np.ndarray,
+    *,
+    model_version: str | None,
+    method: str = "model",
+    horizon: str | None = None,
+    correlations: Sequence[float | None] | None = None,
+    usage_counts: Sequence[int | None] | None = None,
+    calculated_at: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Validate one snapshot and return its ``ml_feature_importance`` rows, ranked 1..n.
+
+    Raises ``InputError`` (a ``ValueError``) when names and scores differ in length, a score
+    is NaN or infinite, a name is empty, too long or repeated. Ties share no rank: they are
+    broken by feature order, so ranks are always 1..n.
+    """
+    names = list(feature_names)
+    values = np.asarray(scores, dtype=float) if len(scores) else np.zeros(0)
+    if values.ndim != 1 or len(names) != len(values):
+        raise InputError(
+            f"feature_names ({len(names)}) and scores ({values.size}) must have the same length"
+        )
+    if not names:
+        raise InputError("a feature-importance snapshot needs at least one feature")
+    if not np.all(np.isfinite(values)):
+        bad = names[int(np.flatnonzero(~np.isfinite(values))[0])]
+        raise InputError(f"score of feature {bad!r} is NaN or infinite")
+    seen: set[str] = set()
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"feature names must be non-empty strings, got {name!r}")
+        if len(name) > MAX_FEATURE_NAME_LENGTH:
+            raise InputError(f"feature name longer than {MAX_FEATURE_NAME_LENGTH}: {name!r}")
+        if name in seen:
+            raise InputError(f"duplicate feature name: {name!r}")
+        seen.add(name)
+    if not method or len(method) > MAX_METHOD_LENGTH:
+        raise InputError(f"method must be 1 to {MAX_METHOD_LENGTH} characters, got {method!r}")
+    if horizon is not None and horizon not in HORIZONS:
+        raise InputError(f"unknown horizon {horizon!r}; use one of {', '.join(HORIZONS)}")
+    for label, extra in (("correlations", correlations), ("usage_counts", usage_counts)):
+        if extra is not None and len(extra) != len(names):
+            raise InputError(f"{label} must have one value per feature")
+    order = np.argsort(-values, kind="stable")
+    ranks = np.empty(len(values), dtype=int)
+    ranks[order] = np.arange(1, len(values) + 1)
+    moment = calculated_at or datetime.now(UTC)
+    rows = []
+    for index, name in enumerate(names):
+        correlation = None if correlations is None else correlations[index]
+        rows.append(
+            {
+                "feature_name": name,
+                "feature_index": index,
+                "importance_score": float(values[index]),
+                "importance_rank": int(ranks[index]),
+                "correlation_with_returns": (
+                    None
+                    if correlation is None or not math.isfinite(correlation)
+                    else float(correlation)
+                ),
+                "usage_count": None if usage_counts is None else usage_counts[index],
+                "model_version": model_version,
+                "method": method,
+                "horizon": horizon,
+                "calculated_at": moment,
+                "created_at": moment,
+            }
+        )
+    return rows
+
+
+def write_snapshot(engine: Engine, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert a snapshot's rows in one transaction; returns how many."""
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(feature_importance_table.insert(), list(rows))
+    return len(rows)
