@@ -133,9 +133,12 @@ def _times_microseconds(frame: pd.DataFrame, positions: dict[str, int]) -> tuple
             if kind == "M":
                 times = column.to_numpy(dtype="datetime64[us]")
             elif kind in _NUMERIC_KINDS:
-                if column.isna().any():
+                epochs = column.to_numpy()
+                if epochs.dtype.kind not in _NUMERIC_KINDS:  # a nullable dtype holding NA
+                    epochs = column.to_numpy(dtype=np.float64, na_value=np.nan)
+                if epochs.dtype.kind == "f" and np.isnan(epochs).any():
                     raise InputError(f"market_data column {name!r} has missing times")
-                return _epoch_to_microseconds(column.to_numpy()), True
+                return _epoch_to_microseconds(epochs), True
             else:
                 try:
                     parsed = pd.to_datetime(column, utc=True)

@@ -363,6 +363,11 @@ def test_none_gives_none() -> None:
         (pd.DataFrame({"price": [1.0], "time": [1]}), "no 'close' column"),
         (pd.DataFrame({"close": ["a", "b"], "time": [1, 2]}), "'close' must be numeric"),
         (pd.DataFrame({"close": [1.0, 2.0]}), "needs candle times"),
+        (pd.DataFrame({"close": [1.0, 2.0], "timestamp": [1.0, np.nan]}), "missing times"),
+        (
+            pd.DataFrame({"close": [1.0, 2.0], "time": pd.array([1, None], dtype="Int64")}),
+            "missing times",
+        ),
         (pd.DataFrame({"close": [1.0], "time": ["not a time"]}), "does not hold times"),
         (
             pd.DataFrame({"close": [1.0, 2.0], "datetime": pd.to_datetime(["2024-01-01", None])}),
