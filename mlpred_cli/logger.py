@@ -12,10 +12,12 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+import numpy as np
 from sqlalchemy.engine import URL
 
 from mlpred_cli import db
@@ -23,6 +25,7 @@ from mlpred_cli.config import WriterSettings, log_level, resolve_database_url
 from mlpred_cli.console import PredictionReporter
 from mlpred_cli.errors import InputError
 from mlpred_cli.features import as_feature_array
+from mlpred_cli.importance import build_snapshot
 from mlpred_cli.indicators import extract_market_data
 from mlpred_cli.interpret import as_raw_outputs, validate_predictions
 from mlpred_cli.pending import PendingPrediction
@@ -178,6 +181,30 @@ class MLPredictionLogger:
             inference_time_ms=inference_time_ms,
             model_version=model_version,
         )
+
+    def log_feature_importance(
+        self,
+        feature_names: Sequence[str],
+        scores: Sequence[float] | np.ndarray,
+        *,
+        model_version: str | None = None,
+        method: str = "model",
+        horizon: str | None = None,
+    ) -> None:
+        """Queue one feature-importance snapshot (all features, ranked 1..n by score).
+
+        ``calculated_at`` is now (UTC). Raises ``ValueError`` (``InputError``) when names and
+        scores differ in length, a score is NaN, or a name is repeated.
+        """
+        version = (
+            self.model_version
+            if model_version is None
+            else _check_text("model_version", model_version, MAX_MODEL_VERSION_LENGTH)
+        )
+        rows = build_snapshot(
+            feature_names, scores, model_version=version, method=method, horizon=horizon
+        )
+        self._writer.submit_snapshot(rows)
 
     # ------------------------------------------------------------------ lifecycle
 

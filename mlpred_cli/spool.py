@@ -14,7 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import URL
 
@@ -22,6 +24,7 @@ from mlpred_cli.config import default_data_dir
 from mlpred_cli.rows import Row, row_from_json, row_to_json
 
 SPOOL_GLOB = "spool-*.jsonl"
+SNAPSHOT_GLOB = "importance-*.json"
 DEAD_LETTER_NAME = "dead-letter.jsonl"
 REPLAY_CHUNK_ROWS = 5_000
 
@@ -77,6 +80,45 @@ class Spool:
             partial.rename(final)  # only complete files are ever replayed
             return final
 
+    def append_snapshot(self, rows: Sequence[dict[str, Any]]) -> Path:
+        """Keep one feature-importance snapshot the database could not take (one file)."""
+        with self._lock:
+            self._ensure_directory()
+            self._sequence += 1
+            name = f"importance-{time.time_ns()}-{os.getpid()}-{self._sequence:06d}.json"
+            final = self.directory / name
+            partial = final.with_suffix(".partial")
+            records = [
+                {**row, "calculated_at": row["calculated_at"].isoformat(),
+                 "created_at": row["created_at"].isoformat()}
+                for row in rows
+            ]  # fmt: skip
+            with partial.open("w", encoding="utf-8") as handle:
+                json.dump(records, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            partial.rename(final)
+            return final
+
+    def snapshot_files(self) -> list[Path]:
+        """Spooled feature-importance snapshots, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(self.directory.glob(SNAPSHOT_GLOB))
+
+    def replay_snapshots(self, write: Callable[[Sequence[dict[str, Any]]], object]) -> int:
+        """Hand every spooled snapshot to ``write``, deleting each file once written."""
+        replayed = 0
+        for path in self.snapshot_files():
+            records = json.loads(path.read_text(encoding="utf-8"))
+            for record in records:
+                record["calculated_at"] = datetime.fromisoformat(record["calculated_at"])
+                record["created_at"] = datetime.fromisoformat(record["created_at"])
+            write(records)
+            path.unlink()
+            replayed += 1
+        return replayed
+
     def dead_letter(self, row: Row, error: str) -> None:
         """Keep a row the database rejected, with the reason, in the dead-letter file."""
         with self._lock:
@@ -95,7 +137,7 @@ class Spool:
 
     def has_files(self) -> bool:
         """True when something waits to be replayed."""
-        return bool(self.files())
+        return bool(self.files()) or bool(self.snapshot_files())
 
     def status(self) -> SpoolStatus:
         """Counts of files, rows and bytes waiting, and rows dead-lettered."""

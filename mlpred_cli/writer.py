@@ -15,12 +15,14 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from mlpred_cli import db
 from mlpred_cli.console import PredictionReporter
 from mlpred_cli.errors import MlpredError
+from mlpred_cli.importance import write_snapshot
 from mlpred_cli.pending import PendingPrediction
 from mlpred_cli.rows import BuiltBatch, DuplicateTracker, Row, build_rows
 from mlpred_cli.sinks import write_isolating
@@ -56,6 +58,8 @@ class WriterStats:
     spooled: int = 0
     replayed: int = 0
     dead_lettered: int = 0
+    snapshots: int = 0
+    lost: int = 0
     pending: int = 0
     batches: int = 0
     batch_seconds: float = 0.0
@@ -72,6 +76,8 @@ class WriterStats:
             "spooled": self.spooled,
             "replayed": self.replayed,
             "dead_lettered": self.dead_lettered,
+            "importance_snapshots": self.snapshots,
+            "lost": self.lost,
             "pending": self.pending,
             "batches": self.batches,
             "mean_batch_ms": (1000 * self.batch_seconds / self.batches) if self.batches else None,
@@ -98,6 +104,9 @@ class BatchWriter:
         self._options = options
         self._reporter = reporter
         self._queue: deque[PendingPrediction] = deque()
+        self._snapshots: deque[list[dict[str, Any]]] = deque()
+        self._snapshots_submitted = 0
+        self._snapshots_resolved = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._progress = threading.Condition()
@@ -126,6 +135,15 @@ class BatchWriter:
         if waiting >= self._options.batch_size and not self._wake.is_set():
             self._wake.set()
 
+    def submit_snapshot(self, rows: list[dict[str, Any]]) -> None:
+        """Queue one feature-importance snapshot (already validated and ranked)."""
+        if self._closed:
+            raise MlpredError("the logger is closed")
+        with self._lock:
+            self._snapshots.append(rows)
+            self._snapshots_submitted += 1
+        self._wake.set()
+
     def stats(self) -> dict[str, object]:
         """A snapshot of the counters."""
         with self._lock:
@@ -141,10 +159,11 @@ class BatchWriter:
         """Wait until everything queued so far is written (or spooled). False on timeout."""
         with self._lock:
             target = self._stats.logged
+            snapshot_target = self._snapshots_submitted
         self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._progress:
-            while self._resolved < target:
+            while self._resolved < target or self._snapshots_resolved < snapshot_target:
                 if not self._thread.is_alive():
                     return False
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -204,13 +223,32 @@ class BatchWriter:
             if batch:
                 try:
                     self._process(batch)
-                except Exception:  # keep the thread alive whatever happens to one batch
-                    log.exception("writer failed on a batch of %d predictions", len(batch))
-                    self._stats.dead_lettered += len(batch)
+                except Exception:  # e.g. the spool's disk is full: keep the thread alive
+                    log.critical("writer lost a batch of %d predictions", len(batch), exc_info=True)
+                    self._stats.lost += len(batch)
                 finally:
                     self._resolve(len(batch))
-            elif self._stopping:
+            elif self._stopping and not self._snapshots:
                 return
+            self._write_snapshots()
+
+    def _write_snapshots(self) -> None:
+        """Write queued importance snapshots; one that fails goes to the spool at once."""
+        while self._snapshots:
+            rows = self._snapshots.popleft()
+            try:
+                self._ensure_schema()
+                write_snapshot(self._engine, rows)
+                self._stats.snapshots += 1
+            except Exception as error:
+                self._stats.last_error = db.describe_connection_error(error)
+                self._spool.append_snapshot(rows)
+                self._spool_waiting = True
+                log.warning("feature-importance snapshot spooled: %s", self._stats.last_error)
+            finally:
+                with self._progress:
+                    self._snapshots_resolved += 1
+                    self._progress.notify_all()
 
     def _process(self, batch: list[PendingPrediction]) -> None:
         try:
@@ -225,7 +263,10 @@ class BatchWriter:
             built = self._build_one_by_one(batch)
         self._stats.duplicates += built.skipped_duplicates + built.marked_duplicates
         if self._reporter is not None:
-            self._reporter.predictions(built.rows)
+            try:
+                self._reporter.predictions(built.rows)
+            except Exception:  # printing must never cost a row
+                log.exception("could not render predictions")
         self._persist(built.rows)
 
     def _build_one_by_one(self, batch: Sequence[PendingPrediction]) -> BuiltBatch:
@@ -264,7 +305,10 @@ class BatchWriter:
                 self._stats.batch_sizes.append(len(rows))
                 self._stats.last_error = None
                 if self._reporter is not None:
-                    self._reporter.batch_saved(len(rows), elapsed)
+                    try:
+                        self._reporter.batch_saved(len(rows), elapsed)
+                    except Exception:
+                        log.exception("could not report a saved batch")
                 return
             except Exception as error:
                 self._stats.retried += 1
@@ -331,6 +375,9 @@ class BatchWriter:
         try:
             self._ensure_schema()
             replayed = self._spool.replay(self._write_isolating)
+            self._stats.snapshots += self._spool.replay_snapshots(
+                lambda rows: write_snapshot(self._engine, rows)
+            )
         except Exception as error:
             self._stats.last_error = db.describe_connection_error(error)
             return

@@ -391,3 +391,36 @@ def test_debug_level_prints_a_panel(
     ]:
         assert section in err
     assert "saved 1 predictions" in err
+
+
+def test_feature_importance_snapshot_goes_through_the_writer(db_url: str, engine: Engine) -> None:
+    from mlpred_cli.models import feature_importance_table
+
+    with MLPredictionLogger(db_url, model_version="v9", flush_interval_s=0.05) as logger:
+        logger.log_feature_importance(["rsi", "macd", "volume"], [0.2, 0.5, 0.1], horizon="1h")
+        with pytest.raises(ValueError, match="same length"):
+            logger.log_feature_importance(["a", "b"], [1.0])
+        with pytest.raises(ValueError, match="NaN"):
+            logger.log_feature_importance(["a", "b"], [1.0, float("nan")])
+        with pytest.raises(ValueError, match="duplicate"):
+            logger.log_feature_importance(["a", "a"], [1.0, 2.0])
+        assert logger.flush_sync(timeout=30)
+        assert logger.stats()["importance_snapshots"] == 1
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(
+                sa.select(feature_importance_table).order_by(
+                    feature_importance_table.c.importance_rank
+                )
+            )
+            .mappings()
+            .all()
+        )
+    assert [(r["feature_name"], r["importance_rank"]) for r in rows] == [
+        ("macd", 1),
+        ("rsi", 2),
+        ("volume", 3),
+    ]
+    assert {r["model_version"] for r in rows} == {"v9"}
+    assert {r["horizon"] for r in rows} == {"1h"}
+    assert len({r["calculated_at"] for r in rows}) == 1
