@@ -1,6 +1,15 @@
 """mlpred: log every prediction of an ML trading model and measure how good it really is."""
 
 from mlpred_cli.__about__ import __version__
+from mlpred_cli.analysis import (
+    AnalysisReport,
+    accuracy_table,
+    analyze,
+    export_predictions,
+    high_confidence,
+    load_predictions,
+    recent_predictions,
+)
 from mlpred_cli.backfill import BackfillReport, backfill_actuals
 from mlpred_cli.candles import ImportReport, import_candles, read_candle_file
 from mlpred_cli.errors import (
@@ -18,6 +27,7 @@ from mlpred_cli.logtest import LogTestResult, run_log_test
 from mlpred_cli.spool_ops import ReplayResult, replay_spool, spool_status
 
 __all__ = [
+    "AnalysisReport",
     "BackfillReport",
     "ConfigError",
     "DatabaseUnavailable",
@@ -30,15 +40,21 @@ __all__ = [
     "ReplayResult",
     "SchemaNotReady",
     "__version__",
+    "accuracy_table",
+    "analyze",
     "backfill_actuals",
     "compute_indicators",
+    "export_predictions",
     "extract_market_data",
     "feature_hash",
     "format_feature_hash",
+    "high_confidence",
     "import_candles",
     "interpret_raw_outputs",
+    "load_predictions",
     "ml_prediction_logger",
     "read_candle_file",
+    "recent_predictions",
     "replay_spool",
     "run_log_test",
     "spool_status",

@@ -88,7 +88,8 @@ class PredictionFilter:
         if self.model_version is not None:
             parts.append(f"of model {self.model_version}")
         if self.days is not None:
-            parts.append(f"in the last {self.days:g} days")
+            unit = "day" if self.days == 1 else "days"
+            parts.append(f"in the last {self.days:g} {unit}")
         else:
             if self.since is not None:
                 parts.append(f"since {self.since.isoformat()}")
