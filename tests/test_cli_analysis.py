@@ -164,3 +164,15 @@ def test_bad_options_exit_2_with_one_line(db_url: str, args: list[str], message:
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err + out
+
+
+@pytest.mark.parametrize("command", ["analyze", "accuracy", "high-confidence", "recent"])
+def test_help_examples_run_as_written(filled: str, command: str) -> None:
+    code, help_text, _ = run_cli(command, "--help")
+    assert code == 0
+    examples = [line.strip() for line in help_text.splitlines()
+                if line.strip().startswith(f"mlpred {command}")]  # fmt: skip
+    assert examples
+    for example in examples:
+        code, _, err = run_cli("--db", filled, *example.split()[1:])
+        assert code == 0, (example, err)
