@@ -136,7 +136,7 @@ def test_unreachable_database_spools_then_replays_every_row_once(
         if replay_by == "logger":
             with MLPredictionLogger(url, flush_interval_s=0.02, spool_dir=spool_dir) as second:
                 deadline = time.monotonic() + 30
-                while spool_status(url, spool_dir).rows and time.monotonic() < deadline:
+                while second.stats()["replayed"] < 120 and time.monotonic() < deadline:
                     time.sleep(0.05)
                 assert second.stats()["replayed"] == 120
         else:
