@@ -7,10 +7,13 @@ opening at t + h has closed (t + h + interval <= now). A due row with no candle 
 entry price) stays null and is counted as missing; it is retried on the next run.
 
 Every row is rewritten at most once per run, whatever the number of horizons: outcomes are
-computed chunk by chunk into a temporary table and applied with one ``UPDATE ... FROM``.
-Partial fills only touch columns no index references (so PostgreSQL can keep them HOT);
-``actuals_filled_at`` is set once every horizon of the row is filled, which takes the row out
-of the pending-outcome index.
+computed chunk by chunk into a temporary table and applied with one ``UPDATE ... FROM``. The
+update touches no indexed column (``actuals_filled_at``, set once every horizon is filled,
+is not indexed either), so PostgreSQL can apply it as a HOT update (migration 0002).
+
+Pending rows are found through the ``datetime`` index: without ``since`` a run starts
+``BACKFILL_RETRY_WINDOW`` before the newest completed prediction (everything on the first
+run), so a cron run stays cheap however long the table grows.
 """
 
 from __future__ import annotations
@@ -32,12 +35,14 @@ from mlpred_cli import db
 from mlpred_cli.candles import parse_interval
 from mlpred_cli.config import (
     BACKFILL_CHUNK_ROWS,
+    BACKFILL_RETRY_WINDOW,
     DEFAULT_BACKFILL_INTERVAL,
     DEFAULT_DIRECTION_THRESHOLDS,
     HORIZON_DELTAS,
     HORIZONS,
 )
 from mlpred_cli.errors import InputError
+from mlpred_cli.models import predictions_table
 from mlpred_cli.types import UTCDateTime
 
 #: Tables the backfill can read closes from (same columns: symbol, interval_minutes, datetime,
@@ -70,6 +75,7 @@ class BackfillReport:
     source: str
     interval: str
     dry_run: bool
+    scanned_since: datetime | None = None  # earliest prediction time looked at (None: all)
     candidates: int = 0
     rows_updated: int = 0
     chunks: int = 0
@@ -83,6 +89,7 @@ class BackfillReport:
             "source": self.source,
             "interval": self.interval,
             "dry_run": self.dry_run,
+            "scanned_since": self.scanned_since.isoformat() if self.scanned_since else None,
             "candidates": self.candidates,
             "rows_updated": self.rows_updated,
             "chunks": self.chunks,
@@ -307,7 +314,8 @@ def _update_sql() -> str:
     any_new = " OR ".join(f"o.r_{horizon} IS NOT NULL" for horizon in HORIZONS)
     return (
         f"UPDATE ml_predictions SET {', '.join(sets)} FROM {_OUTCOME_TABLE} o "
-        f"WHERE ml_predictions.id = o.id AND ({any_new})"
+        f"WHERE ml_predictions.id = o.id AND ml_predictions.id BETWEEN :lo AND :hi "
+        f"AND ({any_new})"
     )
 
 
@@ -319,6 +327,16 @@ def _check_source(conn: Connection, source: str) -> None:
         raise InputError(f"unknown source '{source}': use {' or '.join(SOURCES)}")
     if not sa.inspect(conn).has_table(source):
         raise InputError(f"source table {source} does not exist in this database")
+
+
+def newest_completed(conn: Connection, symbol: str | None) -> datetime | None:
+    """``datetime`` of the newest prediction with every outcome filled (aware UTC), if any."""
+    column = predictions_table.c.datetime
+    query = sa.select(column).where(predictions_table.c.actuals_filled_at.is_not(None))
+    if symbol:
+        query = query.where(predictions_table.c.symbol == symbol)
+    newest: datetime | None = conn.execute(query.order_by(column.desc()).limit(1)).scalar()
+    return newest
 
 
 def _candidate_ids(
@@ -352,6 +370,7 @@ def backfill_actuals(
     dry_run: bool = False,
     limit: int | None = None,
     chunk_rows: int = BACKFILL_CHUNK_ROWS,
+    retry_window: timedelta = BACKFILL_RETRY_WINDOW,
     now: datetime | None = None,
     progress: Progress | None = None,
 ) -> BackfillReport:
@@ -359,7 +378,9 @@ def backfill_actuals(
 
     Only null outcome columns are written (idempotent; a rerun with nothing new writes nothing).
     ``since``/``until`` bound the prediction ``datetime`` (aware UTC; naive taken as UTC).
-    ``limit`` caps how many pending predictions this run looks at. ``dry_run`` counts without
+    Without ``since`` the run starts ``retry_window`` before the newest completed prediction
+    (everything when none is complete yet); older gaps are retried only when ``since`` reaches
+    them. ``limit`` caps how many pending predictions this run looks at. ``dry_run`` counts without
     writing. When another backfill holds the lock, returns at once with status ``locked``.
     """
     started = time.perf_counter()
@@ -380,23 +401,15 @@ def backfill_actuals(
         dry_run=dry_run,
         horizons=[HorizonCounts(horizon) for horizon in chosen],
     )
-    where, params = _filters(
-        symbol,
-        since.astimezone(UTC) if since else None,
-        until.astimezone(UTC) if until else None,
-    )
+    since = since.astimezone(UTC) if since else None
+    until = until.astimezone(UTC) if until else None
     candle_span = timedelta(minutes=interval_minutes)
-    step_params: dict[str, Any] = {
-        **params,
+    timing: dict[str, Any] = {
         "interval": interval_minutes,
         **{f"due_{h}": moment - HORIZON_DELTAS[h] - candle_span for h in chosen},
         **{f"th_{h}": float(levels[h]) for h in chosen},
     }
     dialect = engine.dialect.name
-    select_sql = _outcome_select(chosen, source, dialect, where)
-    fill = sa.text(f"INSERT INTO {_OUTCOME_TABLE} {select_sql}").bindparams(
-        *_typed_binds(step_params)
-    )
     update = sa.text(_update_sql()).bindparams(sa.bindparam("now", type_=UTCDateTime))
     counts = sa.text(_counts_sql())
 
@@ -408,6 +421,15 @@ def backfill_actuals(
                 report.status = "locked"
                 report.elapsed_s = time.perf_counter() - started
                 return report
+            if since is None:
+                newest = newest_completed(conn, symbol)
+                since = newest - retry_window if newest is not None else None
+            report.scanned_since = since
+            where, params = _filters(symbol, since, until)
+            step_params = {**params, **timing}
+            fill = sa.text(
+                f"INSERT INTO {_OUTCOME_TABLE} {_outcome_select(chosen, source, dialect, where)}"
+            ).bindparams(*_typed_binds(step_params))
             ids = _candidate_ids(conn, where, params, limit)
             conn.commit()
             report.candidates = len(ids)
@@ -431,7 +453,9 @@ def backfill_actuals(
                         entry.pending += int(row[3 * index + 1] or 0)
                         entry.missing += int(row[3 * index + 2] or 0)
                     if not dry_run:
-                        report.rows_updated += work.execute(update, {"now": moment}).rowcount
+                        report.rows_updated += work.execute(
+                            update, {"now": moment, "lo": chunk[0], "hi": chunk[-1]}
+                        ).rowcount
                 report.chunks += 1
                 if progress is not None:
                     progress(start + len(chunk), len(ids))

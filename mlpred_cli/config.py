@@ -122,6 +122,10 @@ BACKFILL_CHUNK_ROWS = 50_000
 #: Candle interval the backfill reads prices from when none is given.
 DEFAULT_BACKFILL_INTERVAL = "15m"
 
+#: Without --since, the backfill looks at predictions from this long before the newest
+#: completed one (so late candles still get used); older gaps are retried only with --since.
+BACKFILL_RETRY_WINDOW = timedelta(days=2)
+
 # ---------------------------------------------------------------- prediction interpretation
 
 #: Most recent candles of ``market_data`` kept for the indicators (older ones are dropped).

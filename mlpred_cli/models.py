@@ -14,9 +14,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mlpred_cli.types import BigIntPK, JSONPayload, UTCDateTime
 
-#: Predicate of the partial index that finds rows whose outcomes are not all resolved.
-PENDING_OUTCOMES_PREDICATE = "actuals_filled_at IS NULL"
-
 
 class Base(DeclarativeBase):
     """Declarative base shared by every mlpred table."""
@@ -45,12 +42,9 @@ class MLPrediction(Base):
         sa.Index("ix_ml_predictions_signal_type", "signal_type"),
         sa.Index("ix_ml_predictions_features_hash", "features_hash"),
         sa.Index("ix_ml_predictions_model_version_datetime", "model_version", "datetime"),
-        sa.Index(
-            "ix_ml_predictions_outcome_pending",
-            "datetime",
-            postgresql_where=sa.text(PENDING_OUTCOMES_PREDICATE),
-            sqlite_where=sa.text(PENDING_OUTCOMES_PREDICATE),
-        ),
+        # No index names an outcome column (nor actuals_filled_at), and pages keep a fifth
+        # free, so outcome backfills can be HOT updates (migration 0002).
+        {"postgresql_with": {"fillfactor": 80}},
     )
 
     # identity

@@ -355,3 +355,25 @@ def test_parse_thresholds_keeps_defaults_for_unnamed_horizons() -> None:
     assert parse_thresholds("1h=0.005") == {"15m": 0.0015, "1h": 0.005, "4h": 0.007, "12h": 0.01}
     with pytest.raises(InputError):
         parse_thresholds("1h=-1")
+
+
+def test_without_since_old_gaps_outside_the_retry_window_wait_for_since(engine: Engine) -> None:
+    old = T - timedelta(days=8)
+    insert_predictions(engine, [prediction_row("BTCUSDT", old, close_price=100.0),
+                                prediction_row("BTCUSDT", T, close_price=100.0)])  # fmt: skip
+    insert_candles(engine, _candles("BTCUSDT", {M15: 101.0, H1: 101.0, H12: 101.0}, base=old))
+    insert_candles(engine, _candles("BTCUSDT", {M15: 102.0, H1: 102.0, H4: 102.0, H12: 102.0}))
+
+    first = backfill_actuals(engine)  # nothing complete yet: looks at everything
+    assert first.scanned_since is None
+    assert _counts(first)["4h"] == (1, 0, 1)
+
+    insert_candles(engine, [candle_row("BTCUSDT", old + H4, 104.0)])  # the gap is filled late
+    second = backfill_actuals(engine, retry_window=timedelta(days=2))
+    assert second.scanned_since == T - timedelta(days=2)  # newest complete row minus window
+    assert second.candidates == 0
+    assert _outcomes(engine)[0]["actual_return_4h"] is None
+
+    third = backfill_actuals(engine, since=old)
+    assert _counts(third)["4h"] == (1, 0, 0)
+    assert _outcomes(engine)[0]["actual_return_4h"] == pytest.approx(0.04)
