@@ -33,7 +33,9 @@ class OutputFormat(StrEnum):
 
 def to_jsonable(value: Any) -> Any:
     """Convert a value (recursively) to plain JSON types; NaN and inf become None."""
-    if value is None or isinstance(value, bool | str | int):
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, bool | str | int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -53,8 +55,6 @@ def to_jsonable(value: Any) -> Any:
         return [to_jsonable(item) for item in value.tolist()]
     if isinstance(value, Sequence):
         return [to_jsonable(item) for item in value]
-    if value is pd.NaT:
-        return None
     return str(value)
 
 
