@@ -18,8 +18,10 @@ very first run, with nothing completed yet, scans everything. So no index names 
 column, every outcome update is HOT-eligible, and fillfactor 80 leaves a fifth of each page
 free for the new versions (only pages written from now on; existing ones keep their layout).
 
-Measured on PostgreSQL 15 (bench/bench_backfill.py, and a 250-tick cron simulation): see the
-commit message.
+Measured on PostgreSQL 15, a 15-minute cron simulated for 250 ticks x 10 symbols: HOT share
+of outcome updates 37 % with the old index at fillfactor 100, 68 % with it at 80, 63 % without
+it at 100, 89 % without it at 80 (this migration); table plus indexes 31 % smaller than the
+original schema. bench/bench_backfill.py measures the one-off historic backfill.
 
 SQLite has neither HOT nor fillfactor; there only the index is dropped.
 """

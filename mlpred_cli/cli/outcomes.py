@@ -26,7 +26,7 @@ from mlpred_cli.cli.common import (
     open_engine,
     stderr_console,
 )
-from mlpred_cli.config import DEFAULT_BACKFILL_INTERVAL
+from mlpred_cli.config import BACKFILL_RETRY_WINDOW, DEFAULT_BACKFILL_INTERVAL
 from mlpred_cli.render import OutputFormat, emit_object, emit_rows
 
 #: Invalid rows listed one per line on stderr before "... and N more".
@@ -138,7 +138,11 @@ def backfill_actuals_command(
     ),
     symbol: str | None = typer.Option(None, "--symbol", "-s", help="Only this symbol."),
     since: str | None = typer.Option(
-        None, "--since", help="Only predictions at or after this ISO time (naive = UTC)."
+        None,
+        "--since",
+        help="Only predictions at or after this ISO time (naive = UTC). Default: "
+        f"{BACKFILL_RETRY_WINDOW.total_seconds() / 3600:g} h before the newest completed "
+        "prediction (all on the first run).",
     ),
     until: str | None = typer.Option(
         None, "--until", help="Only predictions at or before this ISO time (naive = UTC)."
