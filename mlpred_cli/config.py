@@ -7,7 +7,7 @@ embedded SQLite file in the user's data directory.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -54,15 +54,6 @@ class WriterSettings:
     retry_initial_s: float = 0.05
     retry_max_s: float = 5.0
     duplicate_window: int = 10_000
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything configurable, resolved once."""
-
-    database_url: str
-    log_level: str = "WARNING"
-    writer: WriterSettings = field(default_factory=WriterSettings)
 
 
 def default_data_dir() -> Path:
@@ -134,3 +125,25 @@ MAX_INDICATOR_CANDLES = 500
 #: Probability the strongest LONG/SHORT horizon needs before raw outputs give a non-NEUTRAL
 #: signal (softmax over three classes, so 1/3 is chance).
 MIN_SIGNAL_CONFIDENCE = 0.6
+
+# ---------------------------------------------------------------- feature importance and A/B
+
+#: ``method`` of the snapshots ``mlpred feature-importance compute`` writes.
+IMPORTANCE_METHOD = "spearman_ic"
+
+#: Predictions with features and an outcome that ``feature-importance compute`` needs.
+MIN_IMPORTANCE_ROWS = 30
+
+#: Snapshots the sparkline of ``feature-importance show`` spans (the latest included).
+SPARKLINE_SNAPSHOTS = 8
+
+#: Significance level of the ``compare-models`` verdict.
+COMPARE_ALPHA = 0.05
+
+#: Pairs (same symbol and candle, both with an outcome) needed before ``compare-models``
+#: uses the paired tests (McNemar, bootstrap) instead of the unpaired z-test.
+MIN_PAIRED_PREDICTIONS = 30
+
+#: Bootstrap resamples of the IC difference, and the seed that makes them reproducible.
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 20240601

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mlpred_cli.errors import InputError
+from mlpred_cli.numeric import floats_or_none
 
 #: Array kinds accepted as numeric features: bool, signed/unsigned integers, floats.
 _NUMERIC_KINDS = frozenset("biuf")
@@ -68,16 +69,6 @@ def format_feature_hash(value: int) -> str:
     return f"{value:016x}"
 
 
-def _floats_or_none(values: np.ndarray) -> list[float | None]:
-    """Plain Python floats, with None where the value is not finite."""
-    out: list[float | None] = values.tolist()
-    bad = ~np.isfinite(values)
-    if bad.any():
-        for index in np.flatnonzero(bad).tolist():
-            out[index] = None
-    return out
-
-
 def _vector_stats(vectors: np.ndarray) -> dict[str, list[Any]]:
     """Statistics of each row of ``vectors`` (rows x features) over its finite values."""
     nan_mask = np.isnan(vectors)
@@ -102,10 +93,10 @@ def _vector_stats(vectors: np.ndarray) -> dict[str, list[Any]]:
             for stat in (mean, std, minimum, maximum):
                 stat[empty] = np.nan
     return {
-        "features_mean": _floats_or_none(mean),
-        "features_std": _floats_or_none(std),
-        "features_min": _floats_or_none(minimum),
-        "features_max": _floats_or_none(maximum),
+        "features_mean": floats_or_none(mean),
+        "features_std": floats_or_none(std),
+        "features_min": floats_or_none(minimum),
+        "features_max": floats_or_none(maximum),
         "nan_count": nan_mask.sum(axis=1).tolist(),
         "inf_count": inf_mask.sum(axis=1).tolist(),
     }

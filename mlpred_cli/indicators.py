@@ -44,6 +44,7 @@ from scipy.signal import lfilter
 
 from mlpred_cli.config import MAX_INDICATOR_CANDLES
 from mlpred_cli.errors import InputError
+from mlpred_cli.numeric import floats_or_none
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 #: Column names searched (case-insensitively, in this order) for candle open times.
@@ -336,11 +337,7 @@ def _indicator_arrays(
 def _columns_or_none(arrays: dict[str, np.ndarray]) -> dict[str, list[float | None]]:
     """Indicator arrays as lists of plain Python floats, None where a value is not finite."""
     matrix = np.stack(list(arrays.values()))
-    values: list[list[float | None]] = matrix.tolist()
-    bad_rows, bad_columns = np.nonzero(~np.isfinite(matrix))
-    for row, column in zip(bad_rows.tolist(), bad_columns.tolist(), strict=True):
-        values[row][column] = None
-    return dict(zip(arrays, values, strict=True))
+    return dict(zip(arrays, floats_or_none(matrix), strict=True))
 
 
 def indicator_columns(markets: Sequence[MarketArrays | None]) -> dict[str, list[float | None]]:

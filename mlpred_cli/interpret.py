@@ -40,6 +40,7 @@ import numpy as np
 
 from mlpred_cli.config import HORIZONS, MIN_SIGNAL_CONFIDENCE, SIGNAL_TYPES
 from mlpred_cli.errors import InputError
+from mlpred_cli.numeric import floats_or_none
 
 RAW_OUTPUT_COUNT = 20
 _RETURNS = slice(0, 4)
@@ -160,16 +161,6 @@ def prediction_columns(predictions: Mapping[str, Any]) -> dict[str, Any]:
     return {PREDICTION_KEY_COLUMNS[key]: value for key, value in predictions.items()}
 
 
-def _floats_or_none(values: np.ndarray) -> list[float | None]:
-    """Plain Python floats, with None where the value is not finite."""
-    out: list[float | None] = values.tolist()
-    bad = ~np.isfinite(values)
-    if bad.any():
-        for index in np.flatnonzero(bad).tolist():
-            out[index] = None
-    return out
-
-
 def _labels_or_none(
     indices: np.ndarray, valid: np.ndarray, labels: tuple[str, ...]
 ) -> list[str | None]:
@@ -235,15 +226,15 @@ def interpret_raw_outputs(raw: np.ndarray) -> dict[str, list[Any]]:
 
     columns: dict[str, list[Any]] = {}
     for position, name in enumerate(HORIZONS):
-        columns[f"predicted_return_{name}"] = _floats_or_none(returns[:, position])
+        columns[f"predicted_return_{name}"] = floats_or_none(returns[:, position])
         columns[f"direction_{name}"] = _labels_or_none(
             direction[:, position], usable[:, position], SIGNAL_TYPES
         )
-        columns[f"direction_{name}_confidence"] = _floats_or_none(confidence[:, position])
-    columns["max_drawdown_predicted"] = _floats_or_none(drawdown)
-    columns["max_rally_predicted"] = _floats_or_none(rally)
-    columns["risk_score"] = _floats_or_none(risk)
+        columns[f"direction_{name}_confidence"] = floats_or_none(confidence[:, position])
+    columns["max_drawdown_predicted"] = floats_or_none(drawdown)
+    columns["max_rally_predicted"] = floats_or_none(rally)
+    columns["risk_score"] = floats_or_none(risk)
     columns["signal_type"] = _labels_or_none(signal, has_usable, SIGNAL_TYPES)
-    columns["signal_confidence"] = _floats_or_none(signal_confidence)
+    columns["signal_confidence"] = floats_or_none(signal_confidence)
     columns["signal_timeframe"] = _labels_or_none(horizon, has_usable, HORIZONS)
     return columns

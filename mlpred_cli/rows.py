@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from mlpred_cli.config import HORIZONS
-from mlpred_cli.features import feature_stats_columns
-from mlpred_cli.indicators import indicator_columns
+from mlpred_cli.features import FEATURE_STAT_COLUMNS, feature_stats_columns
+from mlpred_cli.indicators import INDICATOR_COLUMNS, indicator_columns
 from mlpred_cli.interpret import interpret_raw_outputs, prediction_columns
+from mlpred_cli.numeric import floats_or_none
 from mlpred_cli.pending import PendingPrediction
 
 INTERPRETED_COLUMNS: tuple[str, ...] = (
@@ -33,28 +34,8 @@ INTERPRETED_COLUMNS: tuple[str, ...] = (
     "signal_confidence",
     "signal_timeframe",
 )
-FEATURE_COLUMNS: tuple[str, ...] = (
-    "features_count",
-    "features_hash",
-    "lookback_periods",
-    "features_mean",
-    "features_std",
-    "features_min",
-    "features_max",
-    "zero_variance_count",
-    "nan_count",
-    "inf_count",
-)
-MARKET_COLUMNS: tuple[str, ...] = (
-    "close_price",
-    "volume",
-    "rsi",
-    "macd",
-    "bb_position",
-    "atr_pct",
-    "volume_ratio",
-    "trend_strength",
-)
+FEATURE_COLUMNS = FEATURE_STAT_COLUMNS
+MARKET_COLUMNS = INDICATOR_COLUMNS
 
 #: Every column the writer fills, in the order rows are built and copied.
 WRITE_COLUMNS: tuple[str, ...] = (
@@ -104,14 +85,6 @@ class BuiltBatch:
     rows: list[Row]
     skipped_duplicates: int
     marked_duplicates: int
-
-
-def _finite_or_none(values: np.ndarray) -> list[Any]:
-    """A JSON-safe list (nested for a window): NaN and inf become None."""
-    as_list = values.tolist()
-    if values.ndim == 1:
-        return [value if math.isfinite(value) else None for value in as_list]
-    return [[value if math.isfinite(value) else None for value in row] for row in as_list]
 
 
 def _interpreted(batch: Sequence[PendingPrediction]) -> dict[str, list[Any]]:
@@ -175,7 +148,7 @@ def build_rows(
         *(interpreted[name] for name in INTERPRETED_COLUMNS),
         [item.model_version for item in batch],
         [item.inference_time_ms for item in batch],
-        [_finite_or_none(item.features) for item in batch] if store_features else no_payload,
+        [floats_or_none(item.features) for item in batch] if store_features else no_payload,
         [_raw_payload(item) for item in batch] if store_features else no_payload,
         [written_at] * count,
         [written_at] * count,
@@ -189,7 +162,7 @@ def build_rows(
 
 
 def _raw_payload(item: PendingPrediction) -> list[Any] | None:
-    return None if item.raw_outputs is None else _finite_or_none(item.raw_outputs)
+    return None if item.raw_outputs is None else floats_or_none(item.raw_outputs)
 
 
 def row_to_json(row: Row) -> dict[str, Any]:

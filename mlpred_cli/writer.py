@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from mlpred_cli import db
+from mlpred_cli.config import WriterSettings
 from mlpred_cli.console import PredictionReporter
 from mlpred_cli.errors import MlpredError
 from mlpred_cli.importance import write_snapshot
@@ -32,16 +33,9 @@ log = logging.getLogger("mlpred.writer")
 
 
 @dataclass(frozen=True)
-class WriterOptions:
-    """How the writer batches, retries and spools (see ``config.WriterSettings``)."""
+class WriterOptions(WriterSettings):
+    """The tunable ``config.WriterSettings`` plus what one logger asks for."""
 
-    batch_size: int = 10
-    flush_interval_s: float = 1.0
-    max_pending: int = 100_000
-    max_batch_rows: int = 5_000
-    retry_initial_s: float = 0.05
-    retry_max_s: float = 5.0
-    duplicate_window: int = 10_000
     on_duplicate: str = "mark"
     store_features: bool = False
     auto_migrate: bool = True
