@@ -1,0 +1,354 @@
+"""Model-version comparison (A/B): side-by-side metrics per horizon and a significance test
+of the accuracy difference.
+
+Where both versions predicted the same symbol and candle (``datetime``) often enough
+(``MIN_PAIRED_PREDICTIONS``), the test is paired: McNemar's exact test on correctness and a
+bootstrap interval of the IC difference on those pairs. Otherwise it is the unpaired
+two-proportion z-test on all rows with an outcome.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from mlpred_cli import db, queries
+from mlpred_cli.analysis.accuracy import accuracy_with_interval
+from mlpred_cli.analysis.metrics import expected_calibration_error, information_coefficient
+from mlpred_cli.analysis.significance import (
+    bootstrap_ic_difference,
+    mcnemar_exact,
+    two_proportion_z_test,
+)
+from mlpred_cli.config import COMPARE_ALPHA, MIN_PAIRED_PREDICTIONS
+from mlpred_cli.errors import InputError
+
+P = queries.P
+PAIR_KEY = ["symbol", "datetime"]
+
+#: Per-version metrics of each horizon, in display order.
+METRIC_NAMES: tuple[str, ...] = (
+    "n",
+    "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "n_directional",
+    "hit_rate",
+    "hit_rate_low",
+    "hit_rate_high",
+    "ic",
+    "mae",
+    "calibration_error",
+    "mean_confidence",
+    "inference_ms_p50",
+)
+
+
+@dataclass
+class HorizonComparison:
+    """One horizon: metrics of A and B (``METRIC_NAMES``) and the test of B against A.
+
+    ``test`` is ``mcnemar_exact`` (paired) or ``two_proportion_z`` (unpaired), None without
+    outcomes on both sides. ``accuracy_difference`` is B - A as a fraction (on the pairs when
+    paired); ``ic_difference`` is IC(B) - IC(A) with its paired bootstrap interval (no
+    interval when unpaired). ``better`` is "A", "B" or None (no significant difference).
+    """
+
+    horizon: str
+    a: dict[str, Any]
+    b: dict[str, Any]
+    test: str | None = None
+    pairs: int = 0
+    a_only_correct: int | None = None
+    b_only_correct: int | None = None
+    z: float | None = None
+    accuracy_difference: float | None = None
+    p_value: float | None = None
+    ic_difference: float | None = None
+    ic_difference_low: float | None = None
+    ic_difference_high: float | None = None
+    better: str | None = None
+    verdict: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (``a`` and ``b`` nested)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass
+class ModelComparison:
+    """``compare-models`` A B: one ``HorizonComparison`` per horizon."""
+
+    version_a: str
+    version_b: str
+    selection: str
+    alpha: float
+    horizons: list[HorizonComparison] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of ``compare-models --format json``."""
+        return {
+            "version_a": self.version_a,
+            "version_b": self.version_b,
+            "selection": self.selection,
+            "alpha": self.alpha,
+            "horizons": [item.to_dict() for item in self.horizons],
+        }
+
+    def side_by_side(self) -> list[dict[str, Any]]:
+        """Two rows per horizon (A, then B) with the version metrics."""
+        rows = []
+        for item in self.horizons:
+            for label, version, metrics in (
+                ("A", self.version_a, item.a),
+                ("B", self.version_b, item.b),
+            ):
+                rows.append(
+                    {"horizon": item.horizon, "side": label, "model_version": version, **metrics}
+                )
+        return rows
+
+    def tests(self) -> list[dict[str, Any]]:
+        """One row per horizon: the test used, its figures and the verdict."""
+        names = (
+            "horizon",
+            "test",
+            "pairs",
+            "a_only_correct",
+            "b_only_correct",
+            "z",
+            "accuracy_difference",
+            "p_value",
+            "ic_difference",
+            "ic_difference_low",
+            "ic_difference_high",
+            "better",
+            "verdict",
+        )
+        return [{name: getattr(item, name) for name in names} for item in self.horizons]
+
+    def flat(self) -> list[dict[str, Any]]:
+        """One flat row per horizon (``a_*``, ``b_*`` metrics and the test) for CSV."""
+        rows = []
+        for item, test in zip(self.horizons, self.tests(), strict=True):
+            row: dict[str, Any] = {"horizon": item.horizon}
+            row.update({f"a_{name}": item.a[name] for name in METRIC_NAMES})
+            row.update({f"b_{name}": item.b[name] for name in METRIC_NAMES})
+            row.update({k: v for k, v in test.items() if k != "horizon"})
+            rows.append(row)
+        return rows
+
+
+def _columns(horizons: tuple[str, ...]) -> list[str]:
+    names = ["id", "symbol", "datetime", "model_version", "inference_time_ms"]
+    for horizon in horizons:
+        names += [
+            f"predicted_return_{horizon}",
+            f"direction_{horizon}",
+            f"direction_{horizon}_confidence",
+            f"actual_return_{horizon}",
+            f"actual_direction_{horizon}",
+            f"accuracy_{horizon}",
+        ]
+    return names
+
+
+def _float(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _with_outcome(frame: pd.DataFrame, horizon: str) -> pd.DataFrame:
+    """Rows with an actual direction at ``horizon`` and a 0/1 ``correct`` column (a missing
+    accuracy counts as wrong, as in ``analyze``)."""
+    rows = frame[frame[f"actual_direction_{horizon}"].notna()].copy()
+    rows["correct"] = rows[f"accuracy_{horizon}"].map(lambda v: v is True or v == 1).astype(int)
+    return rows
+
+
+def version_metrics(
+    frame: pd.DataFrame, horizon: str, inference_p50: float | None
+) -> dict[str, Any]:
+    """Metrics of one version at one horizon over its rows (``frame``: all its rows)."""
+    rows = _with_outcome(frame, horizon)
+    n = len(rows)
+    correct = int(rows["correct"].sum())
+    directional = rows[rows[f"direction_{horizon}"].isin(["LONG", "SHORT"])]
+    confidence = rows[f"direction_{horizon}_confidence"].to_numpy(float)
+    error = (rows[f"predicted_return_{horizon}"] - rows[f"actual_return_{horizon}"]).abs()
+    return {
+        "n": n,
+        **accuracy_with_interval(correct, n),
+        "n_directional": len(directional),
+        **accuracy_with_interval(int(directional["correct"].sum()), len(directional), "hit_rate"),
+        "ic": information_coefficient(
+            rows[f"predicted_return_{horizon}"].to_numpy(float),
+            rows[f"actual_return_{horizon}"].to_numpy(float),
+        ).ic,
+        "mae": _float(error.mean()) if error.notna().any() else None,
+        "calibration_error": expected_calibration_error(
+            confidence, rows["correct"].to_numpy(float)
+        ),
+        "mean_confidence": _float(np.nanmean(confidence))
+        if np.isfinite(confidence).any()
+        else None,
+        "inference_ms_p50": inference_p50,
+    }
+
+
+def _pairs(frame_a: pd.DataFrame, frame_b: pd.DataFrame, horizon: str) -> pd.DataFrame:
+    """Rows of A and B with an outcome on the same symbol and candle (the newest row of each
+    version per candle), suffixed ``_a`` / ``_b``."""
+    keep = [*PAIR_KEY, "correct", f"predicted_return_{horizon}", f"actual_return_{horizon}"]
+    side_a = _with_outcome(frame_a, horizon)[keep].drop_duplicates(PAIR_KEY, keep="last")
+    side_b = _with_outcome(frame_b, horizon)[keep].drop_duplicates(PAIR_KEY, keep="last")
+    return side_a.merge(side_b, on=PAIR_KEY, suffixes=("_a", "_b"))
+
+
+def _points(difference: float) -> str:
+    return f"{difference * 100:+.1f} pts"
+
+
+def _p_text(p_value: float) -> str:
+    return f"p = {p_value:.3f}" if p_value >= 0.001 else f"p = {p_value:.1e}"
+
+
+def compare_horizon(
+    frame_a: pd.DataFrame,
+    frame_b: pd.DataFrame,
+    horizon: str,
+    *,
+    alpha: float = COMPARE_ALPHA,
+    min_pairs: int = MIN_PAIRED_PREDICTIONS,
+    inference_p50: tuple[float | None, float | None] = (None, None),
+    seed: int | None = None,
+) -> HorizonComparison:
+    """Compare two versions' rows at one horizon (see ``HorizonComparison``)."""
+    result = HorizonComparison(
+        horizon,
+        version_metrics(frame_a, horizon, inference_p50[0]),
+        version_metrics(frame_b, horizon, inference_p50[1]),
+    )
+    pairs = _pairs(frame_a, frame_b, horizon)
+    result.pairs = len(pairs)
+    if len(pairs) >= min_pairs:
+        result.test = "mcnemar_exact"
+        a_only = int(((pairs["correct_a"] == 1) & (pairs["correct_b"] == 0)).sum())
+        b_only = int(((pairs["correct_a"] == 0) & (pairs["correct_b"] == 1)).sum())
+        mcnemar = mcnemar_exact(a_only, b_only)
+        result.a_only_correct, result.b_only_correct = a_only, b_only
+        result.accuracy_difference = (b_only - a_only) / len(pairs)
+        result.p_value = mcnemar.p_value
+        extra = {} if seed is None else {"seed": seed}
+        interval = bootstrap_ic_difference(
+            pairs[f"predicted_return_{horizon}_a"].to_numpy(float),
+            pairs[f"predicted_return_{horizon}_b"].to_numpy(float),
+            pairs[f"actual_return_{horizon}_a"].to_numpy(float),
+            **extra,
+        )
+        result.ic_difference = interval.difference
+        result.ic_difference_low, result.ic_difference_high = interval.low, interval.high
+    elif result.a["n"] and result.b["n"]:
+        result.test = "two_proportion_z"
+        correct_a = int(_with_outcome(frame_a, horizon)["correct"].sum())
+        correct_b = int(_with_outcome(frame_b, horizon)["correct"].sum())
+        ztest = two_proportion_z_test(correct_a, result.a["n"], correct_b, result.b["n"])
+        result.accuracy_difference, result.z, result.p_value = (
+            ztest.difference,
+            ztest.z,
+            ztest.p_value,
+        )
+        if result.a["ic"] is not None and result.b["ic"] is not None:
+            result.ic_difference = result.b["ic"] - result.a["ic"]
+    result.verdict = _verdict(result, alpha)
+    return result
+
+
+def _verdict(result: HorizonComparison, alpha: float) -> str:
+    horizon = result.horizon
+    if result.test is None:
+        return f"not enough data at {horizon}: a version has no outcomes"
+    test = "paired McNemar" if result.test == "mcnemar_exact" else "unpaired z-test"
+    difference, p_value = result.accuracy_difference, result.p_value
+    if difference is None or p_value is None:
+        return f"no significant difference at {horizon} ({test}: not testable)"
+    if p_value < alpha and difference != 0:
+        result.better = "B" if difference > 0 else "A"
+        shown = difference if result.better == "B" else -difference
+        return f"{result.better} better at {horizon}: {_points(shown)}, {_p_text(p_value)} ({test})"
+    figures = f"{_points(difference)}, {_p_text(p_value)}, {test}"
+    return f"no significant difference at {horizon} ({figures})"
+
+
+def compare_models(
+    engine: Engine,
+    version_a: str,
+    version_b: str,
+    *,
+    days: float | None = 30.0,
+    horizons: list[str] | None = None,
+    symbol: str | None = None,
+    alpha: float = COMPARE_ALPHA,
+    min_pairs: int = MIN_PAIRED_PREDICTIONS,
+    seed: int | None = None,
+    now: datetime | None = None,
+) -> ModelComparison:
+    """Compare model ``version_b`` against ``version_a`` over the last ``days`` days
+    (optionally one ``symbol``) at each horizon (default: all). Times are UTC.
+
+    Raises ``InputError`` for an unknown version (naming the versions that exist), equal
+    versions or bad options. ``seed`` overrides the bootstrap seed (default: fixed).
+    """
+    if version_a == version_b:
+        raise InputError("compare two different model versions")
+    if not 0 < alpha < 1:
+        raise InputError(f"alpha must be within (0, 1), got {alpha:g}")
+    chosen = queries.check_horizons(horizons)
+    selection = queries.make_filter(symbol=symbol, days=days, now=now)
+    statement = (
+        sa.select(*(P[name] for name in _columns(chosen)))
+        .where(*selection.clauses(), P.model_version.in_([version_a, version_b]))
+        .order_by(P.datetime, P.id)
+    )
+    with db.connection_errors(engine.url), engine.connect() as conn:
+        existing = list(
+            conn.execute(queries.distinct_values(queries.PredictionFilter(), "model_version"))
+            .scalars()
+            .all()
+        )
+        unknown = [v for v in (version_a, version_b) if v not in existing]
+        if unknown:
+            listed = ", ".join(existing) if existing else "none"
+            raise InputError(f"unknown model version {unknown[0]!r}; versions that exist: {listed}")
+        frame = queries.read_frame(conn, statement)
+    comparison = ModelComparison(version_a, version_b, selection.describe(), alpha)
+    frame_a = frame[frame["model_version"] == version_a]
+    frame_b = frame[frame["model_version"] == version_b]
+    p50 = (_median(frame_a["inference_time_ms"]), _median(frame_b["inference_time_ms"]))
+    for horizon in chosen:
+        comparison.horizons.append(
+            compare_horizon(
+                frame_a,
+                frame_b,
+                horizon,
+                alpha=alpha,
+                min_pairs=min_pairs,
+                inference_p50=p50,
+                seed=seed,
+            )
+        )
+    return comparison
+
+
+def _median(values: pd.Series) -> float | None:
+    known = values.dropna().to_numpy(float)
+    return float(np.median(known)) if known.size else None

@@ -1,0 +1,211 @@
+"""Model commands: ``feature-importance compute|show`` and ``compare-models``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mlpred_cli.analysis.compare import METRIC_NAMES, compare_models
+from mlpred_cli.cli.app import app
+from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, fail, open_engine, stderr_console
+from mlpred_cli.config import HORIZONS
+from mlpred_cli.feature_importance import (
+    compute_feature_importance,
+    show_feature_importance,
+)
+from mlpred_cli.render import OutputFormat, emit_object, emit_rows
+
+importance_app = typer.Typer(help="Which input features matter, and how that changes over time.")
+app.add_typer(importance_app, name="feature-importance")
+
+IMPORTANCE_COLUMNS = [
+    "importance_rank",
+    "feature_name",
+    "importance_score",
+    "correlation_with_returns",
+    "usage_count",
+]
+SHOW_COLUMNS = [
+    "rank",
+    "feature_name",
+    "importance_score",
+    "correlation_with_returns",
+    "usage_count",
+    "rank_change",
+    "trend",
+]
+
+
+@importance_app.command("compute")
+def compute_command(
+    ctx: typer.Context,
+    days: float = typer.Option(
+        30.0, "--days", "-d", help="Use the predictions of the last N days."
+    ),
+    horizon: str = typer.Option("1h", "--horizon", help="Outcome horizon: 15m, 1h, 4h or 12h."),
+    model_version: str | None = typer.Option(
+        None, "--model-version", "-m", help="Only this model version (default: all)."
+    ),
+    feature_names: Path | None = typer.Option(
+        None, "--feature-names", help="Text file with one feature name per line (default f0..fN)."
+    ),
+    top: int = typer.Option(20, "--top", help="Features to print (all are written)."),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Score every feature by its Spearman IC with the realized return and save a snapshot.
+
+    Uses predictions logged with store_features=True whose outcome at --horizon is
+    backfilled. importance_score = |IC|; usage_count = predictions where the feature was
+    finite and non-zero; method spearman_ic. Needs at least 30 such predictions.
+
+    Example:
+
+        mlpred feature-importance compute --days 30 --horizon 1h
+
+        mlpred feature-importance compute --model-version v2 --feature-names features.txt
+    """
+    if top < 1:
+        raise fail("--top must be at least 1", 2)
+    with cli_errors():
+        engine = open_engine(ctx)
+        try:
+            result = compute_feature_importance(
+                engine,
+                days=days,
+                horizon=horizon,
+                model_version=model_version,
+                feature_names=feature_names,
+            )
+        finally:
+            engine.dispose()
+    stderr_console.print(
+        f"Wrote {result.written} features ({result.predictions} predictions, horizon "
+        f"{result.horizon}, model version {result.model_version or 'all'}"
+        + (f"; {result.skipped} skipped: other vector length" if result.skipped else "")
+        + ")"
+    )
+    emit_rows(
+        result.ranked()[:top],
+        fmt,
+        title="Feature importance (spearman_ic)",
+        columns=IMPORTANCE_COLUMNS,
+    )
+
+
+@importance_app.command("show")
+def show_command(
+    ctx: typer.Context,
+    top: int = typer.Option(20, "--top", help="Show the N best-ranked features."),
+    model_version: str | None = typer.Option(
+        None, "--model-version", "-m", help="Latest snapshot of this model version."
+    ),
+    method: str | None = typer.Option(
+        None, "--method", help="Latest snapshot of this method (e.g. spearman_ic, model)."
+    ),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """The latest feature-importance snapshot with rank changes and score sparklines.
+
+    rank_change compares with the previous snapshot of the same model version, method and
+    horizon (+2 = moved up two places); trend is the score over the last 8 snapshots.
+
+    Example:
+
+        mlpred feature-importance show --top 20
+
+        mlpred feature-importance show --model-version v2 --method spearman_ic --format json
+    """
+    with cli_errors():
+        engine = open_engine(ctx)
+        try:
+            view = show_feature_importance(
+                engine, top=top, model_version=model_version, method=method
+            )
+        finally:
+            engine.dispose()
+    if fmt is OutputFormat.json:
+        emit_object(view.to_dict(), fmt)
+        return
+    if view.snapshot is None:
+        stderr_console.print("No feature-importance snapshot matches")
+        if fmt is OutputFormat.csv:
+            emit_rows([], fmt, columns=SHOW_COLUMNS)
+        return
+    snapshot = view.snapshot
+    title = (
+        f"Feature importance: {snapshot['model_version'] or 'all versions'}, "
+        f"{snapshot['method']}, {snapshot['horizon'] or '-'}, "
+        f"{snapshot['calculated_at']:%Y-%m-%d %H:%M} UTC ({snapshot['history']} snapshots)"
+    )
+    emit_rows(view.features, fmt, title=title, columns=SHOW_COLUMNS)
+
+
+@app.command("compare-models")
+def compare_models_command(
+    ctx: typer.Context,
+    version_a: str = typer.Argument(..., help="Model version A (the baseline)."),
+    version_b: str = typer.Argument(..., help="Model version B (the challenger)."),
+    days: float = typer.Option(30.0, "--days", "-d", help="Compare over the last N days."),
+    horizon: str = typer.Option("all", "--horizon", help="15m, 1h, 4h, 12h or all."),
+    symbol: str | None = typer.Option(None, "--symbol", "-s", help="Only this symbol."),
+    fmt: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Compare two model versions per horizon, with a significance test and a verdict.
+
+    Side by side: n, accuracy and directional hit rate (95% Wilson intervals), IC, MAE,
+    calibration error (ECE), mean confidence, inference time p50. Where both versions
+    predicted the same symbol and candle (at least 30 pairs) the test is paired: McNemar's
+    exact test on correctness and a bootstrap 95% interval of the IC difference; otherwise
+    an unpaired two-proportion z-test. Significance level 0.05.
+
+    Example:
+
+        mlpred compare-models v1.4 v1.5 --days 30 --horizon 1h
+
+        mlpred compare-models v1.4 v1.5 --symbol BTCUSDT --format json
+    """
+    if horizon != "all" and horizon not in HORIZONS:
+        raise fail(f"--horizon must be one of {', '.join(HORIZONS)} or all", 2)
+    with cli_errors():
+        engine = open_engine(ctx)
+        try:
+            comparison = compare_models(
+                engine,
+                version_a,
+                version_b,
+                days=days,
+                symbol=symbol,
+                horizons=None if horizon == "all" else [horizon],
+            )
+        finally:
+            engine.dispose()
+    if fmt is OutputFormat.json:
+        emit_object(comparison.to_dict(), fmt)
+        return
+    if fmt is OutputFormat.csv:
+        emit_rows(comparison.flat(), fmt)
+        return
+    emit_rows(
+        comparison.side_by_side(),
+        fmt,
+        title=f"{version_a} (A) vs {version_b} (B), {comparison.selection}",
+        columns=["horizon", "side", "model_version", *METRIC_NAMES],
+    )
+    emit_rows(
+        comparison.tests(),
+        fmt,
+        title="Tests (difference = B - A)",
+        columns=[
+            "horizon",
+            "test",
+            "pairs",
+            "accuracy_difference",
+            "p_value",
+            "ic_difference",
+            "ic_difference_low",
+            "ic_difference_high",
+        ],
+    )
+    for item in comparison.horizons:
+        typer.echo(item.verdict)

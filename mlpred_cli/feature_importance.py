@@ -1,0 +1,627 @@
+"""Feature importance from stored predictions: the Spearman IC of each input feature with the
+realized return (``feature-importance compute``), and the latest snapshot with its history
+(``feature-importance show``).
+
+Feature vectors come from ``features_array`` (stored by the logger with
+``store_features=True``): a JSON list, or a list of lists (a window) whose last row is the
+vector. They are turned into a 1-D JSON text in the database and parsed in one bulk pass.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from scipy import stats
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from mlpred_cli import db, queries
+from mlpred_cli.analysis.metrics import information_coefficient
+from mlpred_cli.config import (
+    HORIZONS,
+    IMPORTANCE_METHOD,
+    MIN_IMPORTANCE_ROWS,
+    SPARKLINE_SNAPSHOTS,
+)
+from mlpred_cli.errors import InputError, MlpredError
+from mlpred_cli.importance import build_snapshot, write_snapshot
+from mlpred_cli.models import feature_importance_table, predictions_table
+
+P = predictions_table.c
+F = feature_importance_table.c
+
+#: Blocks of the text sparkline, lowest first.
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+class NotEnoughData(MlpredError):
+    """Too few predictions with stored features and a realized outcome to score features."""
+
+    exit_code = 1
+
+
+# ---------------------------------------------------------------- SQL: the feature vector
+
+
+class detoasted_json(FunctionElement[Any]):  # noqa: N801  (SQL function naming)
+    """``features_array`` read once: on PostgreSQL a type-preserving copy
+    (``jsonb_strip_nulls`` keeps array nulls), so later uses do not fetch the TOASTed value
+    again; on SQLite the JSON text itself."""
+
+    inherit_cache = True
+
+
+class feature_vector_json(FunctionElement[str]):  # noqa: N801
+    """The JSON text of one feature vector (a window's last row)."""
+
+    type = sa.String()
+    inherit_cache = True
+
+
+class feature_vector_length(FunctionElement[int]):  # noqa: N801
+    """Number of features in the vector."""
+
+    type = sa.Integer()
+    inherit_cache = True
+
+
+class is_json_array(FunctionElement[bool]):  # noqa: N801
+    """True when the value is a JSON array (not JSON null, not an object)."""
+
+    type = sa.Boolean()
+    inherit_cache = True
+
+
+def _column(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(next(iter(element.clauses)), **kw)
+
+
+def _pg_vector(column: str) -> str:
+    return (
+        f"(CASE WHEN jsonb_typeof({column} -> 0) = 'array' THEN {column} -> -1 ELSE {column} END)"
+    )
+
+
+def _sqlite_vector(column: str) -> str:
+    return (
+        f"(CASE WHEN json_type({column}, '$[0]') = 'array' "
+        f"THEN json_extract({column}, '$[#-1]') ELSE json({column}) END)"
+    )
+
+
+@compiles(detoasted_json, "postgresql")
+def _detoasted_pg(element: detoasted_json, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"jsonb_strip_nulls({_column(element, compiler, **kw)})"
+
+
+@compiles(detoasted_json)
+def _detoasted_sqlite(element: detoasted_json, compiler: SQLCompiler, **kw: Any) -> str:
+    return _column(element, compiler, **kw)
+
+
+@compiles(feature_vector_json, "postgresql")
+def _vector_json_pg(element: feature_vector_json, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{_pg_vector(_column(element, compiler, **kw))}::text"
+
+
+@compiles(feature_vector_json)
+def _vector_json_sqlite(element: feature_vector_json, compiler: SQLCompiler, **kw: Any) -> str:
+    return _sqlite_vector(_column(element, compiler, **kw))
+
+
+@compiles(feature_vector_length, "postgresql")
+def _vector_length_pg(element: feature_vector_length, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"jsonb_array_length({_pg_vector(_column(element, compiler, **kw))})"
+
+
+@compiles(feature_vector_length)
+def _vector_length_sqlite(element: feature_vector_length, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_array_length({_sqlite_vector(_column(element, compiler, **kw))})"
+
+
+@compiles(is_json_array, "postgresql")
+def _is_array_pg(element: is_json_array, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(jsonb_typeof({_column(element, compiler, **kw)}) = 'array')"
+
+
+@compiles(is_json_array)
+def _is_array_sqlite(element: is_json_array, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(json_type({_column(element, compiler, **kw)}) = 'array')"
+
+
+# ---------------------------------------------------------------- loading
+
+#: Bytes of COPY output handed to one parser thread at a time.
+PARSE_BLOCK_BYTES = 16 * 1024 * 1024
+#: Threads that parse text and rank features (pandas and numpy release the GIL).
+WORKER_THREADS = 2
+
+
+@dataclass(frozen=True)
+class FeatureMatrix:
+    """Feature vectors and the realized return of each prediction.
+
+    ``features`` is float64 of shape (features, predictions) - one row per feature - with
+    NaN for null/non-finite values; ``actual_returns`` are fractions (0.01 = +1 %).
+    ``skipped`` counts predictions with features and an outcome that were left out because
+    their vector had another length.
+    """
+
+    features: np.ndarray
+    actual_returns: np.ndarray
+    skipped: int = 0
+
+
+def _candidates(selection: queries.PredictionFilter, horizon: str) -> list[ColumnElement[bool]]:
+    return [
+        *selection.clauses(),
+        P.features_array.isnot(None),
+        P[f"actual_return_{horizon}"].isnot(None),
+    ]
+
+
+def _width_hints(
+    conn: Connection, selection: queries.PredictionFilter, horizon: str
+) -> tuple[int, int | None]:
+    """(candidate predictions, most common ``features_count`` among them); cheap, since it
+    does not read the JSON."""
+    statement = (
+        sa.select(P.features_count, sa.func.count().label("count"))
+        .where(*_candidates(selection, horizon))
+        .group_by(P.features_count)
+    )
+    counts = {k: int(v) for k, v in conn.execute(statement).all()}
+    known = {int(k): v for k, v in counts.items() if k is not None}
+    common = max(known, key=lambda k: (known[k], k)) if known else None
+    return sum(counts.values()), common
+
+
+def vector_lengths(
+    conn: Connection, selection: queries.PredictionFilter, horizon: str
+) -> dict[int, int]:
+    """Feature-vector length -> number of predictions with that vector and an outcome (reads
+    every JSON value; used when ``features_count`` does not describe the stored vectors)."""
+    inner = (
+        sa.select(detoasted_json(P.features_array).label("vector"))
+        .where(*_candidates(selection, horizon))
+        .offset(0)
+        .subquery()
+    )
+    length = feature_vector_length(inner.c.vector).label("length")
+    statement = (
+        sa.select(length, sa.func.count().label("count"))
+        .where(is_json_array(inner.c.vector))
+        .group_by(length)
+    )
+    return {int(k): int(v) for k, v in conn.execute(statement).all() if k is not None}
+
+
+def _vector_select(selection: queries.PredictionFilter, horizon: str, width: int) -> sa.Select[Any]:
+    # OFFSET 0 keeps the subquery, so PostgreSQL reads each JSON value once.
+    inner = (
+        sa.select(
+            P[f"actual_return_{horizon}"].label("actual_return"),
+            detoasted_json(P.features_array).label("vector"),
+        )
+        .where(*_candidates(selection, horizon))
+        .offset(0)
+        .subquery()
+    )
+    return sa.select(inner.c.actual_return, feature_vector_json(inner.c.vector)).where(
+        is_json_array(inner.c.vector), feature_vector_length(inner.c.vector) == width
+    )
+
+
+def _copy_blocks_postgresql(conn: Connection, statement: sa.Select[Any]) -> Iterator[bytes]:
+    """COPY the rows out as tab-separated text in blocks of whole lines (no Python object
+    per row)."""
+    compiled = statement.compile(dialect=conn.dialect)
+    # Plain values (aware datetimes, text) that psycopg binds into the COPY statement itself.
+    values = compiled.construct_params()
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    pending: list[bytes] = []
+    size = 0
+    with raw.cursor() as cursor, cursor.copy(f"COPY ({compiled.string}) TO STDOUT", values) as copy:
+        for chunk in copy:
+            pending.append(bytes(chunk))
+            size += len(chunk)
+            if size >= PARSE_BLOCK_BYTES:
+                block = b"".join(pending)
+                cut = block.rfind(b"\n") + 1
+                yield block[:cut]
+                pending, size = [block[cut:]], len(block) - cut
+    rest = b"".join(pending)
+    if rest:
+        yield rest
+
+
+def _blocks_sqlite(conn: Connection, statement: sa.Select[Any]) -> Iterator[bytes]:
+    rows = conn.execute(statement).all()
+    yield "".join(f"{actual!r}\t{vector}\n" for actual, vector in rows).encode()
+
+
+def parse_vectors(lines: bytes, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Parse ``return<TAB>[v0, v1, ...]`` lines into (returns, features (n, width)).
+
+    JSON ``null`` and non-finite values become NaN. One C-level pass (pandas' CSV parser).
+    """
+    if not lines.strip():
+        return np.zeros(0), np.zeros((0, width))
+    flat = lines.replace(b"\t", b",").replace(b"[", b"").replace(b"]", b"")
+    frame = pd.read_csv(
+        io.BytesIO(flat),
+        header=None,
+        names=range(width + 1),
+        skipinitialspace=True,
+        na_values=["null"],
+        dtype=np.float64,
+        engine="c",
+    )
+    values = frame.to_numpy(dtype=np.float64, copy=True)
+    values[~np.isfinite(values)] = np.nan
+    return values[:, 0].copy(), values[:, 1:]
+
+
+def _read_width(
+    conn: Connection, selection: queries.PredictionFilter, horizon: str, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    statement = _vector_select(selection, horizon, width)
+    blocks = (
+        _blocks_sqlite(conn, statement)
+        if db.is_sqlite(conn)
+        else _copy_blocks_postgresql(conn, statement)
+    )
+    # Blocks are parsed on worker threads while the database produces the next ones.
+    with ThreadPoolExecutor(WORKER_THREADS) as pool:
+        parts = [part.result() for part in [pool.submit(parse_vectors, b, width) for b in blocks]]
+    if not parts:
+        return np.zeros(0), np.zeros((width, 0))
+    returns = np.concatenate([part[0] for part in parts])
+    features = np.concatenate([part[1] for part in parts]).T.copy()
+    return returns, features
+
+
+def load_feature_matrix(
+    conn: Connection,
+    selection: queries.PredictionFilter,
+    horizon: str,
+    width: int | None = None,
+) -> FeatureMatrix:
+    """The feature vectors and ``actual_return_<horizon>`` of the selection's predictions that
+    have both. ``width`` fixes the vector length (default: the most common one); vectors of
+    another length are skipped and counted."""
+    candidates, hint = _width_hints(conn, selection, horizon)
+    if candidates == 0:
+        return FeatureMatrix(np.zeros((width or 0, 0)), np.zeros(0))
+    chosen = width if width is not None else hint
+    returns, features = (
+        _read_width(conn, selection, horizon, chosen) if chosen else (np.zeros(0), None)
+    )
+    if width is None and returns.size * 2 < candidates:
+        # features_count does not describe the stored vectors: find their real lengths.
+        lengths = vector_lengths(conn, selection, horizon)
+        if lengths:
+            chosen = max(lengths, key=lambda k: (lengths[k], k))
+            returns, features = _read_width(conn, selection, horizon, chosen)
+    if features is None:
+        features = np.zeros((chosen or 0, 0))
+    finite = np.isfinite(returns)
+    return FeatureMatrix(features[:, finite], returns[finite], candidates - int(finite.sum()))
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def _ranks(rows: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based) within each row: a double argsort where a row has no ties,
+    ``scipy.stats.rankdata`` where it does."""
+    order = np.argsort(rows, axis=1)
+    ranks = np.empty_like(rows)
+    positions = np.broadcast_to(np.arange(1, rows.shape[1] + 1, dtype=float), rows.shape)
+    np.put_along_axis(ranks, order, positions, axis=1)
+    ordered = np.take_along_axis(rows, order, axis=1)
+    for row in np.flatnonzero((np.diff(ordered, axis=1) == 0).any(axis=1)):
+        ranks[row] = stats.rankdata(rows[row])
+    return ranks
+
+
+def _rank_correlations(features: np.ndarray, return_ranks: np.ndarray) -> np.ndarray:
+    feature_ranks = _ranks(features)
+    feature_ranks -= feature_ranks.mean(axis=1, keepdims=True)
+    covariance = feature_ranks @ return_ranks
+    scale = np.sqrt(
+        np.einsum("ij,ij->i", feature_ranks, feature_ranks) * (return_ranks @ return_ranks)
+    )
+    return np.asarray(covariance / scale)
+
+
+def spearman_with_returns(features: np.ndarray, actual_returns: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each feature (a row of ``features``, shape (features,
+    predictions)) with the returns; NaN where undefined (fewer than 3 complete pairs, or a
+    constant side). Predictions with a NaN feature are left out of that feature only."""
+    result = np.full(features.shape[0], np.nan)
+    if features.shape[1] < 3 or np.ptp(actual_returns) == 0:
+        return result
+    finite = np.isfinite(features)
+    complete = finite.all(axis=1)
+    varying = complete & (np.ptp(np.where(finite, features, 0.0), axis=1) > 0)
+    fast = np.flatnonzero(varying)
+    if fast.size:
+        return_ranks = stats.rankdata(actual_returns)
+        return_ranks -= return_ranks.mean()
+        blocks = np.array_split(fast, min(WORKER_THREADS * 2, fast.size))
+        with ThreadPoolExecutor(WORKER_THREADS) as pool:
+            parts = pool.map(
+                lambda block: _rank_correlations(features[block], return_ranks), blocks
+            )
+            result[fast] = np.concatenate(list(parts))
+    for row in np.flatnonzero(~complete):
+        ic = information_coefficient(features[row], actual_returns).ic
+        result[row] = np.nan if ic is None else ic
+    return result
+
+
+def usage_counts(features: np.ndarray) -> np.ndarray:
+    """Per feature (row), the predictions where it was finite and non-zero."""
+    return np.asarray(np.count_nonzero(np.isfinite(features) & (features != 0), axis=1))
+
+
+# ---------------------------------------------------------------- compute
+
+
+@dataclass(frozen=True)
+class ImportanceResult:
+    """What ``compute_feature_importance`` scored and wrote.
+
+    ``rows`` are the snapshot's ``ml_feature_importance`` rows (in feature order);
+    ``predictions`` the predictions used; ``skipped`` those left out (other vector length).
+    """
+
+    rows: list[dict[str, Any]]
+    predictions: int
+    skipped: int
+    horizon: str
+    model_version: str | None
+    calculated_at: datetime
+    written: int
+
+    def ranked(self) -> list[dict[str, Any]]:
+        """The rows by rank, best first."""
+        return sorted(self.rows, key=lambda row: row["importance_rank"])
+
+
+def read_feature_names(path: str | Path) -> list[str]:
+    """Feature names from a text file, one per line (blank lines ignored)."""
+    target = Path(path)
+    try:
+        text = target.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"cannot read feature names from {target}: {error.strerror}") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise InputError(f"{target} names no feature")
+    return names
+
+
+def compute_feature_importance(
+    engine: Engine,
+    *,
+    days: float | None = 30.0,
+    horizon: str = "1h",
+    model_version: str | None = None,
+    feature_names: Sequence[str] | Path | None = None,
+    write: bool = True,
+    now: datetime | None = None,
+) -> ImportanceResult:
+    """Score every input feature by its Spearman IC with ``actual_return_<horizon>`` over the
+    predictions of the last ``days`` days (of ``model_version``, else all) that were stored
+    with ``features_array`` and have that outcome, and write the snapshot (method
+    ``spearman_ic``; ``importance_score`` = |IC|, 0 where the IC is undefined, e.g. a constant
+    feature, whose correlation is then null).
+
+    Feature names (a list, or a text file with one per line) default to ``f0..fN``; given
+    names fix the vector length (predictions with other lengths are skipped). The
+    snapshot's model_version is ``model_version``, else the selection's only version (None
+    when it mixes several). Raises ``NotEnoughData`` below ``MIN_IMPORTANCE_ROWS`` usable
+    predictions (nothing is written) and ``InputError`` on bad options.
+    """
+    if horizon not in HORIZONS:
+        raise InputError(f"unknown horizon {horizon!r}: use one of {', '.join(HORIZONS)}")
+    moment = now or datetime.now(UTC)
+    selection = queries.make_filter(model_version=model_version, days=days, now=moment)
+    if isinstance(feature_names, Path):
+        names: list[str] | None = read_feature_names(feature_names)
+    else:
+        names = list(feature_names) if feature_names is not None else None
+    with db.connection_errors(engine.url), engine.connect() as conn:
+        matrix = load_feature_matrix(
+            conn, selection, horizon, None if names is None else len(names)
+        )
+        versions = conn.execute(queries.distinct_values(selection, "model_version")).scalars().all()
+    predictions = matrix.features.shape[1]
+    if predictions < MIN_IMPORTANCE_ROWS:
+        hint = (
+            f" ({matrix.skipped} more have a feature vector of another length than the "
+            f"{len(names)} names)"
+            if names is not None and matrix.skipped
+            else ""
+        )
+        raise NotEnoughData(
+            f"only {predictions} predictions {selection.describe()} have stored features and a "
+            f"{horizon} outcome{hint}; at least {MIN_IMPORTANCE_ROWS} are needed "
+            "(log with store_features=True and run backfill-actuals); nothing written"
+        )
+    width = matrix.features.shape[0]
+    names = names if names is not None else [f"f{index}" for index in range(width)]
+    correlations = spearman_with_returns(matrix.features, matrix.actual_returns)
+    scores = np.where(np.isfinite(correlations), np.abs(correlations), 0.0)
+    version = (
+        model_version
+        if model_version is not None
+        else (versions[0] if len(versions) == 1 else None)
+    )
+    rows = build_snapshot(
+        names,
+        scores,
+        model_version=version,
+        method=IMPORTANCE_METHOD,
+        horizon=horizon,
+        correlations=[None if not np.isfinite(c) else float(c) for c in correlations],
+        usage_counts=[int(c) for c in usage_counts(matrix.features)],
+        calculated_at=moment,
+    )
+    written = write_snapshot(engine, rows) if write else 0
+    return ImportanceResult(rows, predictions, matrix.skipped, horizon, version, moment, written)
+
+
+# ---------------------------------------------------------------- show
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """One block character per value, scaled from the series' minimum (▁) to its maximum (█);
+    a constant series is all ▄, a missing value is a space."""
+    known = [value for value in values if value is not None and np.isfinite(value)]
+    if not known:
+        return " " * len(values)
+    low, high = min(known), max(known)
+    top = len(SPARK_BLOCKS) - 1
+    marks = []
+    for value in values:
+        if value is None or not np.isfinite(value):
+            marks.append(" ")
+        elif high == low:
+            marks.append(SPARK_BLOCKS[top // 2])
+        else:
+            marks.append(SPARK_BLOCKS[round((value - low) / (high - low) * top)])
+    return "".join(marks)
+
+
+@dataclass
+class ImportanceView:
+    """The latest snapshot (``snapshot``: model_version, method, horizon, calculated_at,
+    features, history) and its top features, each with ``rank_change`` (previous rank minus
+    current: positive moved up, None when new or with no previous snapshot) and ``trend`` (a
+    sparkline of its score over the last ``history`` snapshots, oldest first)."""
+
+    snapshot: dict[str, Any] | None
+    features: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of ``feature-importance show --format json``."""
+        return {"snapshot": self.snapshot, "features": self.features}
+
+
+def _same(column: sa.Column[Any], value: Any) -> ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value
+
+
+def show_feature_importance(
+    engine: Engine,
+    *,
+    top: int = 20,
+    model_version: str | None = None,
+    method: str | None = None,
+    history: int = SPARKLINE_SNAPSHOTS,
+) -> ImportanceView:
+    """The newest snapshot (of ``model_version`` / ``method`` when given) with its ``top``
+    features by rank. History and rank changes come from the earlier snapshots of the same
+    model version, method and horizon. ``snapshot`` is None when nothing matches."""
+    if top < 1:
+        raise InputError(f"--top must be at least 1, got {top}")
+    if history < 1:
+        raise InputError(f"history must be at least 1, got {history}")
+    filters = []
+    if model_version is not None:
+        filters.append(F.model_version == model_version)
+    if method is not None:
+        filters.append(F.method == method)
+    with db.connection_errors(engine.url), engine.connect() as conn:
+        latest = conn.execute(
+            sa.select(F.model_version, F.method, F.horizon, F.calculated_at)
+            .where(*filters)
+            .order_by(F.calculated_at.desc(), F.id.desc())
+            .limit(1)
+        ).first()
+        if latest is None:
+            return ImportanceView(None)
+        same = [
+            _same(F.model_version, latest.model_version),
+            F.method == latest.method,
+            _same(F.horizon, latest.horizon),
+        ]
+        moments = (
+            conn.execute(
+                sa.select(F.calculated_at)
+                .where(*same, F.calculated_at <= latest.calculated_at)
+                .distinct()
+                .order_by(F.calculated_at.desc())
+                .limit(history)
+            )
+            .scalars()
+            .all()
+        )
+        moments = sorted(moments)
+        rows = conn.execute(
+            sa.select(
+                F.feature_name,
+                F.importance_score,
+                F.importance_rank,
+                F.correlation_with_returns,
+                F.usage_count,
+                F.calculated_at,
+            ).where(*same, F.calculated_at.in_(moments))
+        ).all()
+    return _view(latest, moments, rows, top)
+
+
+def _view(
+    latest: Any, moments: Sequence[datetime], rows: Sequence[Any], top: int
+) -> ImportanceView:
+    position = {moment: index for index, moment in enumerate(moments)}
+    scores: dict[str, list[float | None]] = {}
+    ranks: dict[str, list[int | None]] = {}
+    current: dict[str, Any] = {}
+    for row in rows:
+        index = position[row.calculated_at]
+        scores.setdefault(row.feature_name, [None] * len(moments))[index] = row.importance_score
+        ranks.setdefault(row.feature_name, [None] * len(moments))[index] = row.importance_rank
+        if index == len(moments) - 1:
+            current[row.feature_name] = row
+    best = sorted(current.values(), key=lambda row: (row.importance_rank, row.feature_name))
+    features = []
+    for row in best[:top]:
+        previous = ranks[row.feature_name][-2] if len(moments) > 1 else None
+        features.append(
+            {
+                "rank": row.importance_rank,
+                "feature_name": row.feature_name,
+                "importance_score": row.importance_score,
+                "correlation_with_returns": row.correlation_with_returns,
+                "usage_count": row.usage_count,
+                "previous_rank": previous,
+                "rank_change": None if previous is None else previous - row.importance_rank,
+                "trend": sparkline(scores[row.feature_name]),
+            }
+        )
+    snapshot = {
+        "model_version": latest.model_version,
+        "method": latest.method,
+        "horizon": latest.horizon,
+        "calculated_at": latest.calculated_at,
+        "features": len(current),
+        "history": len(moments),
+    }
+    return ImportanceView(snapshot, features)
