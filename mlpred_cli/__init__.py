@@ -10,6 +10,7 @@ from mlpred_cli.analysis import (
     load_predictions,
     recent_predictions,
 )
+from mlpred_cli.analysis.compare import ModelComparison, compare_models
 from mlpred_cli.backfill import BackfillReport, backfill_actuals
 from mlpred_cli.candles import ImportReport, import_candles, read_candle_file
 from mlpred_cli.errors import (
@@ -18,6 +19,13 @@ from mlpred_cli.errors import (
     InputError,
     MlpredError,
     SchemaNotReady,
+)
+from mlpred_cli.feature_importance import (
+    ImportanceResult,
+    ImportanceView,
+    NotEnoughData,
+    compute_feature_importance,
+    show_feature_importance,
 )
 from mlpred_cli.features import feature_hash, format_feature_hash
 from mlpred_cli.indicators import MarketArrays, compute_indicators, extract_market_data
@@ -32,17 +40,23 @@ __all__ = [
     "ConfigError",
     "DatabaseUnavailable",
     "ImportReport",
+    "ImportanceResult",
+    "ImportanceView",
     "InputError",
     "LogTestResult",
     "MLPredictionLogger",
     "MarketArrays",
     "MlpredError",
+    "ModelComparison",
+    "NotEnoughData",
     "ReplayResult",
     "SchemaNotReady",
     "__version__",
     "accuracy_table",
     "analyze",
     "backfill_actuals",
+    "compare_models",
+    "compute_feature_importance",
     "compute_indicators",
     "export_predictions",
     "extract_market_data",
@@ -57,5 +71,6 @@ __all__ = [
     "recent_predictions",
     "replay_spool",
     "run_log_test",
+    "show_feature_importance",
     "spool_status",
 ]

@@ -28,6 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from mlpred_cli import db, queries
+from mlpred_cli.analysis.api import DatabaseSource, connect
 from mlpred_cli.analysis.metrics import information_coefficient
 from mlpred_cli.config import (
     HORIZONS,
@@ -417,7 +418,7 @@ def read_feature_names(path: str | Path) -> list[str]:
 
 
 def compute_feature_importance(
-    engine: Engine,
+    database: DatabaseSource,
     *,
     days: float | None = 30.0,
     horizon: str = "1h",
@@ -426,7 +427,8 @@ def compute_feature_importance(
     write: bool = True,
     now: datetime | None = None,
 ) -> ImportanceResult:
-    """Score every input feature by its Spearman IC with ``actual_return_<horizon>`` over the
+    """In ``database`` (a URL, an engine, or None for the configured default), score every
+    input feature by its Spearman IC with ``actual_return_<horizon>`` over the
     predictions of the last ``days`` days (of ``model_version``, else all) that were stored
     with ``features_array`` and have that outcome, and write the snapshot (method
     ``spearman_ic``; ``importance_score`` = |IC|, 0 where the IC is undefined, e.g. a constant
@@ -446,6 +448,19 @@ def compute_feature_importance(
         names: list[str] | None = read_feature_names(feature_names)
     else:
         names = list(feature_names) if feature_names is not None else None
+    with connect(database) as engine:
+        return _compute(engine, selection, horizon, model_version, names, write, moment)
+
+
+def _compute(
+    engine: Engine,
+    selection: queries.PredictionFilter,
+    horizon: str,
+    model_version: str | None,
+    names: list[str] | None,
+    write: bool,
+    moment: datetime,
+) -> ImportanceResult:
     with db.connection_errors(engine.url), engine.connect() as conn:
         matrix = load_feature_matrix(
             conn, selection, horizon, None if names is None else len(names)
@@ -529,7 +544,7 @@ def _same(column: sa.Column[Any], value: Any) -> ColumnElement[bool]:
 
 
 def show_feature_importance(
-    engine: Engine,
+    database: DatabaseSource,
     *,
     top: int = 20,
     model_version: str | None = None,
@@ -548,7 +563,11 @@ def show_feature_importance(
         filters.append(F.model_version == model_version)
     if method is not None:
         filters.append(F.method == method)
-    with db.connection_errors(engine.url), engine.connect() as conn:
+    with (
+        connect(database) as engine,
+        db.connection_errors(engine.url),
+        engine.connect() as conn,
+    ):
         latest = conn.execute(
             sa.select(F.model_version, F.method, F.horizon, F.calculated_at)
             .where(*filters)

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
 from mlpred_cli import db, queries
 from mlpred_cli.analysis.accuracy import accuracy_with_interval
+from mlpred_cli.analysis.api import DatabaseSource, connect
 from mlpred_cli.analysis.metrics import expected_calibration_error, information_coefficient
 from mlpred_cli.analysis.significance import (
     bootstrap_ic_difference,
@@ -102,17 +102,40 @@ class ModelComparison:
             "horizons": [item.to_dict() for item in self.horizons],
         }
 
-    def side_by_side(self) -> list[dict[str, Any]]:
-        """Two rows per horizon (A, then B) with the version metrics."""
+    def metric_table(self) -> list[dict[str, Any]]:
+        """Readable side by side: one row per metric, one column per horizon and version
+        (``"1h A"``, ``"1h B"``), intervals as ``0.585 [0.510, 0.656]`` text."""
+        rows = []
+        for label, key in _TABLE_METRICS:
+            row: dict[str, Any] = {"metric": label}
+            for item in self.horizons:
+                for side, metrics in (("A", item.a), ("B", item.b)):
+                    row[f"{item.horizon} {side}"] = _cell(metrics, key)
+            rows.append(row)
+        return rows
+
+    def test_table(self) -> list[dict[str, Any]]:
+        """Readable tests: one row per horizon, differences B - A."""
         rows = []
         for item in self.horizons:
-            for label, version, metrics in (
-                ("A", self.version_a, item.a),
-                ("B", self.version_b, item.b),
-            ):
-                rows.append(
-                    {"horizon": item.horizon, "side": label, "model_version": version, **metrics}
-                )
+            interval = (
+                None
+                if item.ic_difference_low is None or item.ic_difference_high is None
+                else f"[{item.ic_difference_low:+.3f}, {item.ic_difference_high:+.3f}]"
+            )
+            rows.append(
+                {
+                    "horizon": item.horizon,
+                    "test": item.test,
+                    "pairs": item.pairs,
+                    "accuracy B-A": None
+                    if item.accuracy_difference is None
+                    else _points(item.accuracy_difference),
+                    "p_value": item.p_value,
+                    "IC B-A": item.ic_difference,
+                    "IC B-A 95% interval": interval,
+                }
+            )
         return rows
 
     def tests(self) -> list[dict[str, Any]]:
@@ -144,6 +167,29 @@ class ModelComparison:
             row.update({k: v for k, v in test.items() if k != "horizon"})
             rows.append(row)
         return rows
+
+
+#: Rows of ``ModelComparison.metric_table``: (label, metric key).
+_TABLE_METRICS: tuple[tuple[str, str], ...] = (
+    ("n", "n"),
+    ("accuracy (95% CI)", "accuracy"),
+    ("directional n", "n_directional"),
+    ("hit rate (95% CI)", "hit_rate"),
+    ("IC", "ic"),
+    ("MAE", "mae"),
+    ("calibration error", "calibration_error"),
+    ("mean confidence", "mean_confidence"),
+    ("inference p50 ms", "inference_ms_p50"),
+)
+
+
+def _cell(metrics: dict[str, Any], key: str) -> Any:
+    value = metrics[key]
+    if key in ("accuracy", "hit_rate"):
+        if value is None:
+            return None
+        return f"{value:.3f} [{metrics[f'{key}_low']:.3f}, {metrics[f'{key}_high']:.3f}]"
+    return value
 
 
 def _columns(horizons: tuple[str, ...]) -> list[str]:
@@ -290,7 +336,7 @@ def _verdict(result: HorizonComparison, alpha: float) -> str:
 
 
 def compare_models(
-    engine: Engine,
+    database: DatabaseSource,
     version_a: str,
     version_b: str,
     *,
@@ -302,7 +348,8 @@ def compare_models(
     seed: int | None = None,
     now: datetime | None = None,
 ) -> ModelComparison:
-    """Compare model ``version_b`` against ``version_a`` over the last ``days`` days
+    """Compare model ``version_b`` against ``version_a`` (in ``database``: a URL, an engine,
+    or None for the configured default) over the last ``days`` days
     (optionally one ``symbol``) at each horizon (default: all). Times are UTC.
 
     Raises ``InputError`` for an unknown version (naming the versions that exist), equal
@@ -319,7 +366,11 @@ def compare_models(
         .where(*selection.clauses(), P.model_version.in_([version_a, version_b]))
         .order_by(P.datetime, P.id)
     )
-    with db.connection_errors(engine.url), engine.connect() as conn:
+    with (
+        connect(database) as engine,
+        db.connection_errors(engine.url),
+        engine.connect() as conn,
+    ):
         existing = list(
             conn.execute(queries.distinct_values(queries.PredictionFilter(), "model_version"))
             .scalars()

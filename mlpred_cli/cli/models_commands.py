@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mlpred_cli.analysis.compare import METRIC_NAMES, compare_models
+from mlpred_cli.analysis.compare import compare_models
 from mlpred_cli.cli.app import app
 from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, fail, open_engine, stderr_console
 from mlpred_cli.config import HORIZONS
@@ -187,25 +187,10 @@ def compare_models_command(
         emit_rows(comparison.flat(), fmt)
         return
     emit_rows(
-        comparison.side_by_side(),
+        comparison.metric_table(),
         fmt,
         title=f"{version_a} (A) vs {version_b} (B), {comparison.selection}",
-        columns=["horizon", "side", "model_version", *METRIC_NAMES],
     )
-    emit_rows(
-        comparison.tests(),
-        fmt,
-        title="Tests (difference = B - A)",
-        columns=[
-            "horizon",
-            "test",
-            "pairs",
-            "accuracy_difference",
-            "p_value",
-            "ic_difference",
-            "ic_difference_low",
-            "ic_difference_high",
-        ],
-    )
+    emit_rows(comparison.test_table(), fmt, title="Tests (B - A)")
     for item in comparison.horizons:
         typer.echo(item.verdict)
