@@ -145,5 +145,5 @@ COMPARE_ALPHA = 0.05
 MIN_PAIRED_PREDICTIONS = 30
 
 #: Bootstrap resamples of the IC difference, and the seed that makes them reproducible.
-BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 20240601

@@ -151,6 +151,16 @@ def test_compute_with_feature_names_and_model_version(engine: Engine, tmp_path: 
         compute_feature_importance(engine, model_version="v2", feature_names=names[:4])
 
 
+def test_compute_finds_the_vector_length_when_features_count_disagrees(engine: Engine) -> None:
+    rows = _planted_rows(40)
+    for row in rows:
+        row["features_count"] = 240  # says 240, the stored vectors hold 10
+    insert_predictions(engine, rows)
+    result = compute_feature_importance(engine, write=False)
+    assert (result.predictions, result.written) == (40, 0)
+    assert result.ranked()[0]["feature_name"] == "f7"
+
+
 def _snapshot(engine: Engine, scores: dict[str, float], moment: datetime, **kwargs: object) -> None:
     options = {"model_version": "v1", "method": "model", **kwargs}
     rows = build_snapshot(list(scores), list(scores.values()), calculated_at=moment, **options)  # type: ignore[arg-type]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
+from mlpred_cli.analysis import significance
 from mlpred_cli.analysis.significance import (
     bootstrap_ic_difference,
     mcnemar_exact,
@@ -55,7 +57,7 @@ def test_bootstrap_interval_degenerate_and_reproducible() -> None:
     actual = rng.normal(size=40)
     # B ranks perfectly, A perfectly backwards: every resample gives exactly 1 - (-1) = 2
     perfect = bootstrap_ic_difference(-actual, actual, actual, resamples=300)
-    assert (perfect.difference, perfect.low, perfect.high) == (2.0, 2.0, 2.0)
+    assert (perfect.difference, perfect.low, perfect.high) == pytest.approx((2.0, 2.0, 2.0))
     # identical predictions: the difference is 0 in every resample
     same = rng.normal(size=40)
     zero = bootstrap_ic_difference(same, same, actual, resamples=300)
@@ -74,3 +76,22 @@ def test_bootstrap_drops_missing_and_needs_three_pairs() -> None:
     assert (result.difference, result.low, result.high, result.n) == (None, None, None, 2)
     with pytest.raises(ValueError):
         bootstrap_ic_difference([1, 2], [1, 2, 3], [1, 2, 3])
+
+
+def test_resample_ranks_equal_reranking_the_resample() -> None:
+    """The bootstrap ranks a resample from draw counts over the presorted series; that must
+    equal Spearman on the explicitly resampled rows (with ties and repeated draws)."""
+    rng = np.random.default_rng(3)
+    size = 60
+    actual = rng.integers(0, 6, size).astype(float)  # many ties
+    pred_a, pred_b = rng.normal(size=size), np.round(rng.normal(size=size), 1)
+    groups = [significance._tie_groups(v) for v in (pred_a, pred_b, actual)]
+    for _ in range(5):
+        drawn = rng.integers(0, size, size)
+        counts = np.bincount(drawn, minlength=size).astype(float)[None, :]
+        fast = significance._differences(counts, *groups, size)[0]
+        expected = (
+            stats.spearmanr(pred_b[drawn], actual[drawn]).statistic
+            - stats.spearmanr(pred_a[drawn], actual[drawn]).statistic
+        )
+        assert fast == pytest.approx(expected, abs=1e-12)

@@ -6,6 +6,7 @@ z-test. Pure functions; unknown results are ``None``, never NaN.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,10 @@ import numpy.typing as npt
 from scipy import stats
 
 from mlpred_cli.config import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, INTERVAL_CONFIDENCE
+
+#: Cells (resamples x pairs) per bootstrap chunk, and the threads that work on chunks.
+BOOTSTRAP_CHUNK_CELLS = 1_000_000
+BOOTSTRAP_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -86,20 +91,77 @@ class BootstrapInterval:
     n: int
 
 
-def _row_spearman(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Spearman correlation of each row of ``first`` with the same row of ``second`` (2-D,
-    average ranks for ties); NaN for a row where either side is constant."""
-    first_ranks = stats.rankdata(first, axis=1)
-    second_ranks = stats.rankdata(second, axis=1)
-    first_ranks -= first_ranks.mean(axis=1, keepdims=True)
-    second_ranks -= second_ranks.mean(axis=1, keepdims=True)
-    covariance = np.einsum("ij,ij->i", first_ranks, second_ranks)
-    scale = np.sqrt(
-        np.einsum("ij,ij->i", first_ranks, first_ranks)
-        * np.einsum("ij,ij->i", second_ranks, second_ranks)
+@dataclass(frozen=True)
+class _TieGroups:
+    """A series sorted once: ``order`` (argsort), the start of each group of equal values in
+    sorted order, and each element's group number."""
+
+    order: np.ndarray
+    starts: np.ndarray
+    group_of: np.ndarray
+
+
+def _tie_groups(values: np.ndarray) -> _TieGroups:
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    new_group = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+    group_of = np.empty(values.size, dtype=np.intp)
+    group_of[order] = np.cumsum(new_group) - 1
+    return _TieGroups(order, np.flatnonzero(new_group), group_of)
+
+
+def _resample_ranks(counts: np.ndarray, groups: _TieGroups) -> np.ndarray:
+    """Average ranks each element would get inside each resample (rows of ``counts``: how
+    often each element was drawn). Equal values share the mean of their positions."""
+    group_counts = np.add.reduceat(counts[:, groups.order], groups.starts, axis=1)
+    average = np.cumsum(group_counts, axis=1) - (group_counts - 1) / 2
+    return np.asarray(average[:, groups.group_of])
+
+
+class _WeightedRanks:
+    """Sums over each resample of one rank matrix: weighted by the draw counts, Σ r and
+    Σ r² (the pieces a correlation needs)."""
+
+    def __init__(self, ranks: np.ndarray, counts: np.ndarray) -> None:
+        self.ranks = ranks
+        self.weighted = counts * ranks
+        self.total = self.weighted.sum(axis=1)
+        self.squares = np.einsum("ij,ij->i", self.weighted, ranks)
+
+
+def _weighted_correlation(first: _WeightedRanks, second: _WeightedRanks, size: int) -> np.ndarray:
+    """Pearson correlation per resample of two rank matrices, each element weighted by how
+    often it was drawn (= the correlation over the resample of ``size`` draws); NaN where a
+    side is constant."""
+    covariance = np.einsum("ij,ij->i", first.weighted, second.ranks) - (
+        first.total * second.total / size
     )
+    variance_first = first.squares - first.total**2 / size
+    variance_second = second.squares - second.total**2 / size
+    product = variance_first * variance_second
+    # Relative guard: a constant side leaves only rounding noise in its variance.
+    constant = (variance_first <= 1e-9 * first.squares) | (variance_second <= 1e-9 * second.squares)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(scale > 0, covariance / scale, np.nan)
+        correlation = covariance / np.sqrt(np.where(constant, 1.0, product))
+    return np.asarray(np.where(constant, np.nan, np.clip(correlation, -1.0, 1.0)))
+
+
+def _differences(
+    counts: np.ndarray,
+    groups_a: _TieGroups,
+    groups_b: _TieGroups,
+    groups_actual: _TieGroups,
+    size: int,
+) -> np.ndarray:
+    """IC(B) - IC(A) for each resample (row of draw counts)."""
+    actual = _WeightedRanks(_resample_ranks(counts, groups_actual), counts)
+    ic_b = _weighted_correlation(
+        _WeightedRanks(_resample_ranks(counts, groups_b), counts), actual, size
+    )
+    ic_a = _weighted_correlation(
+        _WeightedRanks(_resample_ranks(counts, groups_a), counts), actual, size
+    )
+    return np.asarray(ic_b - ic_a)
 
 
 def bootstrap_ic_difference(
@@ -130,23 +192,28 @@ def bootstrap_ic_difference(
     n = int(keep.sum())
     if n < 3:
         return BootstrapInterval(None, None, None, n)
-    point = _row_spearman(pred_b[None, :], act[None, :]) - _row_spearman(
-        pred_a[None, :], act[None, :]
-    )
+    groups_a, groups_b, groups_actual = _tie_groups(pred_a), _tie_groups(pred_b), _tie_groups(act)
+    point = _differences(np.ones((1, n)), groups_a, groups_b, groups_actual, n)
     if not np.isfinite(point[0]):
         return BootstrapInterval(None, None, None, n)
     rng = np.random.default_rng(seed)
-    # Chunks bound memory to about 8 million cells per array, whatever n is.
-    chunk = max(1, min(resamples, 8_000_000 // n))
-    differences = []
-    for start in range(0, resamples, chunk):
-        size = min(chunk, resamples - start)
-        index = rng.integers(0, n, size=(size, n))
-        actual_sample = act[index]
-        differences.append(
-            _row_spearman(pred_b[index], actual_sample)
-            - _row_spearman(pred_a[index], actual_sample)
-        )
+
+    # Each resample is a row of draw counts: ranks inside a resample come from cumulative
+    # counts over the presorted series, so nothing is sorted again. Draws are made in order
+    # (reproducible); chunks bound memory and run on worker threads (numpy releases the GIL).
+    chunk = max(1, min(resamples, BOOTSTRAP_CHUNK_CELLS // n))
+    with ThreadPoolExecutor(BOOTSTRAP_THREADS) as pool:
+        futures = []
+        for start in range(0, resamples, chunk):
+            size = min(chunk, resamples - start)
+            draws = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
+            counts = np.bincount(draws.ravel(), minlength=size * n).reshape(size, n)
+            futures.append(
+                pool.submit(
+                    _differences, counts.astype(float), groups_a, groups_b, groups_actual, n
+                )
+            )
+        differences = [future.result() for future in futures]
     values = np.concatenate(differences)
     values = values[np.isfinite(values)]
     if values.size == 0:
