@@ -11,6 +11,7 @@ the snapshot). Baselines measured in the same run:
 
     .venv/bin/python bench/bench_feature_importance.py                 # 100,000 x 240
     .venv/bin/python bench/bench_feature_importance.py --rows 20000 --skip-naive
+    .venv/bin/python bench/bench_feature_importance.py --sqlite     # also on a SQLite copy
 
 Target (issue 5): 100,000 predictions x 240 features in <= 10 s.
 """
@@ -20,8 +21,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sqlite3
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -88,6 +91,42 @@ def naive(url: str) -> tuple[float, int]:
     return time.perf_counter() - started, int(np.argmax(scores))
 
 
+def sqlite_compute(pg_url: str, repeat: int, pg_best: float) -> None:
+    """Copy the predictions into a temporary SQLite file and time compute there."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.db"
+        engine = db.create_engine(f"sqlite:///{path}")
+        try:
+            db.upgrade_to_head(engine)
+            names = ("prediction_id, symbol, timestamp, datetime, model_version, features_count, "
+                     "actual_return_1h, features_array")  # fmt: skip
+            with psycopg.connect(pg_url) as source:
+                rows = source.execute(
+                    "SELECT prediction_id::text, symbol, timestamp, "
+                    "to_char(datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), "
+                    "model_version, features_count, actual_return_1h, features_array::text "
+                    "FROM ml_predictions"
+                ).fetchall()
+            with sqlite3.connect(path) as target:
+                target.executemany(
+                    f"INSERT INTO ml_predictions ({names}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(uuid.UUID(r[0]).hex, *r[1:]) for r in rows],
+                )
+            timings = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                result = compute_feature_importance(engine, days=30, horizon="1h", write=False)
+                timings.append(time.perf_counter() - started)
+            assert result.predictions == len(rows), result.predictions
+            best = min(timings)
+            print(
+                f"feature-importance compute on SQLite:     {best:6.2f} s best "
+                f"({best / pg_best:.2f}x PostgreSQL)"
+            )
+        finally:
+            engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -95,6 +134,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--skip-naive", action="store_true", help="skip the slow naive baseline")
+    parser.add_argument(
+        "--sqlite", action="store_true", help="also time compute on a SQLite copy of the data"
+    )
     parser.add_argument(
         "--pg-admin-url",
         default="postgresql://postgres@127.0.0.1:5432/postgres",
@@ -140,6 +182,8 @@ def main() -> None:
                 f"naive (json.loads + spearmanr/feature):   {naive_s:6.2f} s  "
                 f"(compute is {naive_s / best:.1f}x faster)"
             )
+        if args.sqlite:
+            sqlite_compute(plain_url, args.repeat, best)
     finally:
         engine.dispose()
         with admin.connect() as conn:

@@ -10,6 +10,7 @@ vector. They are turned into a 1-D JSON text in the database and parsed in one b
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -96,9 +97,10 @@ def _pg_vector(column: str) -> str:
 
 
 def _sqlite_vector(column: str) -> str:
+    # The stored text as is (a window's last row re-serialised by json_extract).
     return (
         f"(CASE WHEN json_type({column}, '$[0]') = 'array' "
-        f"THEN json_extract({column}, '$[#-1]') ELSE json({column}) END)"
+        f"THEN json_extract({column}, '$[#-1]') ELSE {column} END)"
     )
 
 
@@ -146,6 +148,8 @@ def _is_array_sqlite(element: is_json_array, compiler: SQLCompiler, **kw: Any) -
 
 #: Bytes of COPY output handed to one parser thread at a time.
 PARSE_BLOCK_BYTES = 16 * 1024 * 1024
+#: Rows per parse block on SQLite.
+SQLITE_BLOCK_ROWS = 5_000
 #: Threads that parse text and rank features (pandas and numpy release the GIL).
 WORKER_THREADS = 2
 
@@ -250,8 +254,19 @@ def _copy_blocks_postgresql(conn: Connection, statement: sa.Select[Any]) -> Iter
 
 
 def _blocks_sqlite(conn: Connection, statement: sa.Select[Any]) -> Iterator[bytes]:
-    rows = conn.execute(statement).all()
-    yield "".join(f"{actual!r}\t{vector}\n" for actual, vector in rows).encode()
+    """The rows as ``return<TAB>vector`` lines, in blocks (SQLite keeps reading while a
+    worker parses the previous block)."""
+    result = conn.execute(statement)
+    while rows := result.fetchmany(SQLITE_BLOCK_ROWS):
+        yield "".join(f"{actual!r}\t{_one_line(vector)}\n" for actual, vector in rows).encode()
+
+
+def _one_line(vector: str) -> str:
+    """Stored JSON text on one line: text with line breaks or tabs (written by hand, not by
+    the logger) is re-serialised."""
+    if "\n" in vector or "\t" in vector or "\r" in vector:
+        return json.dumps(json.loads(vector))
+    return vector
 
 
 def parse_vectors(lines: bytes, width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -161,6 +161,19 @@ def test_compute_finds_the_vector_length_when_features_count_disagrees(engine: E
     assert result.ranked()[0]["feature_name"] == "f7"
 
 
+@pytest.mark.sqlite_only
+def test_compute_reads_hand_written_json_with_line_breaks(engine: Engine) -> None:
+    insert_predictions(engine, _planted_rows(35))
+    with engine.begin() as conn:  # pretty-printed JSON, as another tool might store it
+        conn.exec_driver_sql(
+            "UPDATE ml_predictions SET features_array = replace(replace(features_array, "
+            "', ', ',' || char(10) || char(9)), '[', '[' || char(13) || char(10))"
+        )
+    result = compute_feature_importance(engine, write=False)
+    assert result.predictions == 35
+    assert result.ranked()[0]["feature_name"] == "f7"
+
+
 def _snapshot(engine: Engine, scores: dict[str, float], moment: datetime, **kwargs: object) -> None:
     options = {"model_version": "v1", "method": "model", **kwargs}
     rows = build_snapshot(list(scores), list(scores.values()), calculated_at=moment, **options)  # type: ignore[arg-type]
