@@ -438,7 +438,7 @@ def compute_feature_importance(
     days: float | None = 30.0,
     horizon: str = "1h",
     model_version: str | None = None,
-    feature_names: Sequence[str] | Path | None = None,
+    feature_names: Sequence[str] | str | Path | None = None,
     write: bool = True,
     now: datetime | None = None,
 ) -> ImportanceResult:
@@ -449,17 +449,18 @@ def compute_feature_importance(
     ``spearman_ic``; ``importance_score`` = |IC|, 0 where the IC is undefined, e.g. a constant
     feature, whose correlation is then null).
 
-    Feature names (a list, or a text file with one per line) default to ``f0..fN``; given
-    names fix the vector length (predictions with other lengths are skipped). The
-    snapshot's model_version is ``model_version``, else the selection's only version (None
-    when it mixes several). Raises ``NotEnoughData`` below ``MIN_IMPORTANCE_ROWS`` usable
-    predictions (nothing is written) and ``InputError`` on bad options.
+    Feature names (a list, or the path of a text file with one per line) default to
+    ``f0..fN``; given names fix the vector length (predictions with other lengths are
+    skipped). The snapshot's model_version is ``model_version``, else the selection's only
+    version (None when it mixes several). Raises ``NotEnoughData`` below
+    ``MIN_IMPORTANCE_ROWS`` usable predictions (nothing is written) and ``InputError`` on bad
+    options.
     """
     if horizon not in HORIZONS:
         raise InputError(f"unknown horizon {horizon!r}: use one of {', '.join(HORIZONS)}")
     moment = now or datetime.now(UTC)
     selection = queries.make_filter(model_version=model_version, days=days, now=moment)
-    if isinstance(feature_names, Path):
+    if isinstance(feature_names, str | Path):
         names: list[str] | None = read_feature_names(feature_names)
     else:
         names = list(feature_names) if feature_names is not None else None
