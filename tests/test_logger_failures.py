@@ -6,6 +6,8 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ from sqlalchemy.engine import Engine, make_url
 
 from mlpred_cli import MLPredictionLogger, db
 from mlpred_cli.models import predictions_table
+from mlpred_cli.rows import WRITE_COLUMNS
+from mlpred_cli.sinks import write_rows
 from mlpred_cli.spool_ops import replay_spool, spool_status
 from tests.cli_helpers import run_cli
 
@@ -76,7 +80,7 @@ def test_connection_killed_mid_stream_every_row_lands_once(
     assert stats["saved"] + stats["spooled"] >= 3000
 
 
-def _unavailable_url(backend: str, db_url: str, tmp_path: Path) -> tuple[str, callable]:  # type: ignore[valid-type]
+def _unavailable_url(backend: str, db_url: str, tmp_path: Path) -> tuple[str, Callable[[], None]]:
     """A URL that cannot be opened now, and a function that makes it a migrated database."""
     if backend == "sqlite":
         path = tmp_path / "later.db"
@@ -159,10 +163,7 @@ def test_unreachable_database_spools_then_replays_every_row_once(
 
 def test_replayed_batch_never_duplicates(db_url: str, engine: Engine, tmp_path: Path) -> None:
     """The same rows written twice (a batch whose commit was not acknowledged) stay once."""
-    from mlpred_cli.rows import WRITE_COLUMNS
-    from mlpred_cli.sinks import write_rows
-
-    now = __import__("datetime").datetime.now(__import__("datetime").UTC)
+    now = datetime.now(UTC)
     rows = []
     for i in range(5):
         values = dict.fromkeys(WRITE_COLUMNS)
