@@ -13,11 +13,11 @@ Rules of ``interpret_raw_outputs``:
 * **Signal**: the candidate is the horizon whose LONG/SHORT direction has the highest
   confidence (ties go to the shorter horizon). The signal is that direction when its
   confidence >= ``MIN_SIGNAL_CONFIDENCE`` and that horizon's predicted return agrees in sign
-  (> 0 for LONG, < 0 for SHORT); otherwise NEUTRAL. ``signal_confidence`` is the candidate's
-  confidence for a LONG/SHORT signal, and the NEUTRAL probability of ``signal_timeframe`` for
-  a NEUTRAL one. ``signal_timeframe`` is the candidate's horizon; when no horizon points
-  LONG/SHORT it is the horizon with the most confident NEUTRAL. No usable horizon at all ->
-  signal, confidence and timeframe are None.
+  (> 0 for LONG, < 0 for SHORT); ``signal_confidence`` is then that confidence and
+  ``signal_timeframe`` that horizon. Otherwise the signal is NEUTRAL, ``signal_timeframe`` is
+  the horizon with the highest NEUTRAL probability (ties: the shorter) and
+  ``signal_confidence`` is that probability. No usable horizon at all -> signal, confidence
+  and timeframe are None.
 * **Drawdown / rally**: ``max_drawdown_predicted`` / ``max_rally_predicted`` are the 4h values
   (outputs 18, 19), as the model emits them; the 4h path contains the 1h path, so its extremes
   are the larger ones. When a 4h value is not finite the 1h value (16, 17) is used.
@@ -207,8 +207,11 @@ def interpret_raw_outputs(raw: np.ndarray) -> dict[str, list[Any]]:
         )
         accepted = has_candidate & (candidate_confidence >= MIN_SIGNAL_CONFIDENCE) & agrees
         signal = np.where(accepted, candidate_direction, _NEUTRAL)
+        # A NEUTRAL signal speaks for the horizon most confident in NEUTRAL, not for the
+        # rejected candidate (whose NEUTRAL probability can be tiny).
+        timeframe = np.where(accepted, horizon, neutral_horizon)
         signal_confidence = np.where(
-            accepted, candidate_confidence, neutral_probability[row_index, horizon]
+            accepted, candidate_confidence, neutral_probability[row_index, neutral_horizon]
         )
         signal_confidence[~has_usable] = np.nan
 
@@ -236,5 +239,5 @@ def interpret_raw_outputs(raw: np.ndarray) -> dict[str, list[Any]]:
     columns["risk_score"] = floats_or_none(risk)
     columns["signal_type"] = _labels_or_none(signal, has_usable, SIGNAL_TYPES)
     columns["signal_confidence"] = floats_or_none(signal_confidence)
-    columns["signal_timeframe"] = _labels_or_none(horizon, has_usable, HORIZONS)
+    columns["signal_timeframe"] = _labels_or_none(timeframe, has_usable, HORIZONS)
     return columns

@@ -92,8 +92,10 @@ def test_below_threshold_gives_neutral_with_neutral_probability() -> None:
     result = _one(_raw(logits=[weak, [0.0, 0.0, 0.2], [0.0, 0.0, 0.2], [0.0, 0.0, 0.2]]))
     assert result["direction_15m"] == "LONG"
     assert result["signal_type"] == "NEUTRAL"
-    assert result["signal_timeframe"] == "15m"
-    assert result["signal_confidence"] == pytest.approx(1 / (math.exp(0.5) + 2))
+    # NEUTRAL speaks for the horizon most confident in NEUTRAL: 1h, 4h and 12h tie at
+    # e^.2 / (e^.2 + 2) = 0.379 (above 15m's 1 / (e^.5 + 2) = 0.276); the shorter wins.
+    assert result["signal_timeframe"] == "1h"
+    assert result["signal_confidence"] == pytest.approx(math.exp(0.2) / (math.exp(0.2) + 2))
     assert result["risk_score"] is None
 
 
@@ -102,8 +104,8 @@ def test_return_disagreeing_in_sign_gives_neutral() -> None:
     result = _one(_raw(returns=(-0.01, 0.0, 0.0, 0.0), logits=logits))
     assert result["direction_15m"] == "LONG"
     assert result["signal_type"] == "NEUTRAL"
-    assert result["signal_timeframe"] == "15m"
-    assert result["signal_confidence"] == pytest.approx(1 / (math.exp(5.0) + 2))
+    assert result["signal_timeframe"] == "1h"
+    assert result["signal_confidence"] == pytest.approx(_softmax_top(NEUTRAL_LOGITS))
 
 
 def test_zero_return_does_not_agree() -> None:

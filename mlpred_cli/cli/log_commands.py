@@ -65,11 +65,11 @@ def log_test(
         headers={
             "symbol": "Symbol",
             "signal_type": "Signal",
-            "signal_confidence": "Confidence",
-            "predicted_return_15m": "Return 15m",
-            "direction_15m": "Direction",
+            "signal_confidence": "Conf",
+            "predicted_return_15m": "Ret 15m",
+            "direction_15m": "Dir 15m",
             "features_count": "Features",
-            "inference_time_ms": "Inference ms",
+            "inference_time_ms": "Infer ms",
         },
     )
     batch = "-" if result.mean_batch_ms is None else f"{result.mean_batch_ms:.1f} ms"
