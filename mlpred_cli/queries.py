@@ -180,6 +180,13 @@ def _correct(horizon: str) -> ColumnElement[bool]:
     return P[f"accuracy_{horizon}"].is_(True)
 
 
+def _scored(horizon: str) -> ColumnElement[bool]:
+    """Rows that can be scored at ``horizon``: both the predicted and the actual direction are
+    known. A row without a predicted direction (NaN logits, or a bot dict without that
+    horizon) made no prediction there, so it is neither right nor wrong."""
+    return P[f"actual_direction_{horizon}"].isnot(None) & P[f"direction_{horizon}"].isnot(None)
+
+
 def primary_horizon_column(prefix: str) -> ColumnElement[Any]:
     """``<prefix>_<h>`` of each row's primary horizon: its ``signal_timeframe`` when that is a
     horizon, else ``PRIMARY_HORIZON_FALLBACK``."""
@@ -254,11 +261,12 @@ def latest_predictions(
 
 
 def horizon_counts(horizon: str) -> list[ColumnElement[Any]]:
-    """Per-horizon aggregates: ``n_h`` (rows with an actual direction) and ``correct_h``."""
-    has_outcome = P[f"actual_direction_{horizon}"].isnot(None)
+    """Per-horizon aggregates: ``n_h`` (rows with a predicted and an actual direction) and
+    ``correct_h``."""
+    scored = _scored(horizon)
     return [
-        sa.func.count(P[f"actual_direction_{horizon}"]).label(f"n_{horizon}"),
-        sa.func.coalesce(sa.func.sum(_as_int(has_outcome & _correct(horizon))), 0).label(
+        sa.func.coalesce(sa.func.sum(_as_int(scored)), 0).label(f"n_{horizon}"),
+        sa.func.coalesce(sa.func.sum(_as_int(scored & _correct(horizon))), 0).label(
             f"correct_{horizon}"
         ),
     ]
@@ -339,18 +347,20 @@ def horizon_summary(selection: PredictionFilter, horizon: str) -> AnySelect:
     for non-NEUTRAL predictions; actual direction counts ``actual_<TYPE>``; ``abs_error`` and
     ``squared_error`` means of predicted minus actual return."""
     actual = P[f"actual_direction_{horizon}"]
-    has_outcome = actual.isnot(None)
+    has_outcome = _scored(horizon)
     directional = has_outcome & P[f"direction_{horizon}"].in_(("LONG", "SHORT"))
     error = P[f"predicted_return_{horizon}"] - P[f"actual_return_{horizon}"]
     return sa.select(
-        sa.func.count(actual).label("n"),
+        sa.func.coalesce(sa.func.sum(_as_int(has_outcome)), 0).label("n"),
         sa.func.coalesce(sa.func.sum(_as_int(has_outcome & _correct(horizon))), 0).label("correct"),
         sa.func.coalesce(sa.func.sum(_as_int(directional)), 0).label("n_directional"),
         sa.func.coalesce(sa.func.sum(_as_int(directional & _correct(horizon))), 0).label(
             "correct_directional"
         ),
         *(
-            sa.func.coalesce(sa.func.sum(_as_int(actual == kind)), 0).label(f"actual_{kind}")
+            sa.func.coalesce(sa.func.sum(_as_int(has_outcome & (actual == kind))), 0).label(
+                f"actual_{kind}"
+            )
             for kind in SIGNAL_TYPES
         ),
         sa.func.avg(sa.func.abs(error)).label("abs_error"),
@@ -363,7 +373,9 @@ def confidence_bins(selection: PredictionFilter) -> AnySelect:
     ``n_primary``/``correct_primary`` of each row's primary horizon."""
     bin_number = confidence_bin_column().label("bin")
     primary_actual = primary_horizon_column("actual_direction")
+    primary_direction = primary_horizon_column("direction")
     primary_accuracy = primary_horizon_column("accuracy")
+    primary_scored = primary_actual.isnot(None) & primary_direction.isnot(None)
     return (
         sa.select(
             bin_number,
@@ -373,9 +385,9 @@ def confidence_bins(selection: PredictionFilter) -> AnySelect:
                 sa.func.sum(_as_int(P.signal_type == kind)).label(f"signals_{kind}")
                 for kind in SIGNAL_TYPES
             ),
-            sa.func.count(primary_actual).label("n_primary"),
+            sa.func.coalesce(sa.func.sum(_as_int(primary_scored)), 0).label("n_primary"),
             sa.func.coalesce(
-                sa.func.sum(_as_int(primary_actual.isnot(None) & primary_accuracy.is_(True))), 0
+                sa.func.sum(_as_int(primary_scored & primary_accuracy.is_(True))), 0
             ).label("correct_primary"),
         )
         .where(*selection.clauses(), P.signal_confidence.isnot(None))
@@ -406,6 +418,7 @@ def outcome_values(selection: PredictionFilter) -> AnySelect:
         names += [
             f"predicted_return_{h}",
             f"actual_return_{h}",
+            f"direction_{h}",
             f"direction_{h}_confidence",
             f"accuracy_{h}",
             f"actual_direction_{h}",

@@ -214,9 +214,10 @@ def _float(value: Any) -> float | None:
 
 
 def _with_outcome(frame: pd.DataFrame, horizon: str) -> pd.DataFrame:
-    """Rows with an actual direction at ``horizon`` and a 0/1 ``correct`` column (a missing
-    accuracy counts as wrong, as in ``analyze``)."""
-    rows = frame[frame[f"actual_direction_{horizon}"].notna()].copy()
+    """Rows with a predicted and an actual direction at ``horizon`` and a 0/1 ``correct``
+    column (the rows ``analyze`` scores)."""
+    scored = frame[f"actual_direction_{horizon}"].notna() & frame[f"direction_{horizon}"].notna()
+    rows = frame[scored].copy()
     rows["correct"] = rows[f"accuracy_{horizon}"].map(lambda v: v is True or v == 1).astype(int)
     return rows
 

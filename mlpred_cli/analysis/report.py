@@ -157,9 +157,11 @@ def _confidence_bins(conn: Connection, selection: queries.PredictionFilter) -> l
 
 
 def _correct_flags(frame: pd.DataFrame, horizon: str) -> np.ndarray:
-    """1.0 / 0.0 per row with an outcome at ``horizon`` (a missing accuracy counts as wrong,
-    matching the SQL aggregates); NaN where the outcome is unknown."""
-    has_outcome = frame[f"actual_direction_{horizon}"].notna().to_numpy()
+    """1.0 / 0.0 per row with a predicted and an actual direction at ``horizon`` (as the SQL
+    aggregates count them); NaN where either is unknown."""
+    has_outcome = (
+        frame[f"actual_direction_{horizon}"].notna() & frame[f"direction_{horizon}"].notna()
+    ).to_numpy()
     correct = frame[f"accuracy_{horizon}"].map(lambda v: v is True or v == 1).to_numpy(float)
     return np.where(has_outcome, correct, np.nan)
 
