@@ -116,7 +116,13 @@ def create_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
         engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **kwargs)
         _install_sqlite_hooks(engine)
         return engine
-    connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S, "application_name": "mlpred"}
+    connect_args = {
+        "connect_timeout": PG_CONNECT_TIMEOUT_S,
+        "application_name": "mlpred",
+        # Comparisons between timestamptz and a naive timestamp (an existing raw_market_data
+        # table, say) convert through the session time zone: pin it to UTC.
+        "options": "-c TimeZone=UTC",
+    }
     return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **kwargs)
 
 

@@ -141,3 +141,21 @@ ORDER BY datetime DESC LIMIT 100;"""  # noqa: E501
         ("BTCUSDT", "SHORT"),
         ("ETHUSDT", "SHORT"),
     ]
+
+
+@pytest.mark.postgres_only
+def test_postgresql_sessions_run_in_utc_whatever_the_database_default(db_url: str) -> None:
+    url = sa.engine.make_url(db_url)
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"ALTER DATABASE \"{url.database}\" SET timezone = 'Europe/Berlin'")
+    admin.dispose()
+    engine = db.create_engine(db_url)
+    with engine.connect() as conn:
+        zone = conn.exec_driver_sql("SHOW TimeZone").scalar_one()
+        naive_equals_aware = conn.exec_driver_sql(
+            "SELECT TIMESTAMP '2026-03-01 12:00:00' = TIMESTAMPTZ '2026-03-01 12:00:00+00'"
+        ).scalar_one()
+    engine.dispose()
+    assert zone == "UTC"
+    assert naive_equals_aware is True
