@@ -214,6 +214,10 @@ def read_candle_file(
 ) -> CandleBatch:
     """Parse and validate a candle file; invalid rows are reported, not raised.
 
+    A row is invalid when its time or symbol is missing or unreadable, a price or the volume
+    is not a number, a price is missing or <= 0, high < low, or open or close lies outside
+    [low, high]; the first reason found is reported with the row's line.
+
     ``symbol`` fills in the symbol when the file has no ``symbol`` column (or an empty cell).
     ``interval`` (``15m``, ``1h``, ...) is inferred from the data when ``None``.
     Raises ``InputError`` for an unreadable file, missing columns, or mixed time units.
@@ -251,7 +255,14 @@ def read_candle_file(
         flag(non_numeric[name], f"non-numeric {name}")
     for name in PRICE_COLUMNS:
         flag(prices[name].isna(), f"missing {name}")
+    for name in PRICE_COLUMNS:
+        flag(prices[name] <= 0, f"{name} <= 0")
     flag(prices["high"] < prices["low"], "high < low")
+    for name in ("open", "close"):
+        flag(
+            (prices[name] < prices["low"]) | (prices[name] > prices["high"]),
+            f"{name} not between low and high",
+        )
 
     invalid_mask = reasons != ""
     invalid = [

@@ -253,3 +253,40 @@ def test_bad_input_exits_2(db_url: str, tmp_path: Path, args: list[str], message
     assert code == 2
     assert message in err
     assert "Traceback" not in out + err
+
+
+MEANINGLESS_PRICES_CSV = """
+symbol,datetime,open,high,low,close,volume
+BTCUSDT,2026-03-01T12:00,100,101,99,100.5,10
+BTCUSDT,2026-03-01T12:15,1,2,1,5,1
+BTCUSDT,2026-03-01T12:30,1,2,1,0,1
+BTCUSDT,2026-03-01T12:45,-1,-1,-2,-1,1
+BTCUSDT,2026-03-01T13:00,0.5,2,1,1.5,1
+BTCUSDT,2026-03-01T13:15,1,2,0,1.5,1
+BTCUSDT,2026-03-01T13:30,100.5,101,100,101,10
+"""
+
+
+def test_non_positive_prices_and_open_or_close_outside_the_range_are_invalid(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = _write(tmp_path / "meaningless.csv", MEANINGLESS_PRICES_CSV)
+
+    code, out, err = run_cli("--db", _url(engine), "import-candles", str(path), "-i", "15m")
+
+    assert code == 0
+    assert err.splitlines() == [
+        "invalid line 3: close not between low and high",  # 5 > high 2
+        "invalid line 4: close <= 0",
+        "invalid line 5: open <= 0",  # every price negative: the first one is named
+        "invalid line 6: open not between low and high",  # 0.5 < low 1
+        "invalid line 7: low <= 0",
+    ]
+    assert "inserted 2, updated 0, unchanged 0, invalid 5 (of 7 rows" in out
+    assert [row["close"] for row in _stored(engine)] == [100.5, 101.0]
+
+    code, _out, err = run_cli(
+        "--db", _url(engine), "import-candles", str(path), "--strict", "-i", "15m"
+    )
+    assert code == 2
+    assert "5 invalid row(s), nothing imported; first at line 3: close not between" in err
