@@ -1,19 +1,34 @@
 """Actual outcomes from candles: fill ``actual_return_h`` and friends, set-based and cron-safe.
 
-For each horizon h (DESIGN.md "Outcomes"): with t the prediction's ``datetime`` (open time of
-the last candle the model saw) and entry = ``close_price`` when positive, else the close of the
-candle at t, ``actual_return_h = close(t + h) / entry - 1``. A horizon is due once the candle
-opening at t + h has closed (t + h + interval <= now). A due row with no candle at t + h (or no
-entry price) stays null and is counted as missing; it is retried on the next run.
+Reference time t and entry price (DESIGN.md "Reference time and entry price"): a row with a
+positive, finite ``close_price`` was logged with market data, so t is its ``datetime`` (the
+open time of the last candle the model saw) and the entry is ``close_price``. Any other row
+(``close_price`` null, <= 0, NaN or infinite) was logged without market data: t is the open
+time of the last candle that had closed at the logging time, ``floor(datetime to the
+interval) - interval`` (``datetime`` itself when it is exactly on an interval boundary), and
+the entry is that candle's close. For each horizon h, ``actual_return_h = close(t + h) /
+entry - 1`` and the direction is LONG above +threshold, SHORT below -threshold, else NEUTRAL,
+comparing with a tolerance of ``RETURN_TOLERANCE`` (a move of exactly the threshold is
+NEUTRAL although 100.15 / 100 - 1 is 0.0015000000000000568). A horizon is due once the candle
+opening at t + h has closed (t + h + interval <= now). A due row with no usable candle at
+t + h (absent, <= 0 or NaN) or no entry price stays null and is counted as missing; it is
+retried on later runs.
 
 Every row is rewritten at most once per run, whatever the number of horizons: outcomes are
 computed chunk by chunk into a temporary table and applied with one ``UPDATE ... FROM``. The
 update touches no indexed column (``actuals_filled_at``, set once every horizon is filled,
 is not indexed either), so PostgreSQL can apply it as a HOT update (migration 0002).
 
-Pending rows are found through the ``datetime`` index: without ``since`` a run starts
-``BACKFILL_RETRY_WINDOW`` before the newest completed prediction (everything on the first
-run), so a cron run stays cheap however long the table grows.
+Windows: without ``since`` each symbol is scanned from ``BACKFILL_RETRY_WINDOW`` before its
+own newest completed prediction (from its first prediction when none is complete), found by
+index scans over (symbol, datetime), so a cron run stays cheap however long the table grows
+and a symbol whose candles arrive late is still retried. Rows still missing an outcome before
+their symbol's window are counted (``outside_window``), not retried.
+
+``raw_market_data`` (the original bot's table) is read through a per-run keyed copy of the
+closes the run needs: duplicates of (symbol, interval, datetime), e.g. one row per exchange,
+resolve to the first by exchange name, and on SQLite any ISO text form of ``datetime``
+('YYYY-MM-DD HH:MM:SS', a 'T' separator, a fraction, '+00:00' or 'Z') is normalised.
 """
 
 from __future__ import annotations
@@ -77,6 +92,7 @@ class BackfillReport:
     dry_run: bool
     scanned_since: datetime | None = None  # earliest prediction time looked at (None: all)
     candidates: int = 0
+    outside_window: int = 0  # rows missing an outcome before their symbol's window (not retried)
     rows_updated: int = 0
     chunks: int = 0
     elapsed_s: float = 0.0
@@ -91,6 +107,7 @@ class BackfillReport:
             "dry_run": self.dry_run,
             "scanned_since": self.scanned_since.isoformat() if self.scanned_since else None,
             "candidates": self.candidates,
+            "outside_window": self.outside_window,
             "rows_updated": self.rows_updated,
             "chunks": self.chunks,
             "elapsed_s": round(self.elapsed_s, 3),
@@ -185,45 +202,82 @@ def backfill_lock(engine: Engine, conn: Connection) -> Iterator[bool]:
 
 # ---------------------------------------------------------------- SQL
 
+#: Returns within this of a threshold count as on it (NEUTRAL): 100.15 / 100 - 1 is
+#: 0.0015000000000000568 in binary floating point, which must not make a +0.15 % move LONG.
+RETURN_TOLERANCE = 1e-12
+
+_WINDOW_TABLE = "backfill_windows"
+_PRICE_TABLE = "backfill_prices"
+_OUTCOME_TABLE = "backfill_outcomes"
+
+
+def _usable_price(expression: str, dialect: str) -> str:
+    """SQL true when a price is a positive finite number (PostgreSQL has 'NaN' > 0 true)."""
+    infinity = "'Infinity'::float8" if dialect == "postgresql" else "9e999"
+    return f"({expression} > 0 AND {expression} < {infinity})"
+
+
+def _sqlite_time(seconds_sql: str) -> str:
+    """SQLite text of an epoch-seconds expression in the stored format."""
+    return f"strftime('%Y-%m-%d %H:%M:%S', {seconds_sql}, 'unixepoch') || '.000000'"
+
+
+def _reference_time(interval_minutes: int, dialect: str) -> str:
+    """SQL for a row's reference time t (see the module docstring), in the stored format."""
+    seconds = interval_minutes * 60
+    if dialect == "sqlite":
+        floor = f"(CAST(strftime('%s', p.datetime) AS INTEGER) / {seconds} * {seconds})"
+        aligned = f"{_sqlite_time(floor)} = p.datetime"
+        previous = _sqlite_time(f"{floor} - {seconds}")
+    else:
+        span = f"interval '{seconds} seconds'"
+        floor = f"date_bin({span}, p.datetime, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
+        aligned = f"{floor} = p.datetime"
+        previous = f"{floor} - {span}"
+    return (
+        f"CASE WHEN {_usable_price('p.close_price', dialect)} OR {aligned} THEN p.datetime "
+        f"ELSE {previous} END"
+    )
+
 
 def _target_time(horizon: str, dialect: str) -> str:
     """SQL for t + h in the stored representation of ``datetime`` on each backend."""
     seconds = int(HORIZON_DELTAS[horizon].total_seconds())
     if dialect == "sqlite":
         # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff'; whole seconds added, the fraction carried over.
-        shifted = f"strftime('%Y-%m-%d %H:%M:%S', p.datetime, '+{seconds} seconds')"
-        return f"{shifted} || substr(p.datetime, 20)"
-    return f"p.datetime + interval '{seconds} seconds'"
+        shifted = f"strftime('%Y-%m-%d %H:%M:%S', q.ref, '+{seconds} seconds')"
+        return f"{shifted} || substr(q.ref, 20)"
+    return f"q.ref + interval '{seconds} seconds'"
 
 
-def _filters(
-    symbol: str | None, since: datetime | None, until: datetime | None
-) -> tuple[str, dict[str, Any]]:
-    clauses = ["p.actuals_filled_at IS NULL"]
-    params: dict[str, Any] = {}
-    if symbol:
-        clauses.append("p.symbol = :symbol")
-        params["symbol"] = symbol
-    if since:
-        clauses.append("p.datetime >= :since")
-        params["since"] = since
-    if until:
-        clauses.append("p.datetime <= :until")
-        params["until"] = until
-    return " AND ".join(clauses), params
+def _candidates_from(until: datetime | None) -> tuple[str, dict[str, Any]]:
+    """FROM/WHERE of the pending rows inside their symbol's window (alias ``p``)."""
+    sql = (
+        f"FROM {_WINDOW_TABLE} w JOIN ml_predictions p "
+        "ON p.symbol = w.symbol AND p.datetime >= w.start WHERE p.actuals_filled_at IS NULL"
+    )
+    if until is None:
+        return sql, {}
+    return sql + " AND p.datetime <= :until", {"until": until}
 
 
-def _outcome_select(horizons: Sequence[str], source: str, dialect: str, where: str) -> str:
+def _outcome_select(
+    horizons: Sequence[str], source: str, interval_minutes: int, dialect: str, candidates: str
+) -> str:
     """SELECT of (id, due_h, r_h, dir_h) for the chunk's candidate rows.
 
     due_h: 1 due, 0 not yet, NULL already filled. r_h: the new return, NULL unless it is filled
     now. dir_h: LONG / SHORT / NEUTRAL from r_h and the horizon's threshold.
     """
+    entry = (
+        f"CASE WHEN {_usable_price('q.close_price', dialect)} THEN q.close_price "
+        f"WHEN {_usable_price('ce.close', dialect)} THEN ce.close END"
+    )
     joins = [
-        f"LEFT JOIN {source} ce ON ce.symbol = p.symbol AND ce.interval_minutes = :interval "
-        "AND ce.datetime = p.datetime"
+        f"LEFT JOIN {source} ce ON ce.symbol = q.symbol AND ce.interval_minutes = :interval "
+        "AND ce.datetime = q.ref"
     ]
-    inner = ["p.id"]
+    inner = ["q.id"]
     outer = ["id"]
     for horizon in HORIZONS:
         if horizon not in horizons:
@@ -239,36 +293,36 @@ def _outcome_select(horizons: Sequence[str], source: str, dialect: str, where: s
             continue
         alias = f"c_{horizon}"
         joins.append(
-            f"LEFT JOIN {source} {alias} ON {alias}.symbol = p.symbol "
+            f"LEFT JOIN {source} {alias} ON {alias}.symbol = q.symbol "
             f"AND {alias}.interval_minutes = :interval "
             f"AND {alias}.datetime = {_target_time(horizon, dialect)}"
         )
-        is_open = f"p.actual_return_{horizon} IS NULL"
-        due = f"p.datetime <= :due_{horizon}"
+        is_open = f"q.actual_return_{horizon} IS NULL"
+        due = f"q.ref <= :due_{horizon}"
         inner.append(
             f"CASE WHEN {is_open} THEN (CASE WHEN {due} THEN 1 ELSE 0 END) END AS due_{horizon}"
         )
         inner.append(
-            f"CASE WHEN {is_open} AND {due} THEN {alias}.close / "
-            "(CASE WHEN p.close_price > 0 THEN p.close_price "
-            "WHEN ce.close > 0 THEN ce.close END) - 1 END "
-            f"AS r_{horizon}"
+            f"CASE WHEN {is_open} AND {due} AND {_usable_price(f'{alias}.close', dialect)} "
+            f"THEN {alias}.close / ({entry}) - 1 END AS r_{horizon}"
         )
         outer += [
             f"due_{horizon}",
             f"r_{horizon}",
-            f"CASE WHEN r_{horizon} > :th_{horizon} THEN 'LONG' "
-            f"WHEN r_{horizon} < -:th_{horizon} THEN 'SHORT' "
+            f"CASE WHEN r_{horizon} > :long_{horizon} THEN 'LONG' "
+            f"WHEN r_{horizon} < :short_{horizon} THEN 'SHORT' "
             f"WHEN r_{horizon} IS NOT NULL THEN 'NEUTRAL' END AS dir_{horizon}",
         ]
+    pending = ", ".join(f"p.actual_return_{horizon}" for horizon in HORIZONS)
+    rows = (
+        f"SELECT p.id, p.symbol, p.close_price, {pending}, "
+        f"{_reference_time(interval_minutes, dialect)} AS ref "
+        f"{candidates} AND p.id >= :lo AND p.id <= :hi"
+    )
     return (
         f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} "
-        f"FROM ml_predictions p {' '.join(joins)} "
-        f"WHERE p.id >= :lo AND p.id <= :hi AND {where}) AS computed"
+        f"FROM ({rows}) q {' '.join(joins)}) AS computed"
     )
-
-
-_OUTCOME_TABLE = "backfill_outcomes"
 
 
 def _create_outcome_table(conn: Connection) -> None:
@@ -319,7 +373,7 @@ def _update_sql() -> str:
     )
 
 
-# ---------------------------------------------------------------- the run
+# ---------------------------------------------------------------- windows and prices
 
 
 def _check_source(conn: Connection, source: str) -> None:
@@ -339,10 +393,91 @@ def newest_completed(conn: Connection, symbol: str | None) -> datetime | None:
     return newest
 
 
+# Every symbol by a skip scan of the (symbol, datetime) index (one probe per symbol, on both
+# backends), with its newest completed and its first prediction time (backward / forward
+# index scans): cheap however many rows each symbol has.
+_SYMBOL_TIMES = """
+WITH RECURSIVE symbols(symbol) AS (
+    SELECT MIN(symbol) FROM ml_predictions
+    UNION ALL
+    SELECT (SELECT MIN(n.symbol) FROM ml_predictions n WHERE n.symbol > s.symbol)
+    FROM symbols s WHERE s.symbol IS NOT NULL
+)
+SELECT s.symbol,
+    (SELECT c.datetime FROM ml_predictions c
+     WHERE c.symbol = s.symbol AND c.actuals_filled_at IS NOT NULL
+     ORDER BY c.datetime DESC LIMIT 1) AS newest_completed,
+    (SELECT f.datetime FROM ml_predictions f WHERE f.symbol = s.symbol
+     ORDER BY f.datetime LIMIT 1) AS first_logged
+FROM symbols s WHERE s.symbol IS NOT NULL
+"""
+
+
+@dataclass(frozen=True)
+class SymbolWindow:
+    """Where a run starts for one symbol: ``start`` (aware UTC) and whether that is simply its
+    first prediction because none of its predictions is complete yet."""
+
+    start: datetime
+    from_first: bool
+
+
+def symbol_windows(
+    conn: Connection, symbol: str | None, since: datetime | None, retry_window: timedelta
+) -> dict[str, SymbolWindow]:
+    """Per symbol, the earliest prediction time a run looks at.
+
+    ``since`` when given; else ``retry_window`` before the symbol's own newest completed
+    prediction, or its first prediction when none is complete yet.
+    """
+    statement = sa.text(_SYMBOL_TIMES).columns(
+        sa.column("symbol", sa.String),
+        sa.column("newest_completed", UTCDateTime),
+        sa.column("first_logged", UTCDateTime),
+    )
+    windows: dict[str, SymbolWindow] = {}
+    for name, newest, first in conn.execute(statement):
+        if symbol and name != symbol:
+            continue
+        if since is not None:
+            windows[name] = SymbolWindow(since, from_first=False)
+        elif newest is not None:
+            windows[name] = SymbolWindow(newest - retry_window, from_first=False)
+        else:
+            windows[name] = SymbolWindow(first, from_first=True)
+    return windows
+
+
+def _create_window_table(conn: Connection, windows: Mapping[str, SymbolWindow]) -> None:
+    start_type = "TEXT" if db.is_sqlite(conn) else "TIMESTAMPTZ"
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_WINDOW_TABLE}")
+    conn.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE {_WINDOW_TABLE} "
+        f"(symbol VARCHAR(20) PRIMARY KEY, start {start_type} NOT NULL)"
+    )
+    if windows:
+        insert = sa.text(f"INSERT INTO {_WINDOW_TABLE} VALUES (:symbol, :start)").bindparams(
+            sa.bindparam("start", type_=UTCDateTime)
+        )
+        conn.execute(insert, [{"symbol": s, "start": w.start} for s, w in windows.items()])
+    if not db.is_sqlite(conn):
+        conn.exec_driver_sql(f"ANALYZE {_WINDOW_TABLE}")
+
+
+def _count_outside_windows(conn: Connection) -> int:
+    """Predictions still missing an outcome that lie before their symbol's window."""
+    return int(
+        conn.exec_driver_sql(
+            f"SELECT COUNT(*) FROM {_WINDOW_TABLE} w JOIN ml_predictions p "
+            "ON p.symbol = w.symbol AND p.datetime < w.start WHERE p.actuals_filled_at IS NULL"
+        ).scalar_one()
+    )
+
+
 def _candidate_ids(
-    conn: Connection, where: str, params: Mapping[str, Any], limit: int | None
+    conn: Connection, candidates: str, params: Mapping[str, Any], limit: int | None
 ) -> list[int]:
-    sql = f"SELECT p.id FROM ml_predictions p WHERE {where} ORDER BY p.id"
+    sql = f"SELECT p.id {candidates} ORDER BY p.id"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     statement = sa.text(sql).bindparams(*_typed_binds(params))
@@ -355,6 +490,77 @@ def _typed_binds(params: Mapping[str, Any]) -> list[sa.BindParameter[Any]]:
         for name, value in params.items()
         if isinstance(value, datetime)
     ]
+
+
+def _create_price_table(
+    conn: Connection, interval_minutes: int, first: datetime, last: datetime
+) -> None:
+    """Copy the ``raw_market_data`` closes between ``first`` and ``last`` into a keyed table.
+
+    One close per (symbol, open time): duplicates (one row per exchange) resolve to the first
+    by exchange name, then the lowest close. On SQLite the open time is normalised to the
+    stored format, so 'YYYY-MM-DD HH:MM:SS', a 'T' separator, a fraction and a UTC offset or
+    'Z' all match (the text is read by SQLite's date functions; numbers are not times).
+    """
+    columns = {column["name"] for column in sa.inspect(conn).get_columns("raw_market_data")}
+    by_exchange = "r.exchange IS NULL, r.exchange, " if "exchange" in columns else ""
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_PRICE_TABLE}")
+    params: dict[str, Any] = {"interval": interval_minutes}
+    if db.is_sqlite(conn):
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {_PRICE_TABLE} (symbol TEXT, interval_minutes INTEGER, "
+            "datetime TEXT, close REAL, PRIMARY KEY (symbol, interval_minutes, datetime))"
+        )
+        # Any UTC offset moves a time by less than a day: compare whole dates, a prefix that
+        # sorts the same in every ISO text form.
+        params["first"] = (first - timedelta(days=1)).strftime("%Y-%m-%d")
+        params["last"] = (last + timedelta(days=2)).strftime("%Y-%m-%d")
+        opened = "strftime('%Y-%m-%d %H:%M:%S', r.datetime) || '.000000'"
+        conn.execute(
+            sa.text(
+                f"INSERT OR IGNORE INTO {_PRICE_TABLE} "
+                f"SELECT r.symbol, r.interval_minutes, {opened} AS opened, r.close "
+                "FROM raw_market_data r WHERE r.interval_minutes = :interval "
+                "AND typeof(r.datetime) = 'text' "
+                "AND r.datetime >= :first AND r.datetime < :last AND opened IS NOT NULL "
+                f"ORDER BY r.symbol, opened, {by_exchange}r.close"
+            ),
+            params,
+        )
+        return
+    params.update(first=first, last=last)
+    conn.execute(
+        sa.text(
+            f"CREATE TEMPORARY TABLE {_PRICE_TABLE} AS "
+            "SELECT DISTINCT ON (r.symbol, r.datetime) "
+            "r.symbol, r.interval_minutes, r.datetime, r.close "
+            "FROM raw_market_data r WHERE r.interval_minutes = :interval "
+            "AND r.datetime >= :first AND r.datetime <= :last "
+            f"ORDER BY r.symbol, r.datetime, {by_exchange}r.close"
+        ).bindparams(
+            sa.bindparam("first", type_=UTCDateTime), sa.bindparam("last", type_=UTCDateTime)
+        ),
+        params,
+    )
+    conn.exec_driver_sql(
+        f"ALTER TABLE {_PRICE_TABLE} ADD PRIMARY KEY (symbol, interval_minutes, datetime)"
+    )
+    conn.exec_driver_sql(f"ANALYZE {_PRICE_TABLE}")
+
+
+def _candidate_span(
+    conn: Connection, candidates: str, params: Mapping[str, Any]
+) -> tuple[datetime, datetime] | None:
+    statement = (
+        sa.text(f"SELECT MIN(p.datetime), MAX(p.datetime) {candidates}")
+        .bindparams(*_typed_binds(params))
+        .columns(sa.column("first", UTCDateTime), sa.column("last", UTCDateTime))
+    )
+    first, last = conn.execute(statement, dict(params)).one()
+    return None if first is None else (first, last)
+
+
+# ---------------------------------------------------------------- the run
 
 
 def backfill_actuals(
@@ -378,10 +584,12 @@ def backfill_actuals(
 
     Only null outcome columns are written (idempotent; a rerun with nothing new writes nothing).
     ``since``/``until`` bound the prediction ``datetime`` (aware UTC; naive taken as UTC).
-    Without ``since`` the run starts ``retry_window`` before the newest completed prediction
-    (everything when none is complete yet); older gaps are retried only when ``since`` reaches
-    them. ``limit`` caps how many pending predictions this run looks at. ``dry_run`` counts without
-    writing. When another backfill holds the lock, returns at once with status ``locked``.
+    Without ``since`` each symbol's run starts ``retry_window`` before that symbol's newest
+    completed prediction (all its predictions when none is complete yet); rows missing an
+    outcome before that are counted in ``outside_window`` and retried only when ``since``
+    reaches them. ``limit`` caps how many pending predictions this run looks at. ``dry_run``
+    counts without writing. When another backfill holds the lock, returns at once with status
+    ``locked``.
     """
     started = time.perf_counter()
     chosen = list(horizons) if horizons is not None else list(HORIZONS)
@@ -407,7 +615,8 @@ def backfill_actuals(
     timing: dict[str, Any] = {
         "interval": interval_minutes,
         **{f"due_{h}": moment - HORIZON_DELTAS[h] - candle_span for h in chosen},
-        **{f"th_{h}": float(levels[h]) for h in chosen},
+        **{f"long_{h}": float(levels[h]) + RETURN_TOLERANCE for h in chosen},
+        **{f"short_{h}": -float(levels[h]) - RETURN_TOLERANCE for h in chosen},
     }
     dialect = engine.dialect.name
     update = sa.text(_update_sql()).bindparams(sa.bindparam("now", type_=UTCDateTime))
@@ -421,18 +630,28 @@ def backfill_actuals(
                 report.status = "locked"
                 report.elapsed_s = time.perf_counter() - started
                 return report
-            if since is None:
-                newest = newest_completed(conn, symbol)
-                since = newest - retry_window if newest is not None else None
-            report.scanned_since = since
-            where, params = _filters(symbol, since, until)
-            step_params = {**params, **timing}
-            fill = sa.text(
-                f"INSERT INTO {_OUTCOME_TABLE} {_outcome_select(chosen, source, dialect, where)}"
-            ).bindparams(*_typed_binds(step_params))
-            ids = _candidate_ids(conn, where, params, limit)
-            conn.commit()
+            windows = symbol_windows(conn, symbol, since, retry_window)
+            report.scanned_since = _earliest(windows, since)
+            _create_window_table(conn, windows)
+            report.outside_window = _count_outside_windows(conn)
+            candidates, params = _candidates_from(until)
+            ids = _candidate_ids(conn, candidates, params, limit)
             report.candidates = len(ids)
+            prices = source
+            if ids and source == "raw_market_data":
+                span = _candidate_span(conn, candidates, params)
+                assert span is not None
+                latest = max(HORIZON_DELTAS[h] for h in chosen)
+                _create_price_table(
+                    conn, interval_minutes, span[0] - 2 * candle_span, span[1] + latest
+                )
+                prices = _PRICE_TABLE
+            conn.commit()
+            step_params = {**params, **timing}
+            select = _outcome_select(chosen, prices, interval_minutes, dialect, candidates)
+            fill = sa.text(f"INSERT INTO {_OUTCOME_TABLE} {select}").bindparams(
+                *_typed_binds(step_params)
+            )
             if ids:
                 _create_outcome_table(conn)
                 conn.commit()
@@ -459,8 +678,18 @@ def backfill_actuals(
                 report.chunks += 1
                 if progress is not None:
                     progress(start + len(chunk), len(ids))
-            if ids:
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_OUTCOME_TABLE}")
-                conn.commit()
+            for table in (_OUTCOME_TABLE, _PRICE_TABLE, _WINDOW_TABLE):
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+            conn.commit()
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _earliest(windows: Mapping[str, SymbolWindow], since: datetime | None) -> datetime | None:
+    """The report's ``scanned_since``: ``since``, else None when some symbol is scanned from
+    its first prediction (nothing complete yet), else the earliest window start."""
+    if since is not None or not windows:
+        return since
+    if any(window.from_first for window in windows.values()):
+        return None
+    return min(window.start for window in windows.values())

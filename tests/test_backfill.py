@@ -372,8 +372,190 @@ def test_without_since_old_gaps_outside_the_retry_window_wait_for_since(engine: 
     second = backfill_actuals(engine, retry_window=timedelta(days=2))
     assert second.scanned_since == T - timedelta(days=2)  # newest complete row minus window
     assert second.candidates == 0
+    assert second.outside_window == 1  # counted, not silently dropped
     assert _outcomes(engine)[0]["actual_return_4h"] is None
 
     third = backfill_actuals(engine, since=old)
     assert _counts(third)["4h"] == (1, 0, 0)
     assert _outcomes(engine)[0]["actual_return_4h"] == pytest.approx(0.04)
+
+
+# ---------------------------------------------------------------- review follow-up
+
+
+def test_logged_without_market_data_takes_the_last_closed_candle(engine: Engine) -> None:
+    logged = T + timedelta(minutes=3, seconds=27, microseconds=123456)
+    rows = [
+        prediction_row("AAA", logged, close_price=None),  # reference T - 15m
+        prediction_row("BBB", T + 2 * M15, close_price=None),  # aligned: reference as is
+        prediction_row("CCC", logged, close_price=0.0),  # not positive: as AAA
+        prediction_row("DDD", T + timedelta(minutes=34), close_price=None),  # 1h candles
+    ]
+    insert_predictions(engine, rows)
+    candles = [candle_row(symbol, T - M15, 200.0) for symbol in ("AAA", "CCC")]
+    candles += [candle_row(symbol, T, 210.0) for symbol in ("AAA", "CCC")]  # t + 15m = T
+    candles += [candle_row("AAA", T - M15 + H1, 190.0), candle_row("BBB", T + 2 * M15, 50.0),
+                candle_row("BBB", T + 3 * M15, 55.0)]  # fmt: skip
+    # DDD on 1h candles: 12:34 -> floor 12:00 -> the 11:00 candle (closed at 12:00)
+    candles += [candle_row("DDD", T - H1, 80.0, interval_minutes=60),
+                candle_row("DDD", T, 84.0, interval_minutes=60)]  # fmt: skip
+    insert_candles(engine, candles)
+
+    report = backfill_actuals(engine, horizons=["15m", "1h"], symbol=None)
+    hourly = backfill_actuals(engine, horizons=["1h"], interval="1h", symbol="DDD")
+
+    by_symbol = {row["symbol"]: row for row in _outcomes(engine)}
+    assert by_symbol["AAA"]["actual_return_15m"] == pytest.approx(0.05)  # 210 / 200 - 1
+    assert by_symbol["AAA"]["actual_return_1h"] == pytest.approx(-0.05)  # 190 / 200 - 1
+    assert by_symbol["CCC"]["actual_return_15m"] == pytest.approx(0.05)
+    assert by_symbol["BBB"]["actual_return_15m"] == pytest.approx(0.1)  # 55 / 50 - 1
+    assert by_symbol["DDD"]["actual_return_1h"] == pytest.approx(0.05)  # 84 / 80 - 1
+    assert _counts(report) == {"15m": (3, 0, 1), "1h": (1, 0, 3)}
+    assert _counts(hourly) == {"1h": (1, 0, 0)}
+
+
+def test_logged_without_market_data_is_due_from_its_reference_time(engine: Engine) -> None:
+    now = datetime(2026, 3, 2, 12, 10, tzinfo=UTC)
+    logged = datetime(2026, 3, 2, 11, 44, 59, 500000, tzinfo=UTC)  # reference 11:15
+    insert_predictions(engine, [prediction_row("AAA", logged, close_price=None)])
+    insert_candles(
+        engine,
+        [candle_row("AAA", logged.replace(minute=15, second=0, microsecond=0), 100.0),
+         candle_row("AAA", datetime(2026, 3, 2, 11, 30, tzinfo=UTC), 101.0)],
+    )  # fmt: skip
+
+    # the 11:30 candle closed at 11:45 <= now although logging time + 30 min is later
+    report = backfill_actuals(engine, horizons=["15m", "1h"], now=now)
+
+    assert _counts(report) == {"15m": (1, 0, 0), "1h": (0, 1, 0)}
+    assert _outcomes(engine)[0]["actual_return_15m"] == pytest.approx(0.01)
+
+
+def test_a_late_symbol_is_retried_in_its_own_window(engine: Engine) -> None:
+    early = T - timedelta(days=5)
+    insert_predictions(engine, [prediction_row("ETHUSDT", T, close_price=100.0),
+                                prediction_row("BTCUSDT", early, close_price=100.0)])  # fmt: skip
+    insert_candles(engine, _candles("ETHUSDT", {M15: 101.0, H1: 101.0, H4: 101.0, H12: 101.0}))
+
+    first = backfill_actuals(engine)
+    assert _counts(first)["15m"] == (1, 0, 1)  # BTCUSDT has no candles yet
+
+    # BTCUSDT's candles are imported late; ETHUSDT's newest complete row is T, 5 days later
+    insert_candles(engine, _candles("BTCUSDT", {M15: 99.0, H1: 99.0, H4: 99.0, H12: 99.0},
+                                    base=early))  # fmt: skip
+    second = backfill_actuals(engine)
+
+    assert _counts(second) == dict.fromkeys(("15m", "1h", "4h", "12h"), (1, 0, 0))
+    assert second.outside_window == 0
+    btc = next(row for row in _outcomes(engine) if row["symbol"] == "BTCUSDT")
+    assert btc["actual_return_12h"] == pytest.approx(-0.01)
+    assert btc["actuals_filled_at"] is not None
+
+
+def test_rows_before_the_window_are_counted_not_dropped(db_url: str, engine: Engine) -> None:
+    old = T - timedelta(days=8)
+    insert_predictions(engine, [prediction_row("BTCUSDT", old, close_price=100.0),
+                                prediction_row("BTCUSDT", T, close_price=100.0),
+                                prediction_row("ETHUSDT", old, close_price=100.0)])  # fmt: skip
+    insert_candles(engine, _candles("BTCUSDT", {M15: 102.0, H1: 102.0, H4: 102.0, H12: 102.0}))
+    insert_candles(engine, _candles("ETHUSDT", {M15: 102.0, H1: 102.0, H4: 102.0, H12: 102.0},
+                                    base=old))  # fmt: skip
+    backfill_actuals(engine)  # completes BTCUSDT at T and ETHUSDT at old
+
+    report = backfill_actuals(engine)
+
+    # BTCUSDT's old row has no candles and lies 8 days before its newest complete one
+    assert report.outside_window == 1
+    assert report.candidates == 0
+    code, out, err = run_cli("--db", db_url, "backfill-actuals", "--format", "json")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["outside_window"] == 1
+    code, out, err = run_cli("--db", db_url, "backfill-actuals")
+    assert "outside_window=1" in out
+    assert backfill_actuals(engine, since=old).outside_window == 0
+
+
+def test_a_return_at_the_threshold_up_to_rounding_is_neutral(engine: Engine) -> None:
+    # 100.15 / 100 - 1 = 0.0015000000000000568 and 99.85 / 100 - 1 = -0.0015000000000000568
+    rows = [prediction_row(symbol, T, close_price=100.0) for symbol in ("AAA", "BBB", "CCC")]
+    insert_predictions(engine, rows)
+    insert_candles(engine, [candle_row("AAA", T + M15, 100.15), candle_row("BBB", T + M15, 99.85),
+                            candle_row("CCC", T + M15, 100.16)])  # fmt: skip
+
+    backfill_actuals(engine, horizons=["15m"])  # default 15m threshold 0.15 %
+
+    by_symbol = {row["symbol"]: row for row in _outcomes(engine)}
+    assert by_symbol["AAA"]["actual_return_15m"] > 0.0015  # the float is just above
+    assert by_symbol["AAA"]["actual_direction_15m"] == "NEUTRAL"
+    assert by_symbol["BBB"]["actual_direction_15m"] == "NEUTRAL"
+    assert by_symbol["CCC"]["actual_direction_15m"] == "LONG"
+
+
+def test_nan_prices_are_never_an_outcome(engine: Engine) -> None:
+    nan = float("nan")
+    # SQLite stores NaN as NULL, which market_candles refuses: there the bad close is infinity
+    bad_close = float("inf") if engine.dialect.name == "sqlite" else nan
+    insert_predictions(engine, [prediction_row("AAA", T, close_price=100.0),
+                                prediction_row("BBB", T, close_price=nan)])  # fmt: skip
+    insert_candles(engine, [candle_row("AAA", T + M15, bad_close),
+                            candle_row("AAA", T + H1, 101.0), candle_row("BBB", T, 50.0),
+                            candle_row("BBB", T + M15, 51.0)])  # fmt: skip
+
+    report = backfill_actuals(engine, horizons=["15m", "1h"])
+
+    by_symbol = {row["symbol"]: row for row in _outcomes(engine)}
+    assert by_symbol["AAA"]["actual_return_15m"] is None  # NaN exit close: missing
+    assert by_symbol["AAA"]["actual_direction_15m"] is None
+    assert by_symbol["AAA"]["accuracy_15m"] is None
+    assert by_symbol["AAA"]["actual_return_1h"] == pytest.approx(0.01)
+    assert by_symbol["BBB"]["actual_return_15m"] == pytest.approx(0.02)  # entry from the candle
+    assert _counts(report) == {"15m": (1, 0, 1), "1h": (1, 0, 1)}
+
+
+def _raw_market_data(engine: Engine, rows: list[tuple[str, str, float, str]]) -> None:
+    """A raw_market_data table whose datetime is text on SQLite (as the bot wrote it)."""
+    time_type = "TEXT" if engine.dialect.name == "sqlite" else "TIMESTAMPTZ"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TABLE raw_market_data (symbol VARCHAR(20), timestamp BIGINT, "
+            f"datetime {time_type}, interval_minutes INTEGER, open DOUBLE PRECISION, "
+            "high DOUBLE PRECISION, low DOUBLE PRECISION, close DOUBLE PRECISION, "
+            "volume DOUBLE PRECISION, turnover DOUBLE PRECISION, exchange VARCHAR(20))"
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO raw_market_data VALUES (:symbol, 0, :datetime, 15, 1, 1, 1, "
+                ":close, 1, 1, :exchange)"
+            ),
+            [{"symbol": s, "datetime": d, "close": c, "exchange": e} for s, d, c, e in rows],
+        )
+
+
+@pytest.mark.parametrize(
+    "time_format",
+    ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S+00:00",
+     "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%d %H:%M:%S.%f"],
+)  # fmt: skip
+def test_raw_market_data_in_other_text_formats(engine: Engine, time_format: str) -> None:
+    insert_predictions(engine, [prediction_row("BTCUSDT", T, close_price=None)])
+    _raw_market_data(engine, [
+        ("BTCUSDT", T.strftime(time_format), 100.0, "x"),
+        ("BTCUSDT", (T + M15).strftime(time_format), 103.0, "x"),
+    ])  # fmt: skip
+
+    report = backfill_actuals(engine, source="raw_market_data", horizons=["15m"])
+
+    assert _counts(report) == {"15m": (1, 0, 0)}
+    assert _outcomes(engine)[0]["actual_return_15m"] == pytest.approx(0.03)
+
+
+def test_raw_market_data_duplicates_take_the_first_exchange(engine: Engine) -> None:
+    when = (T + M15).strftime("%Y-%m-%d %H:%M:%S")
+    insert_predictions(engine, [prediction_row("BTCUSDT", T, close_price=100.0)])
+    _raw_market_data(engine, [("BTCUSDT", when, 107.0, "okx"), ("BTCUSDT", when, 104.0, "bybit"),
+                              ("BTCUSDT", when, 102.0, "binance")])  # fmt: skip
+
+    report = backfill_actuals(engine, source="raw_market_data", horizons=["15m"])
+
+    assert _counts(report) == {"15m": (1, 0, 0)}
+    assert _outcomes(engine)[0]["actual_return_15m"] == pytest.approx(0.02)  # binance

@@ -215,7 +215,10 @@ def _print_backfill_report(report: BackfillReport, fmt: OutputFormat) -> None:
         rows = [vars(counts) for counts in report.horizons]
         title = "backfill-actuals (dry run)" if report.dry_run else "backfill-actuals"
         emit_rows(rows, fmt, title=title, columns=["horizon", "filled", "pending", "missing"])
-        typer.echo(f"{report.rows_updated} rows updated in {report.elapsed_s:.1f} s")
+        typer.echo(
+            f"{report.rows_updated} rows updated in {report.elapsed_s:.1f} s; "
+            f"{report.outside_window} incomplete rows before the window (not retried)"
+        )
         return
     per_horizon = "; ".join(
         f"{c.horizon} filled={c.filled} pending={c.pending} missing={c.missing}"
@@ -224,5 +227,5 @@ def _print_backfill_report(report: BackfillReport, fmt: OutputFormat) -> None:
     mode = " (dry run)" if report.dry_run else ""
     typer.echo(
         f"backfill-actuals{mode}: {per_horizon}; rows_updated={report.rows_updated} "
-        f"elapsed={report.elapsed_s:.1f}s"
+        f"outside_window={report.outside_window} elapsed={report.elapsed_s:.1f}s"
     )
