@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -138,7 +140,8 @@ def connection_errors(url: URL) -> Iterator[None]:
     """Turn driver connection failures into ``DatabaseUnavailable`` naming the masked URL."""
     try:
         yield
-    except OperationalError as error:
+    except (OperationalError, psycopg.OperationalError, sqlite3.OperationalError) as error:
+        # Raw driver errors come from the COPY / executemany fast paths.
         reason = describe_connection_error(error)
         raise DatabaseUnavailable(f"cannot connect to {mask_url(url)}: {reason}") from None
     except DBAPIError as error:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import numbers
 import os
 import threading
 import time
@@ -48,7 +49,7 @@ def _check_text(name: str, value: object, limit: int) -> str:
 def _check_inference_time(value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise InputError(f"inference_time_ms must be a number, got {value!r}")
     number = float(value)
     if not math.isfinite(number) or number < 0:
@@ -87,11 +88,12 @@ class MLPredictionLogger:
             raise InputError(f"max_pending ({max_pending}) must be >= batch_size ({batch_size})")
         if on_duplicate not in ("mark", "skip"):
             raise InputError(f"on_duplicate must be 'mark' or 'skip', got {on_duplicate!r}")
-        url = (
-            database_url
+        raw_url = (
+            database_url.render_as_string(hide_password=False)
             if isinstance(database_url, URL)
-            else db.normalize_url(resolve_database_url(database_url))
+            else resolve_database_url(database_url)
         )
+        url = db.normalize_url(raw_url)
         self.database_url = db.mask_url(url)
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool_dir(url)
         self._close_timeout_s = close_timeout_s

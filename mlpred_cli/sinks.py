@@ -125,7 +125,7 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
     if value is None:
         return None
     naive = value.astimezone(UTC).replace(tzinfo=None)
-    return naive.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return naive.isoformat(sep=" ", timespec="microseconds")  # zero-padded, unlike strftime
 
 
 def _sqlite_values(rows: Sequence[Row]) -> list[list[Any]]:

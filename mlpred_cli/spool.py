@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +24,8 @@ from sqlalchemy.engine import URL
 
 from mlpred_cli.config import default_data_dir
 from mlpred_cli.rows import Row, row_from_json, row_to_json
+
+log = logging.getLogger("mlpred.spool")
 
 SPOOL_GLOB = "spool-*.jsonl"
 SNAPSHOT_GLOB = "importance-*.json"
@@ -57,48 +61,44 @@ class Spool:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._lock = threading.Lock()
-        self._sequence = 0
 
     def _ensure_directory(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
 
+    def _write_durably(self, prefix: str, suffix: str, text_lines: Iterator[str]) -> Path:
+        """Write a new file atomically: a uniquely named partial file, fsync, rename, fsync
+        the directory. Only complete files ever carry the final name."""
+        self._ensure_directory()
+        name = f"{prefix}-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:12]}{suffix}"
+        final = self.directory / name
+        partial = self.directory / f".{name}.partial"
+        with partial.open("x", encoding="utf-8") as handle:
+            for line in text_lines:
+                handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        partial.rename(final)
+        _fsync_directory(self.directory)
+        return final
+
     def append(self, rows: Sequence[Row]) -> Path | None:
-        """Write rows durably (fsync) to a new spool file; returns its path."""
+        """Write rows durably to a new spool file; returns its path."""
         if not rows:
             return None
         with self._lock:
-            self._ensure_directory()
-            self._sequence += 1
-            name = f"spool-{time.time_ns()}-{os.getpid()}-{self._sequence:06d}.jsonl"
-            final = self.directory / name
-            partial = final.with_suffix(".partial")
-            with partial.open("w", encoding="utf-8") as handle:
-                for row in rows:
-                    handle.write(json.dumps(row_to_json(row)) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            partial.rename(final)  # only complete files are ever replayed
-            return final
+            lines = (json.dumps(row_to_json(row)) + "\n" for row in rows)
+            return self._write_durably("spool", ".jsonl", lines)
 
     def append_snapshot(self, rows: Sequence[dict[str, Any]]) -> Path:
         """Keep one feature-importance snapshot the database could not take (one file)."""
         with self._lock:
-            self._ensure_directory()
-            self._sequence += 1
-            name = f"importance-{time.time_ns()}-{os.getpid()}-{self._sequence:06d}.json"
-            final = self.directory / name
-            partial = final.with_suffix(".partial")
-            records = [
-                {**row, "calculated_at": row["calculated_at"].isoformat(),
-                 "created_at": row["created_at"].isoformat()}
-                for row in rows
-            ]  # fmt: skip
-            with partial.open("w", encoding="utf-8") as handle:
-                json.dump(records, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            partial.rename(final)
-            return final
+            return self._write_durably("importance", ".json", iter([_snapshot_json(rows)]))
+
+    def dead_letter_snapshot(self, rows: Sequence[dict[str, Any]], error: str) -> Path:
+        """Keep a snapshot the database rejected, with the reason, for a human to look at."""
+        with self._lock:
+            payload = json.dumps({"error": error, "rows": json.loads(_snapshot_json(rows))})
+            return self._write_durably("dead-importance", ".json", iter([payload]))
 
     def snapshot_files(self) -> list[Path]:
         """Spooled feature-importance snapshots, oldest first."""
@@ -106,17 +106,35 @@ class Spool:
             return []
         return sorted(self.directory.glob(SNAPSHOT_GLOB))
 
-    def replay_snapshots(self, write: Callable[[Sequence[dict[str, Any]]], object]) -> int:
-        """Hand every spooled snapshot to ``write``, deleting each file once written."""
+    def replay_snapshots(
+        self,
+        write: Callable[[Sequence[dict[str, Any]]], object],
+        rejected: Callable[[BaseException], bool],
+    ) -> int:
+        """Hand every spooled snapshot to ``write``, deleting each file once written.
+
+        A snapshot the database rejects (``rejected(error)`` is true) moves to a
+        ``dead-importance-*`` file; an unreadable file is quarantined. Returns how many
+        snapshots were written.
+        """
         replayed = 0
         for path in self.snapshot_files():
-            records = json.loads(path.read_text(encoding="utf-8"))
-            for record in records:
-                record["calculated_at"] = datetime.fromisoformat(record["calculated_at"])
-                record["created_at"] = datetime.fromisoformat(record["created_at"])
-            write(records)
-            path.unlink()
-            replayed += 1
+            try:
+                records = _snapshot_rows(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue  # another process replayed it
+            except (ValueError, KeyError, TypeError) as error:
+                self._quarantine(path, error)
+                continue
+            try:
+                write(records)
+            except Exception as error:
+                if not rejected(error):
+                    raise
+                self.dead_letter_snapshot(records, str(error).splitlines()[0])
+            else:
+                replayed += 1
+            path.unlink(missing_ok=True)
         return replayed
 
     def dead_letter(self, row: Row, error: str) -> None:
@@ -148,19 +166,70 @@ class Spool:
         dead_count = _count_lines(dead) if dead.exists() else 0
         return SpoolStatus(self.directory, len(files), rows, size, dead_count)
 
-    def replay(self, write: Callable[[Sequence[Row]], object]) -> int:
+    def replay(
+        self,
+        write: Callable[[Sequence[Row]], object],
+        on_rows: Callable[[int], None] | None = None,
+    ) -> int:
         """Hand every spooled row to ``write`` in order, deleting each file once written.
 
         ``write`` must be idempotent (the database skips ``prediction_id``s it has), so a
-        crash between writing and deleting never duplicates rows. Returns rows replayed.
+        crash between writing and deleting never duplicates rows. A file with a line that
+        cannot be read is quarantined (renamed ``quarantine-*``) so it never blocks the
+        others. ``on_rows`` hears each chunk's row count as it is written. Returns rows
+        replayed.
         """
         replayed = 0
         for path in self.files():
-            for chunk in _read_chunks(path, REPLAY_CHUNK_ROWS):
-                write(chunk)
-                replayed += len(chunk)
-            path.unlink()
+            try:
+                for chunk in _read_chunks(path, REPLAY_CHUNK_ROWS):
+                    write(chunk)
+                    replayed += len(chunk)
+                    if on_rows is not None:
+                        on_rows(len(chunk))
+            except FileNotFoundError:
+                continue  # another process replayed it
+            except (ValueError, KeyError, TypeError) as error:
+                self._quarantine(path, error)
+                continue
+            path.unlink(missing_ok=True)
         return replayed
+
+    def _quarantine(self, path: Path, error: BaseException) -> None:
+        target = path.with_name(f"quarantine-{path.name}")
+        log.error("unreadable spool file %s moved to %s: %s", path.name, target.name, error)
+        path.rename(target)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def _snapshot_json(rows: Sequence[dict[str, Any]]) -> str:
+    records = [
+        {**row, "calculated_at": row["calculated_at"].isoformat(),
+         "created_at": row["created_at"].isoformat()}
+        for row in rows
+    ]  # fmt: skip
+    return json.dumps(records)
+
+
+def _snapshot_rows(text: str) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = json.loads(text)
+    for record in records:
+        record["calculated_at"] = datetime.fromisoformat(record["calculated_at"])
+        record["created_at"] = datetime.fromisoformat(record["created_at"])
+    return records
 
 
 def _count_lines(path: Path) -> int:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from mlpred_cli import db
 from mlpred_cli.config import resolve_database_url
+from mlpred_cli.importance import write_snapshot
 from mlpred_cli.rows import Row
-from mlpred_cli.sinks import write_isolating
+from mlpred_cli.sinks import is_row_specific, write_isolating
 from mlpred_cli.spool import Spool, SpoolStatus, default_spool_dir
 
 
@@ -57,6 +58,7 @@ def replay_spool(
         db.require_schema(engine)
         with db.connection_errors(url):
             replayed = spool.replay(lambda rows: write_isolating(engine, rows, dead_letter))
+            spool.replay_snapshots(lambda rows: write_snapshot(engine, rows), is_row_specific)
     finally:
         engine.dispose()
     return ReplayResult(replayed=replayed, dead_lettered=len(rejected), remaining=spool.status())

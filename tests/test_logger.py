@@ -361,6 +361,9 @@ def test_invalid_input_raises_value_error(logger: MLPredictionLogger) -> None:
         with pytest.raises(ValueError, match=fragment):
             logger.log_prediction_sync(**kwargs)
     assert logger.stats()["logged"] == 0
+    # numpy scalars are numbers too
+    logger.log_prediction_sync(symbol="BTC", **good, inference_time_ms=np.float32(3.5))
+    assert logger.stats()["logged"] == 1
 
 
 def test_constructor_rejects_bad_settings(db_url: str) -> None:

@@ -182,3 +182,88 @@ def test_replayed_batch_never_duplicates(db_url: str, engine: Engine, tmp_path: 
     stored = _stored_ids(engine)
     assert len(stored) == 5
     assert set(stored) == {str(row[0]) for row in rows}
+
+
+def _hold_write_lock(backend: str, db_url: str) -> tuple[Engine, sa.Connection]:
+    """Block every writer of ml_predictions until the returned connection is closed."""
+    engine = db.create_engine(db_url)
+    conn = engine.connect()
+    if backend == "sqlite":
+        conn = conn.execution_options(**{db.SQLITE_BEGIN_OPTION: "EXCLUSIVE"})
+        conn.begin()
+    else:
+        conn.begin()
+        conn.exec_driver_sql("LOCK TABLE ml_predictions IN ACCESS EXCLUSIVE MODE")
+    return engine, conn
+
+
+def test_blocked_database_keeps_memory_bounded_and_close_spools_the_stuck_batch(
+    backend: str, db_url: str, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    lock_engine, lock = _hold_write_lock(backend, db_url)
+    try:
+        logger = MLPredictionLogger(
+            db_url, batch_size=10, flush_interval_s=0.02, max_pending=50, spool_dir=spool_dir
+        )
+        ids = [
+            logger.log_prediction_sync(
+                symbol="BTCUSDT", features=np.full(240, i), model_outputs=RAW
+            )
+            for i in range(400)
+        ]
+        deadline = time.monotonic() + 10
+        while spool_status(db_url, spool_dir).rows < 300 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pending = logger.stats()["pending"]
+        assert isinstance(pending, int)
+        assert pending <= 60  # max_pending plus the batch stuck in the database call
+        logger.close_sync(timeout=0.5)  # the writer is still blocked: everything is spooled
+        assert spool_status(db_url, spool_dir).rows == 400
+    finally:
+        lock.rollback()
+        lock.close()
+        lock_engine.dispose()
+    replay_spool(db_url, spool_dir)
+    engine = db.create_engine(db_url)
+    stored = _stored_ids(engine)
+    engine.dispose()
+    assert len(stored) == 400
+    assert set(stored) == set(ids)
+
+
+def test_unreadable_spool_file_is_quarantined_and_the_rest_replayed(
+    db_url: str, tmp_path: Path
+) -> None:
+    from mlpred_cli.spool import Spool
+
+    spool_dir = tmp_path / "spool"
+    now = datetime.now(UTC)
+    rows = []
+    for i in range(3):
+        values = dict.fromkeys(WRITE_COLUMNS)
+        values.update(prediction_id=uuid.uuid4(), symbol="BTCUSDT", timestamp=i, datetime=now,
+                      is_duplicate=False, created_at=now, updated_at=now)  # fmt: skip
+        rows.append(tuple(values[name] for name in WRITE_COLUMNS))
+    spool = Spool(spool_dir)
+    spool.append(rows[:1])
+    (spool_dir / "spool-0-corrupt.jsonl").write_text('{"prediction_id": "not json\n')
+    spool.append(rows[1:])
+    result = replay_spool(db_url, spool_dir)
+    assert result.replayed == 3
+    assert (spool_dir / "quarantine-spool-0-corrupt.jsonl").exists()
+    assert spool_status(db_url, spool_dir).rows == 0
+    engine = db.create_engine(db_url)
+    assert set(_stored_ids(engine)) == {str(row[0]) for row in rows}
+    engine.dispose()
+
+
+def test_ancient_datetimes_round_trip(engine: Engine) -> None:
+    ancient = datetime(512, 4, 26, 8, 15, tzinfo=UTC)
+    values = dict.fromkeys(WRITE_COLUMNS)
+    values.update(prediction_id=uuid.uuid4(), symbol="OLD", timestamp=0, datetime=ancient,
+                  is_duplicate=False, created_at=ancient, updated_at=ancient)  # fmt: skip
+    write_rows(engine, [tuple(values[name] for name in WRITE_COLUMNS)])
+    with engine.connect() as conn:
+        stored = conn.scalar(sa.select(predictions_table.c.datetime))
+    assert stored == ancient
