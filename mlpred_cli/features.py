@@ -71,27 +71,30 @@ def format_feature_hash(value: int) -> str:
 
 def _vector_stats(vectors: np.ndarray) -> dict[str, list[Any]]:
     """Statistics of each row of ``vectors`` (rows x features) over its finite values."""
+    finite = np.isfinite(vectors)
+    if finite.all():  # the usual case: one pass to check, then the plain reductions
+        zeros = [0] * len(vectors)
+        return {
+            "features_mean": vectors.mean(axis=1).tolist(),
+            "features_std": vectors.std(axis=1).tolist(),
+            "features_min": vectors.min(axis=1).tolist(),
+            "features_max": vectors.max(axis=1).tolist(),
+            "nan_count": zeros,
+            "inf_count": list(zeros),
+        }
     nan_mask = np.isnan(vectors)
     inf_mask = np.isinf(vectors)
-    finite = ~(nan_mask | inf_mask)
     finite_count = finite.sum(axis=1)
-    all_finite = bool(finite.all())
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        if all_finite:
-            mean = vectors.mean(axis=1)
-            std = vectors.std(axis=1)
-            minimum = vectors.min(axis=1)
-            maximum = vectors.max(axis=1)
-        else:
-            zeroed = np.where(finite, vectors, 0.0)
-            mean = zeroed.sum(axis=1) / finite_count
-            deviation = np.where(finite, vectors - mean[:, None], 0.0)
-            std = np.sqrt(np.einsum("ij,ij->i", deviation, deviation) / finite_count)
-            minimum = np.where(finite, vectors, np.inf).min(axis=1)
-            maximum = np.where(finite, vectors, -np.inf).max(axis=1)
-            empty = finite_count == 0
-            for stat in (mean, std, minimum, maximum):
-                stat[empty] = np.nan
+        zeroed = np.where(finite, vectors, 0.0)
+        mean = zeroed.sum(axis=1) / finite_count
+        deviation = np.where(finite, vectors - mean[:, None], 0.0)
+        std = np.sqrt(np.einsum("ij,ij->i", deviation, deviation) / finite_count)
+        minimum = np.where(finite, vectors, np.inf).min(axis=1)
+        maximum = np.where(finite, vectors, -np.inf).max(axis=1)
+        empty = finite_count == 0
+        for stat in (mean, std, minimum, maximum):
+            stat[empty] = np.nan
     return {
         "features_mean": floats_or_none(mean),
         "features_std": floats_or_none(std),
