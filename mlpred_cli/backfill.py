@@ -393,10 +393,17 @@ def newest_completed(conn: Connection, symbol: str | None) -> datetime | None:
     return newest
 
 
+#: Newest predictions per symbol read first when looking for its newest completed one.
+_NEWEST_PEEK = 256
+
 # Every symbol by a skip scan of the (symbol, datetime) index (one probe per symbol, on both
-# backends), with its newest completed and its first prediction time (backward / forward
-# index scans): cheap however many rows each symbol has.
-_SYMBOL_TIMES = """
+# backends), with its newest completed and its first prediction time, cheap however many rows
+# each symbol has. The newest completed one is first sought among the symbol's newest
+# _NEWEST_PEEK rows: a plain LIMIT keeps PostgreSQL on a backward index scan even when its
+# statistics still say no row is complete (right after a first full backfill it otherwise
+# bitmap-scans and sorts every row of the symbol); only a symbol with more incomplete rows
+# than that takes the general query.
+_SYMBOL_TIMES = f"""
 WITH RECURSIVE symbols(symbol) AS (
     SELECT MIN(symbol) FROM ml_predictions
     UNION ALL
@@ -404,11 +411,16 @@ WITH RECURSIVE symbols(symbol) AS (
     FROM symbols s WHERE s.symbol IS NOT NULL
 )
 SELECT s.symbol,
-    (SELECT c.datetime FROM ml_predictions c
-     WHERE c.symbol = s.symbol AND c.actuals_filled_at IS NOT NULL
-     ORDER BY c.datetime DESC LIMIT 1) AS newest_completed,
+    COALESCE(
+        (SELECT MAX(r.datetime) FROM (
+            SELECT c.datetime, c.actuals_filled_at FROM ml_predictions c
+            WHERE c.symbol = s.symbol ORDER BY c.datetime DESC LIMIT {_NEWEST_PEEK}) r
+         WHERE r.actuals_filled_at IS NOT NULL),
+        (SELECT c.datetime FROM ml_predictions c
+         WHERE c.symbol = s.symbol AND c.actuals_filled_at IS NOT NULL
+         ORDER BY c.datetime DESC LIMIT 1)) AS newest_completed,
     (SELECT f.datetime FROM ml_predictions f WHERE f.symbol = s.symbol
-     ORDER BY f.datetime LIMIT 1) AS first_logged
+     ORDER BY f.symbol, f.datetime LIMIT 1) AS first_logged
 FROM symbols s WHERE s.symbol IS NOT NULL
 """
 
@@ -435,6 +447,9 @@ def symbol_windows(
         sa.column("newest_completed", UTCDateTime),
         sa.column("first_logged", UTCDateTime),
     )
+    if not db.is_sqlite(conn):
+        # JIT compiling is priced for the fallback's worst case and costs more than the scans
+        conn.exec_driver_sql("SET LOCAL jit = off")
     windows: dict[str, SymbolWindow] = {}
     for name, newest, first in conn.execute(statement):
         if symbol and name != symbol:

@@ -559,3 +559,23 @@ def test_raw_market_data_duplicates_take_the_first_exchange(engine: Engine) -> N
 
     assert _counts(report) == {"15m": (1, 0, 0)}
     assert _outcomes(engine)[0]["actual_return_15m"] == pytest.approx(0.02)  # binance
+
+
+def test_newest_completed_found_behind_many_incomplete_rows(engine: Engine) -> None:
+    # more incomplete rows after the newest complete one than the quick look covers (256)
+    complete = T - timedelta(days=10)
+    rows = [prediction_row("BTCUSDT", complete - timedelta(days=10), close_price=100.0),
+            prediction_row("BTCUSDT", complete, close_price=100.0)]  # fmt: skip
+    rows += [
+        prediction_row("BTCUSDT", complete + M15 * i, close_price=100.0) for i in range(1, 301)
+    ]
+    insert_predictions(engine, rows)
+    insert_candles(engine, _candles("BTCUSDT", {M15: 101.0, H1: 101.0, H4: 101.0, H12: 101.0},
+                                    base=complete))  # fmt: skip
+    backfill_actuals(engine)
+
+    report = backfill_actuals(engine, retry_window=timedelta(days=2))
+
+    assert report.scanned_since == complete - timedelta(days=2)
+    assert report.candidates == 300
+    assert report.outside_window == 1  # the row 20 days before T
