@@ -130,12 +130,18 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
 
 def _sqlite_values(rows: Sequence[Row]) -> list[list[Any]]:
     converted = []
+    texts: dict[datetime, str | None] = {}  # created_at/updated_at repeat across a batch
     for row in rows:
         values = list(row)
         values[_UUID_POSITION] = values[_UUID_POSITION].hex
         values[_BOOL_POSITION] = int(values[_BOOL_POSITION])
         for position in _DATETIME_POSITIONS:
-            values[position] = _sqlite_datetime(values[position])
+            moment = values[position]
+            if moment is not None:
+                text = texts.get(moment)
+                if text is None:
+                    text = texts[moment] = _sqlite_datetime(moment)
+                values[position] = text
         for position in _JSON_POSITIONS:
             if values[position] is not None:
                 values[position] = json.dumps(values[position])
