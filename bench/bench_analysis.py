@@ -17,20 +17,17 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import psycopg
-import sqlalchemy as sa
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sqlalchemy.engine import URL, Engine
+from throwaway import throwaway_database
 
 from mlpred_cli import db
 from mlpred_cli.analysis import (
@@ -151,51 +148,49 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    admin_url = db.normalize_url(args.pg_admin_url)
-    name = f"mlpred_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    bench_url = admin_url.set(database=name)
-    engine = db.create_engine(bench_url)
-    try:
-        db.upgrade_to_head(engine)
-        plain_url = bench_url.set(drivername="postgresql").render_as_string(hide_password=False)
-        print(f"Loading {args.rows:,} predictions into {name} ...")
-        load_s = load(plain_url, args.rows, args.seed)
-        print(f"  load + VACUUM ANALYZE: {load_s:.1f} s")
+    with throwaway_database(args.pg_admin_url) as bench_url:
+        engine = db.create_engine(bench_url)
+        try:
+            figures = run_figures(engine, bench_url, args)
+        finally:
+            engine.dispose()
+    report(figures, args)
 
-        def sql(text: str) -> Callable[[], Any]:
-            def run() -> Any:
-                with engine.connect() as conn:
-                    return conn.exec_driver_sql(text).all()
 
-            return run
+def run_figures(engine: Engine, bench_url: URL, args: argparse.Namespace) -> dict[str, float]:
+    """Load the data, then time every command and its baseline."""
+    plain_url = bench_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    print(f"Loading {args.rows:,} predictions into {bench_url.database} ...")
+    load_s = load(plain_url, args.rows, args.seed)
+    print(f"  load + VACUUM ANALYZE: {load_s:.1f} s")
 
-        figures = {
-            "baseline: DESIGN accuracy-by-symbol SQL": timed(sql(DESIGN_ACCURACY_SQL), args.repeat),
-            "accuracy --by symbol (all horizons)": timed(
-                lambda: accuracy_table(engine, by="symbol"), args.repeat
-            ),
-            "accuracy --by symbol --horizon 15m": timed(
-                lambda: accuracy_table(engine, by="symbol", horizons=["15m"]), args.repeat
-            ),
-            "analyze --symbol SYM0USDT --days 30": timed(
-                lambda: analyze(engine, symbol="SYM0USDT", days=30), args.repeat
-            ),
-            "baseline: DESIGN high-confidence SQL": timed(
-                sql(DESIGN_HIGH_CONFIDENCE_SQL), args.repeat
-            ),
-            "high-confidence": timed(lambda: high_confidence(engine), args.repeat),
-            "baseline: DESIGN recent SQL": timed(sql(DESIGN_RECENT_SQL), args.repeat),
-            "recent --hours 1": timed(lambda: recent_predictions(engine), args.repeat),
-        }
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    def sql(text: str) -> Callable[[], Any]:
+        def run() -> Any:
+            with engine.connect() as conn:
+                return conn.exec_driver_sql(text).all()
 
+        return run
+
+    return {
+        "baseline: DESIGN accuracy-by-symbol SQL": timed(sql(DESIGN_ACCURACY_SQL), args.repeat),
+        "accuracy --by symbol (all horizons)": timed(
+            lambda: accuracy_table(engine, by="symbol"), args.repeat
+        ),
+        "accuracy --by symbol --horizon 15m": timed(
+            lambda: accuracy_table(engine, by="symbol", horizons=["15m"]), args.repeat
+        ),
+        "analyze --symbol SYM0USDT --days 30": timed(
+            lambda: analyze(engine, symbol="SYM0USDT", days=30), args.repeat
+        ),
+        "baseline: DESIGN high-confidence SQL": timed(sql(DESIGN_HIGH_CONFIDENCE_SQL), args.repeat),
+        "high-confidence": timed(lambda: high_confidence(engine), args.repeat),
+        "baseline: DESIGN recent SQL": timed(sql(DESIGN_RECENT_SQL), args.repeat),
+        "recent --hours 1": timed(lambda: recent_predictions(engine), args.repeat),
+    }
+
+
+def report(figures: dict[str, float], args: argparse.Namespace) -> None:
+    """Print the figures with their ratios to the baselines."""
     baseline = figures["baseline: DESIGN accuracy-by-symbol SQL"]
     print(f"\nmedian of {args.repeat} runs, {args.rows:,} rows, PostgreSQL")
     width = max(map(len, figures))

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from throwaway import admin_execute
 
 from mlpred_cli import db
 from mlpred_cli.backfill import backfill_actuals
@@ -130,14 +131,6 @@ FROM market_candles
 WHERE datetime < :last_prediction
 ORDER BY datetime, symbol
 """
-
-
-def admin_execute(admin_url: sa.URL, *statements: str) -> None:
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        for statement in statements:
-            conn.exec_driver_sql(statement)
-    engine.dispose()
 
 
 def load_postgres(engine: Engine, rows: int) -> None:

@@ -32,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-import sqlalchemy as sa
 from scipy import stats
+from sqlalchemy.engine import URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from throwaway import throwaway_database
 
 from mlpred_cli import db
 from mlpred_cli.feature_importance import compute_feature_importance
@@ -143,16 +145,15 @@ def main() -> None:
         help="admin URL used to create and drop the throw-away database",
     )
     args = parser.parse_args()
-    admin_url = db.normalize_url(args.pg_admin_url)
-    name = f"mlpred_bench_fi_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    bench_url = admin_url.set(database=name)
+    with throwaway_database(args.pg_admin_url, "mlpred_bench_fi") as bench_url:
+        measure(bench_url, args)
+
+
+def measure(bench_url: URL, args: argparse.Namespace) -> None:
+    """Load the data into the throw-away database and print every figure."""
     plain_url = bench_url.set(drivername="postgresql").render_as_string(hide_password=False)
     engine = db.create_engine(bench_url)
     try:
-        db.upgrade_to_head(engine)
         seconds = load(plain_url, args.rows, args.features, args.seed)
         with psycopg.connect(plain_url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE ml_predictions")
@@ -186,9 +187,6 @@ def main() -> None:
             sqlite_compute(plain_url, args.repeat, best)
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 if __name__ == "__main__":

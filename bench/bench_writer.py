@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import sqlalchemy as sa
+from throwaway import throwaway_database
 
 from mlpred_cli import MLPredictionLogger, db
 from mlpred_cli.pending import PendingPrediction
@@ -202,18 +203,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if not args.skip_postgresql:
-            admin = db.normalize_url(args.pg_url)
-            name = f"mlpred_bench_{uuid.uuid4().hex[:8]}"
-            admin_engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
-            with admin_engine.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            try:
-                bench_url = admin.set(database=name).render_as_string(hide_password=False)
-                run_backend("postgresql", bench_url, args.rows, args.calls, workdir)
-            finally:
-                with admin_engine.connect() as conn:
-                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                admin_engine.dispose()
+            with throwaway_database(args.pg_url) as bench_url:
+                url_text = bench_url.render_as_string(hide_password=False)
+                run_backend("postgresql", url_text, args.rows, args.calls, workdir)
         if not args.skip_sqlite:
             run_backend(
                 "sqlite", f"sqlite:///{workdir / 'bench.db'}", args.rows, args.calls, workdir

@@ -1,0 +1,39 @@
+"""A throw-away PostgreSQL database for one benchmark run: created, migrated, always dropped."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from mlpred_cli import db
+
+
+def admin_execute(admin_url: URL, *statements: str) -> None:
+    """Run statements outside a transaction (CREATE / DROP DATABASE)."""
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def throwaway_database(admin_url: str | URL, prefix: str = "mlpred_bench") -> Iterator[URL]:
+    """Yield the URL (psycopg 3 driver) of a fresh database migrated to head; drop it after."""
+    admin = admin_url if isinstance(admin_url, URL) else db.normalize_url(admin_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin_execute(admin, f'CREATE DATABASE "{name}"')
+    try:
+        url = admin.set(database=name)
+        engine = db.create_engine(url)
+        db.upgrade_to_head(engine)
+        engine.dispose()
+        yield url
+    finally:
+        admin_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
