@@ -26,6 +26,15 @@ IMPORTANCE_COLUMNS = [
     "correlation_with_returns",
     "usage_count",
 ]
+#: Short table headers (JSON and CSV keep the column names).
+IMPORTANCE_HEADERS = {
+    "importance_rank": "rank",
+    "feature_name": "feature",
+    "importance_score": "score",
+    "correlation_with_returns": "IC",
+    "usage_count": "used",
+    "rank_change": "rank chg",
+}
 SHOW_COLUMNS = [
     "rank",
     "feature_name",
@@ -90,6 +99,7 @@ def compute_command(
         fmt,
         title="Feature importance (spearman_ic)",
         columns=IMPORTANCE_COLUMNS,
+        headers=IMPORTANCE_HEADERS,
     )
 
 
@@ -138,7 +148,7 @@ def show_command(
         f"{snapshot['method']}, {snapshot['horizon'] or '-'}, "
         f"{snapshot['calculated_at']:%Y-%m-%d %H:%M} UTC ({snapshot['history']} snapshots)"
     )
-    emit_rows(view.features, fmt, title=title, columns=SHOW_COLUMNS)
+    emit_rows(view.features, fmt, title=title, columns=SHOW_COLUMNS, headers=IMPORTANCE_HEADERS)
 
 
 @app.command("compare-models")
