@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from mlpred_cli.cli import (
-    analysis,  # noqa: F401  (registers commands)
-    db_commands,  # noqa: F401  (registers commands)
-    log_commands,  # noqa: F401  (registers commands)
-    models_commands,  # noqa: F401  (registers commands)
-    outcomes,  # noqa: F401  (registers commands)
-)
+import importlib
+
 from mlpred_cli.cli.app import app
+
+#: Command modules, in the order ``mlpred --help`` lists their commands.
+COMMAND_MODULES = ("db_commands", "log_commands", "outcomes", "analysis", "models_commands")
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(f"mlpred_cli.cli.{_module}")  # each registers its commands
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ def _engine(ctx: typer.Context) -> Iterator[Engine]:
         engine.dispose()
 
 
-@app.command("analyze")
+@app.command("analyze", rich_help_panel="Analysis")
 def analyze_command(
     ctx: typer.Context,
     symbol: str | None = SYMBOL_OPTION,
@@ -89,7 +89,7 @@ def analyze_command(
     render_report(report, fmt)
 
 
-@app.command("accuracy")
+@app.command("accuracy", rich_help_panel="Analysis")
 def accuracy_command(
     ctx: typer.Context,
     by: str = typer.Option(
@@ -130,7 +130,7 @@ def accuracy_command(
     render_accuracy(api.frame_records(table), fmt, by, chosen)
 
 
-@app.command("high-confidence")
+@app.command("high-confidence", rich_help_panel="Analysis")
 def high_confidence_command(
     ctx: typer.Context,
     min_confidence: float = typer.Option(
@@ -175,7 +175,7 @@ def high_confidence_command(
     )
 
 
-@app.command("recent")
+@app.command("recent", rich_help_panel="Analysis")
 def recent_command(
     ctx: typer.Context,
     hours: float | None = typer.Option(

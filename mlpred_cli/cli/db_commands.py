@@ -9,7 +9,7 @@ from mlpred_cli.cli.app import app
 from mlpred_cli.cli.common import cli_errors, open_engine
 
 
-@app.command("init-db")
+@app.command("init-db", rich_help_panel="Set up and log")
 def init_db(ctx: typer.Context) -> None:
     """Create or migrate the database schema to the newest revision (safe to run again).
 

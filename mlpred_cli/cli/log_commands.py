@@ -13,14 +13,14 @@ from mlpred_cli.render import OutputFormat, emit_object, emit_rows
 from mlpred_cli.spool_ops import replay_spool, spool_status
 
 spool_app = typer.Typer(help="Rows waiting on disk while the database was unavailable.")
-app.add_typer(spool_app, name="spool")
+app.add_typer(spool_app, name="spool", rich_help_panel="Set up and log")
 
 SPOOL_DIR_OPTION = typer.Option(
     None, "--spool-dir", help="Spool directory (default: the logger's for this database)."
 )
 
 
-@app.command("log-test")
+@app.command("log-test", rich_help_panel="Set up and log")
 def log_test(
     ctx: typer.Context,
     symbols: str = typer.Option("BTCUSDT,ETHUSDT,SOLUSDT", help="Comma-separated symbols."),

@@ -17,7 +17,7 @@ from mlpred_cli.feature_importance import (
 from mlpred_cli.render import OutputFormat, emit_object, emit_rows
 
 importance_app = typer.Typer(help="Which input features matter, and how that changes over time.")
-app.add_typer(importance_app, name="feature-importance")
+app.add_typer(importance_app, name="feature-importance", rich_help_panel="Models")
 
 IMPORTANCE_COLUMNS = [
     "importance_rank",
@@ -151,7 +151,7 @@ def show_command(
     emit_rows(view.features, fmt, title=title, columns=SHOW_COLUMNS, headers=IMPORTANCE_HEADERS)
 
 
-@app.command("compare-models")
+@app.command("compare-models", rich_help_panel="Models")
 def compare_models_command(
     ctx: typer.Context,
     version_a: str = typer.Argument(..., help="Model version A (the baseline)."),

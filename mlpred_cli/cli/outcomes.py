@@ -49,7 +49,7 @@ def _progress_bar(label: str, show: bool) -> Iterator[Callable[[int, int], None]
         yield update
 
 
-@app.command("import-candles")
+@app.command("import-candles", rich_help_panel="Outcomes")
 def import_candles_command(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="CSV or Parquet file of OHLCV candles."),
@@ -125,7 +125,7 @@ def _print_import_report(report: ImportReport) -> None:
         )
 
 
-@app.command("backfill-actuals")
+@app.command("backfill-actuals", rich_help_panel="Outcomes")
 def backfill_actuals_command(
     ctx: typer.Context,
     source: str = typer.Option(
