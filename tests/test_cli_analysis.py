@@ -176,3 +176,18 @@ def test_help_examples_run_as_written(filled: str, command: str) -> None:
     for example in examples:
         code, _, err = run_cli("--db", filled, *example.split()[1:])
         assert code == 0, (example, err)
+
+
+def test_bad_options_are_reported_before_the_database_is_checked(empty_db_url: str) -> None:
+    """A typo in an option is a usage error (2), even on a database not yet initialised."""
+    for args in (
+        ["analyze", "--days", "-1"],
+        ["accuracy", "--horizon", "2h"],
+        ["recent", "--hours", "0"],
+        ["high-confidence", "--min-confidence", "2"],
+    ):
+        code, _, err = run_cli("--db", empty_db_url, *args)
+        assert code == 2, (args, err)
+    code, _, err = run_cli("--db", empty_db_url, "analyze")
+    assert code == 1
+    assert "mlpred init-db" in err

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from sqlalchemy.engine import Engine
 
 from mlpred_cli.analysis import api
 from mlpred_cli.cli.app import app
-from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, open_engine, stderr_console
+from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, database_url, stderr_console
 from mlpred_cli.config import HORIZONS
 from mlpred_cli.render import OutputFormat
 from mlpred_cli.render.analysis import render_accuracy, render_predictions, render_report
@@ -29,15 +26,6 @@ SINCE_OPTION = typer.Option(
 UNTIL_OPTION = typer.Option(
     None, "--until", help="Before this time (ISO 8601; naive times are UTC)."
 )
-
-
-@contextmanager
-def _engine(ctx: typer.Context) -> Iterator[Engine]:
-    engine = open_engine(ctx)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 @app.command("analyze", rich_help_panel="Analysis")
@@ -70,9 +58,9 @@ def analyze_command(
 
         mlpred analyze --since 2026-03-01 --until 2026-03-08 --format json
     """
-    with cli_errors(), _engine(ctx) as engine:
+    with cli_errors():
         report = api.analyze(
-            engine,
+            database_url(ctx),
             symbol=symbol,
             model_version=model_version,
             days=days,
@@ -114,9 +102,9 @@ def accuracy_command(
 
         mlpred accuracy --by day --days 7 --format json
     """
-    with cli_errors(), _engine(ctx) as engine:
+    with cli_errors():
         table = api.accuracy_table(
-            engine,
+            database_url(ctx),
             by=by,
             horizons=None if horizon == "all" else [horizon],
             min_count=min_count,
@@ -155,9 +143,9 @@ def high_confidence_command(
 
         mlpred high-confidence --symbol BTCUSDT --days 7 --format csv
     """
-    with cli_errors(), _engine(ctx) as engine:
+    with cli_errors():
         frame = api.high_confidence(
-            engine,
+            database_url(ctx),
             min_confidence=min_confidence,
             limit=limit,
             include_neutral=include_neutral,
@@ -197,9 +185,9 @@ def recent_command(
 
         mlpred recent --symbol ETHUSDT --hours 6 --format json
     """
-    with cli_errors(), _engine(ctx) as engine:
+    with cli_errors():
         frame = api.recent_predictions(
-            engine,
+            database_url(ctx),
             hours=hours,
             limit=limit,
             symbol=symbol,
