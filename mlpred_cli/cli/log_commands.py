@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -50,37 +51,36 @@ def log_test(
             model_version=model_version,
         )
     emit_rows(
-        result.saved_rows,
+        [_display_row(row) for row in result.saved_rows],
         OutputFormat.table,
-        title=f"Saved predictions ({result.database})",
-        columns=[
-            "symbol",
-            "signal_type",
-            "signal_confidence",
-            "predicted_return_15m",
-            "direction_15m",
-            "features_count",
-            "inference_time_ms",
-        ],
-        headers={
-            "symbol": "Symbol",
-            "signal_type": "Signal",
-            "signal_confidence": "Conf",
-            "predicted_return_15m": "Ret 15m",
-            "direction_15m": "Dir 15m",
-            "features_count": "Features",
-            "inference_time_ms": "Infer ms",
-        },
+        title="Saved predictions",
     )
     batch = "-" if result.mean_batch_ms is None else f"{result.mean_batch_ms:.1f} ms"
     typer.echo(
-        f"Logged {result.logged}, read back {len(result.saved_rows)}. "
+        f"Logged {result.logged}, read back {len(result.saved_rows)} from {result.database}. "
         f"Caller overhead p50 {result.overhead_p50_us:.1f} us, "
         f"p99 {result.overhead_p99_us:.1f} us; mean batch save {batch}; "
         f"{result.rows_per_second:,.0f} predictions/s end to end."
     )
     if not result.complete:
         raise fail(f"{len(result.missing)} logged predictions were not saved", 1)
+
+
+def _percent(value: object, spec: str) -> str:
+    return "-" if not isinstance(value, int | float) else format(value, spec)
+
+
+def _display_row(row: dict[str, Any]) -> dict[str, object]:
+    """One saved prediction as log-test shows it (percentages, rounded milliseconds)."""
+    return {
+        "Symbol": row["symbol"],
+        "Signal": row["signal_type"],
+        "Confidence": _percent(row["signal_confidence"], ".1%"),
+        "Return 15m": _percent(row["predicted_return_15m"], "+.3%"),
+        "Direction": row["direction_15m"],
+        "Features": row["features_count"],
+        "Inference ms": _percent(row["inference_time_ms"], ".1f"),
+    }
 
 
 @spool_app.command("status")

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -101,7 +102,13 @@ def emit_rows(
         for row in rows:
             writer.writerow(["" if (v := to_jsonable(row.get(n))) is None else v for n in names])
         return
-    table = Table(title=title, header_style="bold")
+    table = Table(
+        title=title,
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        show_edge=False,
+    )
     labels = headers or {}
     for name in names:
         table.add_column(labels.get(name, name), overflow="fold")
