@@ -6,6 +6,7 @@ row building, rendering and database I/O all happen on the writer thread.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import math
 import numbers
@@ -224,8 +225,6 @@ class MLPredictionLogger:
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Async form of ``flush_sync``."""
-        import asyncio
-
         return await asyncio.to_thread(self._writer.flush, timeout)
 
     def close_sync(self, timeout: float | None = None) -> None:
@@ -235,8 +234,6 @@ class MLPredictionLogger:
 
     async def close(self, timeout: float | None = None) -> None:
         """Async form of ``close_sync``."""
-        import asyncio
-
         await asyncio.to_thread(self.close_sync, timeout)
 
     def _close_at_exit(self) -> None:

@@ -27,7 +27,7 @@ from mlpred_cli.console import PredictionReporter
 from mlpred_cli.errors import MlpredError
 from mlpred_cli.importance import write_snapshot
 from mlpred_cli.pending import PendingPrediction
-from mlpred_cli.rows import BuiltBatch, DuplicateTracker, Row, build_rows
+from mlpred_cli.rows import WRITE_COLUMNS, BuiltBatch, DuplicateTracker, Row, build_rows
 from mlpred_cli.sinks import is_row_specific, write_isolating
 from mlpred_cli.spool import Spool
 
@@ -459,8 +459,6 @@ class BatchWriter:
 
 def _minimal_row(item: PendingPrediction) -> Row:
     """A row holding only the identity of a prediction that could not be built."""
-    from mlpred_cli.rows import WRITE_COLUMNS
-
     values: dict[str, object] = {
         "prediction_id": item.prediction_id,
         "symbol": item.symbol,
