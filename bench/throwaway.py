@@ -6,21 +6,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from mlpred_cli import db
 
-
-def admin_execute(admin_url: URL, *statements: str) -> None:
-    """Run statements outside a transaction (CREATE / DROP DATABASE)."""
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
+admin_execute = db.run_autocommit
 
 
 @contextmanager

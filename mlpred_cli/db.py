@@ -151,6 +151,17 @@ def connection_errors(url: URL) -> Iterator[None]:
         raise
 
 
+def run_autocommit(url: URL, *statements: str) -> None:
+    """Run statements outside a transaction (CREATE / DROP DATABASE need that)."""
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
 def check_connection(engine: Engine) -> None:
     """Open and close one connection, raising ``DatabaseUnavailable`` on failure."""
     with connection_errors(engine.url), engine.connect() as conn:

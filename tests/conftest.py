@@ -60,16 +60,6 @@ def pg_admin_url() -> URL | None:
     return url
 
 
-def _admin_execute(admin_url: URL, *statements: str) -> None:
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def pg_template(pg_admin_url: URL | None) -> Iterator[str | None]:
     """A PostgreSQL database migrated to head once per session, cloned by ``db_url``."""
@@ -77,12 +67,12 @@ def pg_template(pg_admin_url: URL | None) -> Iterator[str | None]:
         yield None
         return
     name = f"mlpred_tpl_{uuid.uuid4().hex[:12]}"
-    _admin_execute(pg_admin_url, f'CREATE DATABASE "{name}"')
+    db.run_autocommit(pg_admin_url, f'CREATE DATABASE "{name}"')
     engine = db.create_engine(pg_admin_url.set(database=name))
     db.upgrade_to_head(engine)
     engine.dispose()
     yield name
-    _admin_execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    db.run_autocommit(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -100,11 +90,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _fresh_pg_database(admin_url: URL, template: str | None) -> Iterator[str]:
     name = f"mlpred_test_{uuid.uuid4().hex[:12]}"
     clause = f' TEMPLATE "{template}"' if template else ""
-    _admin_execute(admin_url, f'CREATE DATABASE "{name}"{clause}')
+    db.run_autocommit(admin_url, f'CREATE DATABASE "{name}"{clause}')
     try:
         yield admin_url.set(database=name).render_as_string(hide_password=False)
     finally:
-        _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        db.run_autocommit(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
