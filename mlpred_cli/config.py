@@ -53,6 +53,7 @@ class WriterSettings:
     close_timeout_s: float = 10.0
     retry_initial_s: float = 0.05
     retry_max_s: float = 5.0
+    spool_after_s: float = 5.0  # a batch failing this long goes to disk, not just memory
     duplicate_window: int = 10_000
 
 

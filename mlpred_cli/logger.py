@@ -78,6 +78,7 @@ class MLPredictionLogger:
         spool_dir: str | Path | None = None,
         max_batch_rows: int = WriterSettings.max_batch_rows,
         close_timeout_s: float = WriterSettings.close_timeout_s,
+        spool_after_s: float = WriterSettings.spool_after_s,
         auto_migrate: bool = True,
     ) -> None:
         self.model_version = _check_text("model_version", model_version, MAX_MODEL_VERSION_LENGTH)
@@ -105,6 +106,7 @@ class MLPredictionLogger:
             flush_interval_s=flush_interval_s,
             max_pending=max_pending,
             max_batch_rows=max(max_batch_rows, batch_size),
+            spool_after_s=spool_after_s,
             on_duplicate=on_duplicate,
             store_features=store_features,
             auto_migrate=auto_migrate,

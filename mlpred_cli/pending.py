@@ -28,3 +28,4 @@ class PendingPrediction:
     market: MarketArrays | None
     inference_time_ms: float | None
     logged_at: float
+    sequence: int = 0  # set by the writer when queued: the order of logging

@@ -7,6 +7,7 @@ database rejected, each with its error, for a human to look at.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -72,12 +73,16 @@ class Spool:
         name = f"{prefix}-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:12]}{suffix}"
         final = self.directory / name
         partial = self.directory / f".{name}.partial"
-        with partial.open("x", encoding="utf-8") as handle:
-            for line in text_lines:
-                handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
-        partial.rename(final)
+        try:
+            with partial.open("x", encoding="utf-8") as handle:
+                for line in text_lines:
+                    handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            partial.rename(final)
+        except BaseException:
+            partial.unlink(missing_ok=True)  # e.g. a full disk: leave no half file behind
+            raise
         _fsync_directory(self.directory)
         return final
 
@@ -198,7 +203,8 @@ class Spool:
     def _quarantine(self, path: Path, error: BaseException) -> None:
         target = path.with_name(f"quarantine-{path.name}")
         log.error("unreadable spool file %s moved to %s: %s", path.name, target.name, error)
-        path.rename(target)
+        with contextlib.suppress(FileNotFoundError):  # another replayer moved it first
+            path.rename(target)
 
 
 def _fsync_directory(directory: Path) -> None:

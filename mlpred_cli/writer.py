@@ -85,11 +85,24 @@ class WriterStats:
 
 
 class _GiveUp(Exception):
-    """Raised inside the retry loop when close()'s deadline has passed: spool instead."""
+    """Raised inside the retry loop when a failing batch should go to the spool instead."""
+
+
+@dataclass
+class _Held:
+    """A batch taken from the queue, owned by one thread until it is durable (or counted)."""
+
+    items: list[PendingPrediction]
+    rows: list[Row] | None = None  # once built
 
 
 class BatchWriter:
-    """Owns the queue, the writer and spill threads, the database engine and the spool."""
+    """Owns the queue, the writer and spill threads, the database engine and the spool.
+
+    Every prediction taken from the queue belongs to exactly one held batch until it is
+    written, spooled, dead-lettered, skipped as a duplicate or counted as lost; ``flush()``
+    waits until nothing logged before it is still queued or held.
+    """
 
     def __init__(
         self,
@@ -103,8 +116,12 @@ class BatchWriter:
         self._options = options
         self._reporter = reporter
         self._queue: deque[PendingPrediction] = deque()
+        self._held: dict[int, _Held] = {}
+        self._next_token = 0
+        self._writer_token: int | None = None
+        self._orphans: deque[tuple[int, list[Row]]] = deque()  # built, spool refused them
         self._snapshots: deque[list[dict[str, Any]]] = deque()
-        self._lock = threading.Lock()  # queue, counters and the closed flag
+        self._lock = threading.Lock()  # queue, held batches, counters and the closed flag
         self._build_lock = threading.Lock()  # the duplicate tracker is shared by both threads
         self._close_lock = threading.Lock()
         self._wake = threading.Event()
@@ -112,10 +129,7 @@ class BatchWriter:
         self._progress = threading.Condition()
         self._stats = WriterStats()
         self._submitted_snapshots = 0
-        self._resolved = 0  # predictions written, spooled, skipped, dead-lettered or lost
         self._resolved_snapshots = 0
-        self._in_flight = 0
-        self._current_rows: list[Row] = []  # what the writer thread is persisting right now
         self._duplicates = DuplicateTracker(options.duplicate_window)
         self._schema_ready = not options.auto_migrate
         self._stopping = False
@@ -135,8 +149,9 @@ class BatchWriter:
         with self._lock:
             if self._closed:
                 raise MlpredError("the logger is closed")
-            self._queue.append(item)
             self._stats.logged += 1
+            item.sequence = self._stats.logged
+            self._queue.append(item)
             waiting = len(self._queue)
         if waiting >= self._options.batch_size and not self._wake.is_set():
             self._wake.set()
@@ -155,7 +170,8 @@ class BatchWriter:
     def stats(self) -> dict[str, object]:
         """A snapshot of the counters."""
         with self._lock:
-            self._stats.pending = len(self._queue) + self._in_flight
+            held = sum(len(batch.items) for batch in self._held.values())
+            self._stats.pending = len(self._queue) + held
             return self._stats.as_dict()
 
     @property
@@ -163,15 +179,28 @@ class BatchWriter:
         """Sizes of the most recent batches written (for diagnostics)."""
         return list(self._stats.batch_sizes)
 
+    def _oldest_outstanding(self) -> float:
+        """Sequence number of the oldest prediction not yet durable (inf when none); call
+        with ``_lock`` held."""
+        oldest = float(self._queue[0].sequence) if self._queue else float("inf")
+        for batch in self._held.values():
+            oldest = min(oldest, batch.items[0].sequence)
+        return oldest
+
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is written (or spooled). False on timeout."""
+        """Wait until everything logged so far is written, spooled, dead-lettered or counted
+        as lost (see ``stats()``). False when ``timeout`` seconds pass first."""
         with self._lock:
             target = self._stats.logged
             snapshot_target = self._submitted_snapshots
         self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._progress:
-            while self._resolved < target or self._resolved_snapshots < snapshot_target:
+            while True:
+                with self._lock:
+                    done = self._oldest_outstanding() > target
+                if done and self._resolved_snapshots >= snapshot_target:
+                    return True
                 if not self._writer.is_alive():
                     return False
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -179,7 +208,6 @@ class BatchWriter:
                     return False
                 self._progress.wait(0.1 if remaining is None else min(remaining, 0.1))
                 self._wake.set()
-        return True
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is pending within ``timeout`` seconds, spool the rest, stop the threads.
@@ -196,13 +224,12 @@ class BatchWriter:
             self._wake.set()
             self._writer.join(timeout + 5.0)
             if self._writer.is_alive():
-                # Stuck in a database call: spool the batch it holds too; replaying is
-                # idempotent, so a write that completes after all costs nothing.
-                stuck = list(self._current_rows)
-                if stuck and self._append_to_spool(stuck):
-                    log.error("writer busy after %.1f s: its %d rows spooled", timeout, len(stuck))
+                self._spool_stuck_batch(timeout)
             self._overflow.set()
             self._spiller.join(timeout + 5.0)
+            while self._orphans:
+                token, rows = self._orphans.popleft()
+                self._spool_or_lose(token, rows)
             self._spool_queue()
             if not self._writer.is_alive():
                 self._engine.dispose()
@@ -210,20 +237,35 @@ class BatchWriter:
 
     # ------------------------------------------------------------ shared helpers
 
-    def _take(self, limit: int, *, for_writer: bool = False) -> list[PendingPrediction]:
+    def _bump(self, counter: str, amount: int = 1) -> None:
+        with self._lock:
+            setattr(self._stats, counter, getattr(self._stats, counter) + amount)
+
+    def _take(self, limit: int) -> tuple[int, list[PendingPrediction]] | None:
+        """Move up to ``limit`` predictions from the queue into a new held batch."""
         with self._lock:
             count = min(limit, len(self._queue))
-            batch = [self._queue.popleft() for _ in range(count)]
-            if for_writer:
-                self._in_flight = count
-        return batch
+            if count == 0:
+                return None
+            items = [self._queue.popleft() for _ in range(count)]
+            self._next_token += 1
+            token = self._next_token
+            self._held[token] = _Held(items)
+        return token, items
 
-    def _resolve(self, count: int, *, from_writer: bool = False) -> None:
+    def _release(self, token: int) -> None:
+        """The held batch is durable (or counted): it no longer holds flush() back."""
+        with self._lock:
+            self._held.pop(token, None)
         with self._progress:
-            self._resolved += count
-            if from_writer:
-                self._in_flight = 0
             self._progress.notify_all()
+
+    def _requeue(self, token: int) -> None:
+        """Give a held batch back to the front of the queue, in order (nothing was built)."""
+        with self._lock:
+            batch = self._held.pop(token, None)
+            if batch is not None:
+                self._queue.extendleft(reversed(batch.items))
 
     def _build(self, batch: Sequence[PendingPrediction]) -> BuiltBatch:
         with self._build_lock:
@@ -237,7 +279,7 @@ class BatchWriter:
             except Exception:  # a bug must not lose the batch: go one prediction at a time
                 log.exception("building rows failed; retrying one prediction at a time")
                 built = self._build_one_by_one(batch)
-        self._stats.duplicates += built.skipped_duplicates + built.marked_duplicates
+        self._bump("duplicates", built.skipped_duplicates + built.marked_duplicates)
         return built
 
     def _build_one_by_one(self, batch: Sequence[PendingPrediction]) -> BuiltBatch:
@@ -268,31 +310,43 @@ class BatchWriter:
             self._stats.last_error = f"spool failed: {error}"
             log.critical("cannot write the spool at %s: %s", self._spool.directory, error)
             return False
-        self._stats.spooled += len(rows)
+        self._bump("spooled", len(rows))
         self._spool_waiting = True
         return True
 
-    def _spool_items(self, items: list[PendingPrediction]) -> bool:
-        """Build and spool queued predictions; on a spool failure put them back, in order."""
-        built = self._build(items)
-        if self._append_to_spool(built.rows):
-            self._resolve(len(items))
-            return True
-        with self._lock:
-            self._queue.extendleft(reversed(items))
-        return False
+    def _spool_or_lose(self, token: int, rows: list[Row]) -> None:
+        """At close: spool a held batch's rows, or count them as lost."""
+        if not self._append_to_spool(rows):
+            self._bump("lost", len(rows))
+            log.critical("%d predictions lost: neither database nor spool writable", len(rows))
+        self._release(token)
 
     def _spool_queue(self) -> None:
         """At close: everything still queued goes to the spool (or is counted as lost)."""
-        while items := self._take(self._options.max_batch_rows):
-            if not self._spool_items(items):
-                with self._lock:
-                    leftover = len(self._queue)
-                    self._queue.clear()
-                self._stats.lost += leftover
-                self._resolve(leftover)
-                log.critical("%d predictions lost: neither database nor spool writable", leftover)
-                return
+        while taken := self._take(self._options.max_batch_rows):
+            token, items = taken
+            self._spool_or_lose(token, self._build(items).rows)
+
+    def _spool_stuck_batch(self, timeout: float) -> None:
+        """close() gave up waiting for a writer stuck in a database call: spool its batch
+        too (replay is idempotent, so a write that completes after all costs nothing)."""
+        token = self._writer_token
+        if token is None:
+            return
+        with self._lock:
+            batch = self._held.get(token)
+        if batch is None:
+            return
+        rows = batch.rows
+        if rows is None and self._build_lock.acquire(timeout=1.0):
+            self._build_lock.release()
+            rows = self._build(batch.items).rows
+        if rows is None:  # stuck while building: nothing to spool
+            self._bump("lost", len(batch.items))
+            self._release(token)
+            return
+        log.error("writer busy after %.1f s: its %d rows spooled", timeout, len(rows))
+        self._spool_or_lose(token, rows)
 
     # ------------------------------------------------------------ spill thread
 
@@ -305,12 +359,31 @@ class BatchWriter:
             try:
                 while len(self._queue) > limit and not self._stopping:
                     excess = len(self._queue) - limit // 2
-                    items = self._take(min(excess, self._options.max_batch_rows))
-                    if items and not self._spool_items(items):
-                        time.sleep(1.0)  # the spool is broken too: keep rows in memory
+                    taken = self._take(min(excess, self._options.max_batch_rows))
+                    if taken is None:
+                        break
+                    if not self._spill(*taken):
+                        time.sleep(1.0)  # the spool is broken: rows wait for the writer
                         break
             except Exception:
                 log.exception("spilling to the spool failed")
+
+    def _spill(self, token: int, items: list[PendingPrediction]) -> bool:
+        """Spool one taken batch; if the spool refuses it, hand the built rows to the writer."""
+        try:
+            rows = self._build(items).rows
+        except Exception:
+            log.exception("could not build rows to spool; they go back to the queue")
+            self._requeue(token)
+            return False
+        if self._append_to_spool(rows):
+            self._release(token)
+            return True
+        with self._lock:
+            self._held[token].rows = rows
+        self._orphans.append((token, rows))  # still held: flush() waits for the writer
+        self._wake.set()
+        return False
 
     # ------------------------------------------------------------ writer thread
 
@@ -326,56 +399,79 @@ class BatchWriter:
     def _run_once(self) -> bool:
         """One wake-up of the writer; True when it is time to stop."""
         options = self._options
-        if len(self._queue) < options.batch_size and not self._stopping:
+        if len(self._queue) < options.batch_size and not self._orphans and not self._stopping:
             self._wake.wait(options.flush_interval_s)
         self._wake.clear()
         if self._spool_waiting and not self._stopping:
             self._replay_spool()
-        batch = self._take(options.max_batch_rows, for_writer=True)
-        if batch:
+        if self._orphans:
+            token, rows = self._orphans.popleft()
+            self._writer_token = token
             try:
-                self._process(batch)
+                self._persist(rows)
             finally:
-                self._resolve(len(batch), from_writer=True)
+                self._writer_token = None
+                self._release(token)
+            return False
+        taken = self._take(options.max_batch_rows)
+        if taken is not None:
+            token, items = taken
+            self._writer_token = token
+            try:
+                self._process(token, items)
+            except Exception:
+                log.critical("writer lost a batch of %d", len(items), exc_info=True)
+                self._bump("lost", len(items))
+            finally:
+                self._writer_token = None
+                self._release(token)
         self._write_snapshots()
-        return self._stopping and not batch and not self._snapshots
+        return self._stopping and taken is None and not self._snapshots and not self._orphans
 
-    def _process(self, batch: list[PendingPrediction]) -> None:
-        built = self._build(batch)
+    def _process(self, token: int, items: list[PendingPrediction]) -> None:
+        built = self._build(items)
+        with self._lock:
+            held = self._held.get(token)
+            if held is not None:
+                held.rows = built.rows
         if self._reporter is not None:
             try:
                 self._reporter.predictions(built.rows)
             except Exception:  # printing must never cost a row
                 log.exception("could not render predictions")
-        self._current_rows = built.rows
-        try:
-            self._persist(built.rows)
-        finally:
-            self._current_rows = []
+        self._persist(built.rows)
 
     def _persist(self, rows: list[Row]) -> None:
-        """Write with retries; once close()'s deadline has passed, spool instead."""
+        """Write with retries. A batch failing for ``spool_after_s`` (or past close()'s
+        deadline) goes to the spool; if the spool fails too it stays in memory and is retried,
+        unless close() has run out of time, when it is counted as lost."""
         delay = self._options.retry_initial_s
+        failing_since: float | None = None
         while rows:
             try:
                 started = time.perf_counter()
                 self._ensure_schema()
                 saved = self._write_isolating(rows)
             except Exception as error:
-                self._stats.retried += 1
+                self._bump("retried")
                 self._stats.last_error = db.describe_connection_error(error)
                 log.warning("write failed (%s); retrying", self._stats.last_error)
+                if failing_since is None:
+                    failing_since = time.monotonic()
                 try:
-                    self._backoff(delay)
+                    self._backoff(delay, failing_since)
                 except _GiveUp:
-                    if not self._append_to_spool(rows):
-                        self._stats.lost += len(rows)
-                    return
+                    if self._append_to_spool(rows):
+                        return
+                    if self._stopping and time.monotonic() >= self._deadline:
+                        self._bump("lost", len(rows))
+                        return
+                    failing_since = time.monotonic()  # try the spool again later
                 delay = min(delay * 2, self._options.retry_max_s)
                 continue
             elapsed = time.perf_counter() - started
-            self._stats.saved += saved
-            self._stats.batches += 1
+            self._bump("saved", saved)
+            self._bump("batches")
             self._stats.batch_seconds += elapsed
             self._stats.batch_sizes.append(len(rows))
             self._stats.last_error = None
@@ -386,16 +482,19 @@ class BatchWriter:
                     log.exception("could not report a saved batch")
             return
 
-    def _backoff(self, delay: float) -> None:
-        """Sleep ``delay`` seconds in short slices; raise ``_GiveUp`` past close()'s deadline."""
+    def _backoff(self, delay: float, failing_since: float) -> None:
+        """Sleep ``delay`` seconds in short slices; raise ``_GiveUp`` when the batch should go
+        to the spool (close()'s deadline passed, or failing for ``spool_after_s``)."""
         end = time.monotonic() + delay
         while True:
-            if self._stopping and time.monotonic() >= self._deadline:
+            now = time.monotonic()
+            if self._stopping and now >= self._deadline:
                 raise _GiveUp
-            remaining = end - time.monotonic()
-            if remaining <= 0:
+            if now - failing_since >= self._options.spool_after_s:
+                raise _GiveUp
+            if now >= end:
                 return
-            time.sleep(min(remaining, 0.05))
+            time.sleep(min(end - now, 0.05))
 
     def _write_isolating(self, rows: Sequence[Row]) -> int:
         """Write rows, dead-lettering those the database rejects; returns rows saved."""
@@ -403,7 +502,7 @@ class BatchWriter:
 
     def _dead_letter(self, row: Row, reason: str) -> None:
         self._spool.dead_letter(row, reason)
-        self._stats.dead_lettered += 1
+        self._bump("dead_lettered")
         log.error("row %s rejected by the database: %s", row[0], reason)
 
     def _ensure_schema(self) -> None:
@@ -419,7 +518,7 @@ class BatchWriter:
             try:
                 self._ensure_schema()
                 write_snapshot(self._engine, rows)
-                self._stats.snapshots += 1
+                self._bump("snapshots")
             except Exception as error:
                 reason = db.describe_connection_error(error)
                 self._stats.last_error = reason
@@ -440,19 +539,21 @@ class BatchWriter:
                 self._progress.notify_all()
 
     def _replay_spool(self) -> None:
+        # Cleared first: a file spooled while we replay sets it again and is not forgotten.
+        self._spool_waiting = False
         try:
             self._ensure_schema()
             self._spool.replay(self._write_isolating, on_rows=self._count_replayed)
-            self._stats.snapshots += self._spool.replay_snapshots(
+            written = self._spool.replay_snapshots(
                 lambda rows: write_snapshot(self._engine, rows), is_row_specific
             )
+            self._bump("snapshots", written)
         except Exception as error:
             self._stats.last_error = db.describe_connection_error(error)
-            return
-        self._spool_waiting = self._spool.has_files()
+            self._spool_waiting = True
 
     def _count_replayed(self, count: int) -> None:
-        self._stats.replayed += count
+        self._bump("replayed", count)
         if count:
             log.warning("replayed %d spooled rows", count)
 

@@ -275,3 +275,82 @@ def test_ancient_datetimes_round_trip(engine: Engine) -> None:
     with engine.connect() as conn:
         stored = conn.scalar(sa.select(predictions_table.c.datetime))
     assert stored == ancient
+
+
+def test_flush_is_not_fooled_by_newer_rows_spilled_while_older_ones_wait(
+    backend: str, db_url: str, tmp_path: Path
+) -> None:
+    """flush() waits for the oldest rows, not for a count that newer spilled rows can fill."""
+    url, make_available = _unavailable_url(backend, db_url, tmp_path)
+    spool_dir = tmp_path / "spool"
+    try:
+        logger = MLPredictionLogger(
+            url, batch_size=10, flush_interval_s=0.02, max_pending=20, spool_after_s=60,
+            spool_dir=spool_dir,
+        )  # fmt: skip
+        first = [
+            logger.log_prediction_sync(
+                symbol="BTCUSDT", features=np.full(240, i), model_outputs=RAW
+            )
+            for i in range(10)
+        ]
+        time.sleep(0.3)  # the writer holds these 10 in memory, retrying
+        for i in range(10, 210):
+            logger.log_prediction_sync(
+                symbol="BTCUSDT", features=np.full(240, i), model_outputs=RAW
+            )
+        deadline = time.monotonic() + 10
+        while spool_status(url, spool_dir).rows < 150 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert spool_status(url, spool_dir).rows >= 150  # newer rows went to disk meanwhile
+        assert logger.flush_sync(timeout=1.0) is False  # ... but the first 10 are not durable
+        logger.close_sync(timeout=0.5)
+        assert spool_status(url, spool_dir).rows == 210
+        make_available()
+        replay_spool(url, spool_dir)
+        engine = db.create_engine(url)
+        stored = set(_stored_ids(engine))
+        engine.dispose()
+        assert set(first) <= stored
+        assert len(stored) == 210
+    finally:
+        _drop_later(backend, db_url)
+
+
+def test_rows_the_spool_refuses_are_written_later_without_false_duplicates(
+    backend: str, db_url: str, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_dir.write_text("not a directory")  # the spool cannot be written
+    lock_engine, lock = _hold_write_lock(backend, db_url)
+    try:
+        logger = MLPredictionLogger(
+            db_url, batch_size=10, flush_interval_s=0.02, max_pending=20, spool_dir=spool_dir,
+            on_duplicate="skip",
+        )  # fmt: skip
+        ids = [
+            logger.log_prediction_sync(
+                symbol="BTCUSDT", features=np.full(240, i), model_outputs=RAW
+            )
+            for i in range(100)
+        ]
+        time.sleep(1.5)  # the spill thread tries, fails, and hands its rows to the writer
+    finally:
+        lock.rollback()
+        lock.close()
+        lock_engine.dispose()
+    spool_dir.unlink()
+    assert logger.flush_sync(timeout=60)
+    stats = logger.stats()
+    logger.close_sync()
+    engine = db.create_engine(db_url)
+    with engine.connect() as conn:
+        flagged = conn.scalar(
+            sa.select(sa.func.count()).where(predictions_table.c.is_duplicate.is_(True))
+        )
+    stored = _stored_ids(engine)
+    engine.dispose()
+    assert sorted(stored) == sorted(ids)
+    assert flagged == 0
+    assert stats["duplicates"] == 0
+    assert stats["lost"] == 0
