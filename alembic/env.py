@@ -7,9 +7,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from mlpred_cli import db
 from mlpred_cli.config import resolve_database_url
-from mlpred_cli.models import Base
+from mlpred_cli.store.database import create_engine, normalize_url
+from mlpred_cli.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -35,7 +35,7 @@ def run_migrations_online() -> None:
     if config.config_file_name is not None:
         fileConfig(config.config_file_name)
     url = context.get_x_argument(as_dictionary=True).get("db")
-    engine = db.create_engine(db.normalize_url(resolve_database_url(url)))
+    engine = create_engine(normalize_url(resolve_database_url(url)))
     with engine.begin() as conn:
         _configure(conn)
         context.run_migrations()
@@ -46,7 +46,7 @@ def run_migrations_offline() -> None:
     """Emit SQL for the configured database instead of running it."""
     url = context.get_x_argument(as_dictionary=True).get("db")
     context.configure(
-        url=db.normalize_url(resolve_database_url(url)),
+        url=normalize_url(resolve_database_url(url)),
         target_metadata=target_metadata,
         literal_binds=True,
     )

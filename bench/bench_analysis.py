@@ -29,7 +29,6 @@ import psycopg
 from sqlalchemy.engine import URL, Engine
 from throwaway import throwaway_database
 
-from mlpred_cli import db
 from mlpred_cli.analysis import (
     accuracy_table,
     analyze,
@@ -37,6 +36,7 @@ from mlpred_cli.analysis import (
     recent_predictions,
 )
 from mlpred_cli.config import DEFAULT_DIRECTION_THRESHOLDS, HORIZONS
+from mlpred_cli.store.database import create_engine
 
 SYMBOLS = [f"SYM{i}USDT" for i in range(10)]
 VERSIONS = ["v1.0", "v1.1", "v2.0"]
@@ -149,7 +149,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with throwaway_database(args.pg_admin_url) as bench_url:
-        engine = db.create_engine(bench_url)
+        engine = create_engine(bench_url)
         try:
             figures = run_figures(engine, bench_url, args)
         finally:

@@ -35,9 +35,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from throwaway import admin_execute
 
-from mlpred_cli import db
-from mlpred_cli.backfill import backfill_actuals
-from mlpred_cli.models import candles_table, predictions_table
+from mlpred_cli.outcomes.backfill import backfill_actuals
+from mlpred_cli.store.database import create_engine, is_sqlite, normalize_url
+from mlpred_cli.store.migrations import upgrade_to_head
+from mlpred_cli.store.tables import candles_table, predictions_table
 
 SYMBOLS = 10
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -186,7 +187,7 @@ def timed_baseline(engine: Engine) -> tuple[float, int, int | None]:
     On PostgreSQL the statement runs under EXPLAIN (ANALYZE, WAL, TIMING OFF), which reports
     the WAL it alone generated (the LSN difference also counts other sessions' activity).
     """
-    sqlite = db.is_sqlite(engine)
+    sqlite = is_sqlite(engine)
     sql = SQLITE_BASELINE_SQL if sqlite else PG_BASELINE_SQL
     wal_bytes: int | None = None
     started = time.perf_counter()
@@ -209,10 +210,10 @@ def bench_postgres(admin_url: sa.URL, rows: int) -> None:
     tag = uuid.uuid4().hex[:8]
     ours_db, base_db = f"mlpred_bench_{tag}", f"mlpred_bench_{tag}_baseline"
     admin_execute(admin_url, f'CREATE DATABASE "{ours_db}"')
-    ours = db.create_engine(admin_url.set(database=ours_db))
+    ours = create_engine(admin_url.set(database=ours_db))
     base: Engine | None = None
     try:
-        db.upgrade_to_head(ours)
+        upgrade_to_head(ours)
         started = time.perf_counter()
         load_postgres(ours, rows)
         print(
@@ -221,8 +222,8 @@ def bench_postgres(admin_url: sa.URL, rows: int) -> None:
         )
         ours.dispose()
         admin_execute(admin_url, f'CREATE DATABASE "{base_db}" TEMPLATE "{ours_db}"')
-        ours = db.create_engine(admin_url.set(database=ours_db))
-        base = db.create_engine(admin_url.set(database=base_db))
+        ours = create_engine(admin_url.set(database=ours_db))
+        base = create_engine(admin_url.set(database=base_db))
 
         lsn = wal_lsn(base)
         base_s, base_rows, base_statement_wal = timed_baseline(base)
@@ -305,8 +306,8 @@ def load_sqlite(engine: Engine, rows: int) -> None:
 def bench_sqlite(rows: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
         ours_path = Path(directory) / "ours.db"
-        ours = db.create_engine(f"sqlite:///{ours_path}")
-        db.upgrade_to_head(ours)
+        ours = create_engine(f"sqlite:///{ours_path}")
+        upgrade_to_head(ours)
         started = time.perf_counter()
         load_sqlite(ours, rows)
         with ours.connect() as conn:
@@ -318,8 +319,8 @@ def bench_sqlite(rows: int) -> None:
         )
         base_path = Path(directory) / "baseline.db"
         base_path.write_bytes(ours_path.read_bytes())
-        base = db.create_engine(f"sqlite:///{base_path}")
-        ours = db.create_engine(f"sqlite:///{ours_path}")
+        base = create_engine(f"sqlite:///{base_path}")
+        ours = create_engine(f"sqlite:///{ours_path}")
         base_s, base_rows, _ = timed_baseline(base)
         report = backfill_actuals(ours)
         wal = Path(f"{ours_path}-wal")
@@ -349,7 +350,7 @@ def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
     if not args.skip_postgres:
-        bench_postgres(db.normalize_url(args.pg_url), args.rows)
+        bench_postgres(normalize_url(args.pg_url), args.rows)
     if not args.skip_sqlite:
         bench_sqlite(args.sqlite_rows)
 

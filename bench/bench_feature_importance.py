@@ -39,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from throwaway import throwaway_database
 
-from mlpred_cli import db
-from mlpred_cli.feature_importance import compute_feature_importance
+from mlpred_cli.analysis.feature_importance import compute_feature_importance
+from mlpred_cli.store.database import create_engine
+from mlpred_cli.store.migrations import upgrade_to_head
 
 DRIVER = 7
 CHUNK_ROWS = 10_000
@@ -97,9 +98,9 @@ def sqlite_compute(pg_url: str, repeat: int, pg_best: float) -> None:
     """Copy the predictions into a temporary SQLite file and time compute there."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.db"
-        engine = db.create_engine(f"sqlite:///{path}")
+        engine = create_engine(f"sqlite:///{path}")
         try:
-            db.upgrade_to_head(engine)
+            upgrade_to_head(engine)
             names = ("prediction_id, symbol, timestamp, datetime, model_version, features_count, "
                      "actual_return_1h, features_array")  # fmt: skip
             with psycopg.connect(pg_url) as source:
@@ -152,7 +153,7 @@ def main() -> None:
 def measure(bench_url: URL, args: argparse.Namespace) -> None:
     """Load the data into the throw-away database and print every figure."""
     plain_url = bench_url.set(drivername="postgresql").render_as_string(hide_password=False)
-    engine = db.create_engine(bench_url)
+    engine = create_engine(bench_url)
     try:
         seconds = load(plain_url, args.rows, args.features, args.seed)
         with psycopg.connect(plain_url, autocommit=True) as conn:

@@ -17,9 +17,13 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from mlpred_cli.features import as_feature_array, feature_stats_columns
-from mlpred_cli.indicators import compute_indicators, extract_market_data, indicator_columns
-from mlpred_cli.interpret import as_raw_outputs, interpret_raw_outputs, validate_predictions
+from mlpred_cli.derive.feature_stats import as_feature_array, feature_stats_columns
+from mlpred_cli.derive.indicators import compute_indicators, extract_market_data, indicator_columns
+from mlpred_cli.derive.raw_outputs import (
+    as_raw_outputs,
+    interpret_raw_outputs,
+    validate_predictions,
+)
 
 BATCH = 1_000
 CANDLES = 300

@@ -26,11 +26,14 @@ import psycopg
 import sqlalchemy as sa
 from throwaway import throwaway_database
 
-from mlpred_cli import MLPredictionLogger, db
-from mlpred_cli.pending import PendingPrediction
-from mlpred_cli.rows import WRITE_COLUMNS, DuplicateTracker, build_rows
-from mlpred_cli.sinks import _PG_COPY_TYPES, _sqlite_values
-from mlpred_cli.synthetic import random_walk_candles, raw_model_outputs
+from mlpred_cli import MLPredictionLogger
+from mlpred_cli.capture.pending_prediction import PendingPrediction
+from mlpred_cli.capture.prediction_rows import DuplicateTracker, build_rows
+from mlpred_cli.capture.synthetic_market import random_walk_candles, raw_model_outputs
+from mlpred_cli.store.database import create_engine, normalize_url
+from mlpred_cli.store.migrations import upgrade_to_head
+from mlpred_cli.store.prediction_row import WRITE_COLUMNS
+from mlpred_cli.store.prediction_writes import _PG_COPY_TYPES, _sqlite_values
 
 COPY_BATCH = 1000
 
@@ -140,7 +143,7 @@ def baseline_sqlite(path: Path, rows: list[tuple[object, ...]]) -> float:
 
 
 def bytes_per_row(url: sa.engine.URL) -> float:
-    engine = db.create_engine(url)
+    engine = create_engine(url)
     with engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE ml_predictions")
         size, count = conn.exec_driver_sql(
@@ -151,9 +154,9 @@ def bytes_per_row(url: sa.engine.URL) -> float:
 
 
 def run_backend(name: str, url_text: str, rows: int, calls: int, workdir: Path) -> None:
-    url = db.normalize_url(url_text)
-    engine = db.create_engine(url)
-    db.upgrade_to_head(engine)
+    url = normalize_url(url_text)
+    engine = create_engine(url)
+    upgrade_to_head(engine)
     engine.dispose()
     spool = workdir / f"spool-{name}"
     p50, p99 = caller_overhead(url_text, spool, calls, with_market=False)
@@ -186,7 +189,7 @@ def run_backend(name: str, url_text: str, rows: int, calls: int, workdir: Path) 
 
 
 def _clear(url: sa.engine.URL) -> None:
-    engine = db.create_engine(url)
+    engine = create_engine(url)
     with engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM ml_predictions")
     engine.dispose()

@@ -8,21 +8,22 @@ from contextlib import contextmanager
 
 from sqlalchemy.engine import URL
 
-from mlpred_cli import db
+from mlpred_cli.store.database import create_engine, normalize_url, run_autocommit
+from mlpred_cli.store.migrations import upgrade_to_head
 
-admin_execute = db.run_autocommit
+admin_execute = run_autocommit
 
 
 @contextmanager
 def throwaway_database(admin_url: str | URL, prefix: str = "mlpred_bench") -> Iterator[URL]:
     """Yield the URL (psycopg 3 driver) of a fresh database migrated to head; drop it after."""
-    admin = admin_url if isinstance(admin_url, URL) else db.normalize_url(admin_url)
+    admin = admin_url if isinstance(admin_url, URL) else normalize_url(admin_url)
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin_execute(admin, f'CREATE DATABASE "{name}"')
     try:
         url = admin.set(database=name)
-        engine = db.create_engine(url)
-        db.upgrade_to_head(engine)
+        engine = create_engine(url)
+        upgrade_to_head(engine)
         engine.dispose()
         yield url
     finally:

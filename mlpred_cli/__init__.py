@@ -11,28 +11,28 @@ from mlpred_cli.analysis import (
     recent_predictions,
 )
 from mlpred_cli.analysis.compare import ModelComparison, compare_models
-from mlpred_cli.backfill import BackfillReport, backfill_actuals
-from mlpred_cli.candles import ImportReport, import_candles, read_candle_file
+from mlpred_cli.analysis.feature_importance import (
+    ImportanceResult,
+    ImportanceView,
+    compute_feature_importance,
+    show_feature_importance,
+)
+from mlpred_cli.capture.logger import MLPredictionLogger, ml_prediction_logger
+from mlpred_cli.capture.self_check import LogTestResult, run_log_test
+from mlpred_cli.capture.spool_replay import ReplayResult, replay_spool, spool_status
+from mlpred_cli.derive.feature_stats import feature_hash, format_feature_hash
+from mlpred_cli.derive.indicators import MarketArrays, compute_indicators, extract_market_data
+from mlpred_cli.derive.raw_outputs import interpret_raw_outputs
 from mlpred_cli.errors import (
     ConfigError,
     DatabaseUnavailable,
     InputError,
     MlpredError,
+    NotEnoughData,
     SchemaNotReady,
 )
-from mlpred_cli.feature_importance import (
-    ImportanceResult,
-    ImportanceView,
-    NotEnoughData,
-    compute_feature_importance,
-    show_feature_importance,
-)
-from mlpred_cli.features import feature_hash, format_feature_hash
-from mlpred_cli.indicators import MarketArrays, compute_indicators, extract_market_data
-from mlpred_cli.interpret import interpret_raw_outputs
-from mlpred_cli.logger import MLPredictionLogger, ml_prediction_logger
-from mlpred_cli.logtest import LogTestResult, run_log_test
-from mlpred_cli.spool_ops import ReplayResult, replay_spool, spool_status
+from mlpred_cli.outcomes.backfill import BackfillReport, backfill_actuals
+from mlpred_cli.outcomes.candle_files import ImportReport, import_candles, read_candle_file
 
 __all__ = [
     "AnalysisReport",

@@ -31,3 +31,9 @@ class SchemaNotReady(MlpredError):
     """The database exists but has not been migrated to the current schema."""
 
     exit_code = 1
+
+
+class NotEnoughData(MlpredError):
+    """Too few rows (with features and a realized outcome, say) to compute what was asked."""
+
+    exit_code = 1

@@ -16,7 +16,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
-from mlpred_cli import db
+from mlpred_cli.store.database import create_engine, normalize_url, run_autocommit
+from mlpred_cli.store.migrations import upgrade_to_head
 
 PG_ENV = "MLPRED_TEST_PG_URL"
 
@@ -48,7 +49,7 @@ def pg_admin_url() -> URL | None:
     raw = os.environ.get(PG_ENV, "").strip()
     if not raw:
         return None
-    url = db.normalize_url(raw)
+    url = normalize_url(raw)
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
@@ -67,20 +68,20 @@ def pg_template(pg_admin_url: URL | None) -> Iterator[str | None]:
         yield None
         return
     name = f"mlpred_tpl_{uuid.uuid4().hex[:12]}"
-    db.run_autocommit(pg_admin_url, f'CREATE DATABASE "{name}"')
-    engine = db.create_engine(pg_admin_url.set(database=name))
-    db.upgrade_to_head(engine)
+    run_autocommit(pg_admin_url, f'CREATE DATABASE "{name}"')
+    engine = create_engine(pg_admin_url.set(database=name))
+    upgrade_to_head(engine)
     engine.dispose()
     yield name
-    db.run_autocommit(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    run_autocommit(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file migrated to head once per session, copied by ``db_url``."""
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
-    engine = db.create_engine(f"sqlite:///{path}")
-    db.upgrade_to_head(engine)
+    engine = create_engine(f"sqlite:///{path}")
+    upgrade_to_head(engine)
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
@@ -90,11 +91,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _fresh_pg_database(admin_url: URL, template: str | None) -> Iterator[str]:
     name = f"mlpred_test_{uuid.uuid4().hex[:12]}"
     clause = f' TEMPLATE "{template}"' if template else ""
-    db.run_autocommit(admin_url, f'CREATE DATABASE "{name}"{clause}')
+    run_autocommit(admin_url, f'CREATE DATABASE "{name}"{clause}')
     try:
         yield admin_url.set(database=name).render_as_string(hide_password=False)
     finally:
-        db.run_autocommit(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        run_autocommit(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -130,6 +131,6 @@ def db_url(
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
     """An engine on the migrated test database, disposed afterwards."""
-    created = db.create_engine(db_url)
+    created = create_engine(db_url)
     yield created
     created.dispose()

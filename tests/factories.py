@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from mlpred_cli.config import HORIZONS
-from mlpred_cli.models import candles_table, predictions_table
+from mlpred_cli.store.tables import candles_table, predictions_table
 
 
 def prediction_row(

@@ -12,17 +12,17 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mlpred_cli import db
-from mlpred_cli.backfill import (
+from mlpred_cli.errors import InputError
+from mlpred_cli.outcomes.backfill import (
     BackfillReport,
     backfill_actuals,
     backfill_lock,
     parse_moment,
     parse_thresholds,
 )
-from mlpred_cli.errors import InputError
-from mlpred_cli.models import predictions_table
-from mlpred_cli.types import UTCDateTime
+from mlpred_cli.store.column_types import UTCDateTime
+from mlpred_cli.store.database import create_engine
+from mlpred_cli.store.tables import predictions_table
 from tests.cli_helpers import run_cli
 from tests.factories import candle_row, insert_candles, insert_predictions, prediction_row
 
@@ -271,7 +271,7 @@ def test_raw_market_data_source(engine: Engine) -> None:
 def test_second_run_while_locked_exits_zero_and_writes_nothing(engine: Engine, db_url: str) -> None:
     insert_predictions(engine, [prediction_row("BTCUSDT", T, close_price=100.0)])
     insert_candles(engine, _candles("BTCUSDT", {M15: 101.0}))
-    holder = db.create_engine(db_url)
+    holder = create_engine(db_url)
     try:
         with holder.connect() as conn, backfill_lock(holder, conn) as acquired:
             assert acquired

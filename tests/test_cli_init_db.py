@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from pytest import MonkeyPatch
 
-from mlpred_cli import db
 from mlpred_cli.config import DATABASE_URL_ENV
+from mlpred_cli.store.database import create_engine
+from mlpred_cli.store.migrations import head_revision
 from tests.cli_helpers import run_cli
 
 
@@ -15,19 +16,19 @@ def test_init_db_twice_leaves_one_revision(empty_db_url: str) -> None:
     second = run_cli("--db", empty_db_url, "init-db")
     assert first[0] == 0, first
     assert second[0] == 0, second
-    assert f"Revision: {db.head_revision()} (migrated to head)" in first[1]
+    assert f"Revision: {head_revision()} (migrated to head)" in first[1]
     assert "(already at head)" in second[1]
-    engine = db.create_engine(empty_db_url)
+    engine = create_engine(empty_db_url)
     with engine.connect() as conn:
         versions = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
     engine.dispose()
-    assert versions == [(db.head_revision(),)]
+    assert versions == [(head_revision(),)]
 
 
 def test_init_db_uses_environment_url(empty_db_url: str) -> None:
     code, _, _ = run_cli("init-db", env={DATABASE_URL_ENV: empty_db_url})
     assert code == 0
-    engine = db.create_engine(empty_db_url)
+    engine = create_engine(empty_db_url)
     assert "ml_predictions" in sa.inspect(engine).get_table_names()
     engine.dispose()
 

@@ -14,16 +14,17 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mlpred_cli.feature_importance import (
-    NotEnoughData,
+from mlpred_cli.analysis.feature_importance import (
     compute_feature_importance,
     show_feature_importance,
     sparkline,
     spearman_with_returns,
     usage_counts,
 )
-from mlpred_cli.importance import build_snapshot, write_snapshot
-from mlpred_cli.models import feature_importance_table
+from mlpred_cli.derive.importance_snapshot import build_snapshot
+from mlpred_cli.errors import NotEnoughData
+from mlpred_cli.store.importance_snapshots import write_snapshot
+from mlpred_cli.store.tables import feature_importance_table
 from tests.cli_helpers import run_cli
 from tests.factories import insert_predictions, prediction_row
 

@@ -9,13 +9,13 @@ import struct
 import numpy as np
 import pytest
 
-from mlpred_cli.errors import InputError
-from mlpred_cli.features import (
+from mlpred_cli.derive.feature_stats import (
     as_feature_array,
     feature_hash,
     feature_stats_columns,
     format_feature_hash,
 )
+from mlpred_cli.errors import InputError
 
 
 def _reference_hash(values: list[float]) -> int:

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mlpred_cli.candles import import_candles, read_candle_file
 from mlpred_cli.errors import InputError
-from mlpred_cli.models import candles_table
+from mlpred_cli.outcomes.candle_files import import_candles, read_candle_file
+from mlpred_cli.store.tables import candles_table
 from tests.cli_helpers import run_cli
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 
 from mlpred_cli.config import MAX_INDICATOR_CANDLES
-from mlpred_cli.errors import InputError
-from mlpred_cli.indicators import (
+from mlpred_cli.derive.indicators import (
     MarketArrays,
     compute_indicators,
     extract_market_data,
     indicator_columns,
 )
+from mlpred_cli.errors import InputError
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from mlpred_cli.config import MIN_SIGNAL_CONFIDENCE
-from mlpred_cli.errors import InputError
-from mlpred_cli.interpret import (
+from mlpred_cli.derive.raw_outputs import (
     as_raw_outputs,
     interpret_raw_outputs,
     prediction_columns,
     validate_predictions,
 )
+from mlpred_cli.errors import InputError
 
 NEUTRAL_LOGITS = [0.0, 0.0, 5.0]
 

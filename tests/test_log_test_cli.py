@@ -9,13 +9,13 @@ import textwrap
 
 import sqlalchemy as sa
 
-from mlpred_cli import db
-from mlpred_cli.models import predictions_table
+from mlpred_cli.store.database import create_engine
+from mlpred_cli.store.tables import predictions_table
 from tests.cli_helpers import run_cli
 
 
 def _rows(url: str) -> list[dict[str, object]]:
-    engine = db.create_engine(url)
+    engine = create_engine(url)
     with engine.connect() as conn:
         rows = [dict(row) for row in conn.execute(sa.select(predictions_table)).mappings()]
     engine.dispose()

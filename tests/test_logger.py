@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mlpred_cli import MLPredictionLogger
-from mlpred_cli.models import predictions_table
-from mlpred_cli.synthetic import raw_model_outputs
+from mlpred_cli.capture.synthetic_market import raw_model_outputs
+from mlpred_cli.store.tables import predictions_table
 
 RAW_OUTPUTS = np.array(
     [
@@ -397,7 +397,7 @@ def test_debug_level_prints_a_panel(
 
 
 def test_feature_importance_snapshot_goes_through_the_writer(db_url: str, engine: Engine) -> None:
-    from mlpred_cli.models import feature_importance_table
+    from mlpred_cli.store.tables import feature_importance_table
 
     with MLPredictionLogger(db_url, model_version="v9", flush_interval_s=0.05) as logger:
         logger.log_feature_importance(["rsi", "macd", "volume"], [0.2, 0.5, 0.1], horizon="1h")

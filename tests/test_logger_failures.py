@@ -15,11 +15,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from mlpred_cli import MLPredictionLogger, db
-from mlpred_cli.models import predictions_table
-from mlpred_cli.rows import WRITE_COLUMNS
-from mlpred_cli.sinks import write_rows
-from mlpred_cli.spool_ops import replay_spool, spool_status
+from mlpred_cli import MLPredictionLogger
+from mlpred_cli.capture.spool_replay import replay_spool, spool_status
+from mlpred_cli.store.database import SQLITE_BEGIN_OPTION, create_engine
+from mlpred_cli.store.migrations import upgrade_to_head
+from mlpred_cli.store.prediction_row import WRITE_COLUMNS
+from mlpred_cli.store.prediction_writes import write_rows
+from mlpred_cli.store.tables import predictions_table
 from tests.cli_helpers import run_cli
 
 RAW = np.linspace(-1, 1, 20)
@@ -40,7 +42,7 @@ def test_connection_killed_mid_stream_every_row_lands_once(
 
     def killer() -> None:
         nonlocal kills
-        admin = db.create_engine(db_url)
+        admin = create_engine(db_url)
         while not stop.is_set():
             with admin.connect() as conn:
                 killed = conn.exec_driver_sql(
@@ -88,7 +90,7 @@ def _unavailable_url(backend: str, db_url: str, tmp_path: Path) -> tuple[str, Ca
 
         def make_available() -> None:
             shutil.rmtree(path)
-            db.upgrade_to_head(db.create_engine(f"sqlite:///{path}"))
+            upgrade_to_head(create_engine(f"sqlite:///{path}"))
 
         return f"sqlite:///{path}", make_available
     url = make_url(db_url)
@@ -152,7 +154,7 @@ def test_unreachable_database_spools_then_replays_every_row_once(
             # replaying again writes nothing new
             assert replay_spool(url, spool_dir).replayed == 0
         assert spool_status(url, spool_dir).rows == 0
-        engine = db.create_engine(url)
+        engine = create_engine(url)
         stored = _stored_ids(engine)
         engine.dispose()
         assert len(stored) == 120
@@ -186,10 +188,10 @@ def test_replayed_batch_never_duplicates(db_url: str, engine: Engine, tmp_path: 
 
 def _hold_write_lock(backend: str, db_url: str) -> tuple[Engine, sa.Connection]:
     """Block every writer of ml_predictions until the returned connection is closed."""
-    engine = db.create_engine(db_url)
+    engine = create_engine(db_url)
     conn = engine.connect()
     if backend == "sqlite":
-        conn = conn.execution_options(**{db.SQLITE_BEGIN_OPTION: "EXCLUSIVE"})
+        conn = conn.execution_options(**{SQLITE_BEGIN_OPTION: "EXCLUSIVE"})
         conn.begin()
     else:
         conn.begin()
@@ -233,7 +235,7 @@ def test_blocked_database_keeps_memory_bounded_and_close_spools_the_stuck_batch(
         lock.close()
         lock_engine.dispose()
     replay_spool(db_url, spool_dir)
-    engine = db.create_engine(db_url)
+    engine = create_engine(db_url)
     stored = _stored_ids(engine)
     engine.dispose()
     assert len(stored) == 400
@@ -243,7 +245,7 @@ def test_blocked_database_keeps_memory_bounded_and_close_spools_the_stuck_batch(
 def test_unreadable_spool_file_is_quarantined_and_the_rest_replayed(
     db_url: str, tmp_path: Path
 ) -> None:
-    from mlpred_cli.spool import Spool
+    from mlpred_cli.capture.spool import Spool
 
     spool_dir = tmp_path / "spool"
     now = datetime.now(UTC)
@@ -261,7 +263,7 @@ def test_unreadable_spool_file_is_quarantined_and_the_rest_replayed(
     assert result.replayed == 3
     assert (spool_dir / "quarantine-spool-0-corrupt.jsonl").exists()
     assert spool_status(db_url, spool_dir).rows == 0
-    engine = db.create_engine(db_url)
+    engine = create_engine(db_url)
     assert set(_stored_ids(engine)) == {str(row[0]) for row in rows}
     engine.dispose()
 
@@ -308,7 +310,7 @@ def test_flush_is_not_fooled_by_newer_rows_spilled_while_older_ones_wait(
         assert spool_status(url, spool_dir).rows == 210
         make_available()
         replay_spool(url, spool_dir)
-        engine = db.create_engine(url)
+        engine = create_engine(url)
         stored = set(_stored_ids(engine))
         engine.dispose()
         assert set(first) <= stored
@@ -343,7 +345,7 @@ def test_rows_the_spool_refuses_are_written_later_without_false_duplicates(
     assert logger.flush_sync(timeout=60)
     stats = logger.stats()
     logger.close_sync()
-    engine = db.create_engine(db_url)
+    engine = create_engine(db_url)
     with engine.connect() as conn:
         flagged = conn.scalar(
             sa.select(sa.func.count()).where(predictions_table.c.is_duplicate.is_(True))

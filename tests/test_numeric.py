@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlpred_cli.numeric import floats_or_none
+from mlpred_cli.derive.finite_values import floats_or_none
 
 
 def test_vector_and_window() -> None:

@@ -8,15 +8,20 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mlpred_cli import queries
 from mlpred_cli.analysis import (
     accuracy_table,
     high_confidence,
     load_predictions,
     recent_predictions,
 )
-from mlpred_cli.analysis.api import frame_records
+from mlpred_cli.analysis.prediction_views import frame_records
 from mlpred_cli.errors import InputError
+from mlpred_cli.store.prediction_queries import (
+    PredictionFilter,
+    accuracy_groups,
+    check_horizons,
+    make_filter,
+)
 from tests.factories import insert_predictions as insert_rows
 from tests.factories import prediction_row
 
@@ -53,23 +58,23 @@ def _outcome(direction: str, actual: str) -> dict[str, object]:
 )
 def test_make_filter_rejects_bad_options(options: dict[str, object], message: str) -> None:
     with pytest.raises(InputError, match=message):
-        queries.make_filter(**options)  # type: ignore[arg-type]
+        make_filter(**options)  # type: ignore[arg-type]
 
 
 def test_make_filter_takes_naive_times_as_utc() -> None:
-    selection = queries.make_filter(since="2026-03-01T12:00", until="2026-03-02T00:00+02:00")
+    selection = make_filter(since="2026-03-01T12:00", until="2026-03-02T00:00+02:00")
     assert selection.since == datetime(2026, 3, 1, 12, tzinfo=UTC)
     assert selection.until == datetime(2026, 3, 1, 22, tzinfo=UTC)
-    days = queries.make_filter(symbol="BTCUSDT", days=30, now=NOW)
+    days = make_filter(symbol="BTCUSDT", days=30, now=NOW)
     assert days.since == NOW - timedelta(days=30)
     assert days.describe() == "for BTCUSDT in the last 30 days"
 
 
 def test_unknown_horizon_and_grouping_are_input_errors() -> None:
     with pytest.raises(InputError, match="unknown horizon '2h'"):
-        queries.check_horizons(["2h"])
+        check_horizons(["2h"])
     with pytest.raises(InputError, match="cannot group by"):
-        queries.accuracy_groups(queries.PredictionFilter(), "weekday")
+        accuracy_groups(PredictionFilter(), "weekday")
 
 
 # ---------------------------------------------------------------- filters really filter

@@ -1,6 +1,6 @@
 """Analysis of logged predictions: metric functions and the notebook API."""
 
-from mlpred_cli.analysis.api import (
+from mlpred_cli.analysis.prediction_views import (
     accuracy_table,
     analyze,
     export_predictions,

@@ -18,10 +18,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from mlpred_cli import db, queries
 from mlpred_cli.analysis.accuracy import accuracy_with_interval
-from mlpred_cli.analysis.api import DatabaseSource, connect
 from mlpred_cli.analysis.metrics import expected_calibration_error, information_coefficient
+from mlpred_cli.analysis.prediction_views import DatabaseSource, connect
 from mlpred_cli.analysis.significance import (
     bootstrap_ic_difference,
     mcnemar_exact,
@@ -29,8 +28,17 @@ from mlpred_cli.analysis.significance import (
 )
 from mlpred_cli.config import COMPARE_ALPHA, MIN_PAIRED_PREDICTIONS
 from mlpred_cli.errors import InputError
+from mlpred_cli.store.database import connection_errors
+from mlpred_cli.store.prediction_queries import (
+    P,
+    PredictionFilter,
+    check_horizons,
+    distinct_values,
+    make_filter,
+    read_frame,
+)
 
-P = queries.P
+P = P
 PAIR_KEY = ["symbol", "datetime"]
 
 #: Per-version metrics of each horizon, in display order.
@@ -360,8 +368,8 @@ def compare_models(
         raise InputError("compare two different model versions")
     if not 0 < alpha < 1:
         raise InputError(f"alpha must be within (0, 1), got {alpha:g}")
-    chosen = queries.check_horizons(horizons)
-    selection = queries.make_filter(symbol=symbol, days=days, now=now)
+    chosen = check_horizons(horizons)
+    selection = make_filter(symbol=symbol, days=days, now=now)
     statement = (
         sa.select(*(P[name] for name in _columns(chosen)))
         .where(*selection.clauses(), P.model_version.in_([version_a, version_b]))
@@ -369,19 +377,17 @@ def compare_models(
     )
     with (
         connect(database) as engine,
-        db.connection_errors(engine.url),
+        connection_errors(engine.url),
         engine.connect() as conn,
     ):
         existing = list(
-            conn.execute(queries.distinct_values(queries.PredictionFilter(), "model_version"))
-            .scalars()
-            .all()
+            conn.execute(distinct_values(PredictionFilter(), "model_version")).scalars().all()
         )
         unknown = [v for v in (version_a, version_b) if v not in existing]
         if unknown:
             listed = ", ".join(existing) if existing else "none"
             raise InputError(f"unknown model version {unknown[0]!r}; versions that exist: {listed}")
-        frame = queries.read_frame(conn, statement)
+        frame = read_frame(conn, statement)
     comparison = ModelComparison(version_a, version_b, selection.describe(), alpha)
     frame_a = frame[frame["model_version"] == version_a]
     frame_b = frame[frame["model_version"] == version_b]

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Connection, RowMapping
 
-from mlpred_cli import queries
 from mlpred_cli.analysis.accuracy import accuracy_with_interval, add_accuracy_columns
 from mlpred_cli.analysis.metrics import (
     base_rate,
@@ -23,6 +22,19 @@ from mlpred_cli.analysis.metrics import (
     proportion,
 )
 from mlpred_cli.config import CONFIDENCE_BIN_EDGES, HORIZONS, SIGNAL_TYPES
+from mlpred_cli.store.prediction_queries import (
+    PredictionFilter,
+    accuracy_groups,
+    column_values,
+    confidence_bins,
+    distinct_values,
+    half_means,
+    horizon_summary,
+    outcome_values,
+    overview,
+    read_frame,
+    signal_counts,
+)
 
 #: Percentiles of ``inference_time_ms`` in the performance section.
 INFERENCE_PERCENTILES: tuple[int, ...] = (50, 95, 99)
@@ -59,7 +71,7 @@ def _float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _describe_selection(selection: queries.PredictionFilter) -> dict[str, Any]:
+def _describe_selection(selection: PredictionFilter) -> dict[str, Any]:
     return {
         "symbol": selection.symbol,
         "model_version": selection.model_version,
@@ -69,12 +81,10 @@ def _describe_selection(selection: queries.PredictionFilter) -> dict[str, Any]:
     }
 
 
-def _overview(
-    conn: Connection, selection: queries.PredictionFilter, row: RowMapping
-) -> dict[str, Any]:
+def _overview(conn: Connection, selection: PredictionFilter, row: RowMapping) -> dict[str, Any]:
     predictions = int(row["predictions"])
-    symbols = conn.execute(queries.distinct_values(selection, "symbol")).scalars().all()
-    versions = conn.execute(queries.distinct_values(selection, "model_version")).scalars().all()
+    symbols = conn.execute(distinct_values(selection, "symbol")).scalars().all()
+    versions = conn.execute(distinct_values(selection, "model_version")).scalars().all()
     return {
         "predictions": predictions,
         "first": row["first"],
@@ -87,11 +97,9 @@ def _overview(
     }
 
 
-def _signals(
-    conn: Connection, selection: queries.PredictionFilter, total: int
-) -> list[dict[str, Any]]:
+def _signals(conn: Connection, selection: PredictionFilter, total: int) -> list[dict[str, Any]]:
     counts: dict[str | None, int] = dict.fromkeys(SIGNAL_TYPES, 0)
-    for signal_type, count in conn.execute(queries.signal_counts(selection)).all():
+    for signal_type, count in conn.execute(signal_counts(selection)).all():
         key = signal_type if signal_type in counts else None  # unknown types count as other
         counts[key] = counts.get(key, 0) + int(count)
     return [
@@ -102,11 +110,11 @@ def _signals(
 
 
 def _horizons(
-    conn: Connection, selection: queries.PredictionFilter, outcomes: pd.DataFrame
+    conn: Connection, selection: PredictionFilter, outcomes: pd.DataFrame
 ) -> list[dict[str, Any]]:
     rows = []
     for horizon in HORIZONS:
-        summary = conn.execute(queries.horizon_summary(selection, horizon)).mappings().one()
+        summary = conn.execute(horizon_summary(selection, horizon)).mappings().one()
         n = int(summary["n"])
         squared = _float(summary["squared_error"])
         ic = information_coefficient(
@@ -131,10 +139,8 @@ def _horizons(
     return rows
 
 
-def _confidence_bins(conn: Connection, selection: queries.PredictionFilter) -> list[dict[str, Any]]:
-    found = {
-        int(row["bin"]): row for row in conn.execute(queries.confidence_bins(selection)).mappings()
-    }
+def _confidence_bins(conn: Connection, selection: PredictionFilter) -> list[dict[str, Any]]:
+    found = {int(row["bin"]): row for row in conn.execute(confidence_bins(selection)).mappings()}
     edges = CONFIDENCE_BIN_EDGES
     rows = []
     for number, label in enumerate(confidence_bin_labels(edges)):
@@ -186,9 +192,9 @@ def _calibration(outcomes: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _symbols(
-    conn: Connection, selection: queries.PredictionFilter, outcomes: pd.DataFrame
+    conn: Connection, selection: PredictionFilter, outcomes: pd.DataFrame
 ) -> list[dict[str, Any]]:
-    counts = queries.read_frame(conn, queries.accuracy_groups(selection, "symbol"))
+    counts = read_frame(conn, accuracy_groups(selection, "symbol"))
     table = add_accuracy_columns(counts, HORIZONS)
     by_symbol = dict(tuple(outcomes.groupby("symbol"))) if len(outcomes) else {}
     rows = []
@@ -219,13 +225,11 @@ def _drift(first: float | None, second: float | None) -> float | None:
     return None if first is None or second is None else second - first
 
 
-def _input_health(
-    conn: Connection, selection: queries.PredictionFilter, row: RowMapping
-) -> dict[str, Any]:
+def _input_health(conn: Connection, selection: PredictionFilter, row: RowMapping) -> dict[str, Any]:
     predictions = int(row["predictions"])
     first, last = row["first"], row["last"]
     midpoint = first + (last - first) / 2
-    halves = conn.execute(queries.half_means(selection, midpoint)).mappings().one()
+    halves = conn.execute(half_means(selection, midpoint)).mappings().one()
     health: dict[str, Any] = {
         "avg_features_count": _float(row["avg_features_count"]),
         "nan_total": None if row["nan_total"] is None else int(row["nan_total"]),
@@ -245,9 +249,9 @@ def _input_health(
     return health
 
 
-def _performance(conn: Connection, selection: queries.PredictionFilter) -> dict[str, Any]:
+def _performance(conn: Connection, selection: PredictionFilter) -> dict[str, Any]:
     times = np.asarray(
-        conn.execute(queries.column_values(selection, "inference_time_ms")).scalars().all(),
+        conn.execute(column_values(selection, "inference_time_ms")).scalars().all(),
         dtype=float,
     )
     result: dict[str, Any] = {"n": int(times.size)}
@@ -258,15 +262,15 @@ def _performance(conn: Connection, selection: queries.PredictionFilter) -> dict[
     return result
 
 
-def build_report(conn: Connection, selection: queries.PredictionFilter) -> AnalysisReport:
+def build_report(conn: Connection, selection: PredictionFilter) -> AnalysisReport:
     """Run the analysis queries for ``selection`` on one connection and compose the report."""
-    head = conn.execute(queries.overview(selection)).mappings().one()
-    overview = _overview(conn, selection, head)
-    report = AnalysisReport(selection=_describe_selection(selection), overview=overview)
+    head = conn.execute(overview(selection)).mappings().one()
+    summary = _overview(conn, selection, head)
+    report = AnalysisReport(selection=_describe_selection(selection), overview=summary)
     if report.empty:
         return report
-    outcomes = queries.read_frame(conn, queries.outcome_values(selection))
-    report.signals = _signals(conn, selection, overview["predictions"])
+    outcomes = read_frame(conn, outcome_values(selection))
+    report.signals = _signals(conn, selection, summary["predictions"])
     report.horizons = _horizons(conn, selection, outcomes)
     report.confidence_bins = _confidence_bins(conn, selection)
     report.calibration = _calibration(outcomes)

@@ -7,7 +7,13 @@ import importlib
 from mlpred_cli.cli.app import app
 
 #: Command modules, in the order ``mlpred --help`` lists their commands.
-COMMAND_MODULES = ("db_commands", "log_commands", "outcomes", "analysis", "models_commands")
+COMMAND_MODULES = (
+    "database_commands",
+    "log_commands",
+    "outcome_commands",
+    "analysis_commands",
+    "model_commands",
+)
 
 for _module in COMMAND_MODULES:
     importlib.import_module(f"mlpred_cli.cli.{_module}")  # each registers its commands

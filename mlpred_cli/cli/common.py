@@ -11,11 +11,17 @@ from rich.console import Console
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from mlpred_cli import db
 from mlpred_cli.cli.app import AppState
 from mlpred_cli.config import resolve_database_url
 from mlpred_cli.errors import MlpredError
 from mlpred_cli.render import OutputFormat
+from mlpred_cli.store import migrations
+from mlpred_cli.store.database import (
+    check_connection,
+    create_engine,
+    describe_connection_error,
+    normalize_url,
+)
 
 stderr_console = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -39,7 +45,7 @@ def cli_errors() -> Iterator[None]:
     except MlpredError as error:
         raise fail(str(error), error.exit_code) from None
     except SQLAlchemyError as error:
-        raise fail(f"database error: {db.describe_connection_error(error)}", 1) from None
+        raise fail(f"database error: {describe_connection_error(error)}", 1) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
 
@@ -52,11 +58,11 @@ def database_url(ctx: typer.Context) -> str:
 
 def open_engine(ctx: typer.Context, *, require_schema: bool = True) -> Engine:
     """An engine for the configured database, checked to be reachable (and migrated)."""
-    engine = db.create_engine(db.normalize_url(database_url(ctx)))
+    engine = create_engine(normalize_url(database_url(ctx)))
     if require_schema:
-        db.require_schema(engine)
+        migrations.require_schema(engine)
     else:
-        db.check_connection(engine)
+        check_connection(engine)
     return engine
 
 

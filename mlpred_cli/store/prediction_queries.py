@@ -26,7 +26,7 @@ from mlpred_cli.config import (
     SIGNAL_TYPES,
 )
 from mlpred_cli.errors import InputError
-from mlpred_cli.models import predictions_table
+from mlpred_cli.store.tables import predictions_table
 
 P = predictions_table.c
 

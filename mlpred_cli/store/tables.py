@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from mlpred_cli.types import BigIntPK, JSONPayload, UTCDateTime
+from mlpred_cli.store.column_types import BigIntPK, JSONPayload, UTCDateTime
 
 
 class Base(DeclarativeBase):

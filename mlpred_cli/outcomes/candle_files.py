@@ -17,10 +17,10 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from mlpred_cli import db
 from mlpred_cli.config import CANDLE_IMPORT_BATCH_ROWS, CANDLE_INTERVALS
 from mlpred_cli.errors import InputError
-from mlpred_cli.types import UTCDateTime
+from mlpred_cli.store.column_types import UTCDateTime
+from mlpred_cli.store.database import SQLITE_BEGIN_OPTION, connection_errors, is_sqlite
 
 #: Time column names recognised, in order of preference (matched case-insensitively).
 TIME_COLUMNS: tuple[str, ...] = ("datetime", "timestamp", "time", "date", "open_time")
@@ -403,11 +403,11 @@ def upsert_candles(
     records = _records(frame)
     if not records:
         return 0, 0
-    with db.connection_errors(engine.url), engine.connect() as conn:
-        if db.is_sqlite(conn):
-            conn = conn.execution_options(**{db.SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+    with connection_errors(engine.url), engine.connect() as conn:
+        if is_sqlite(conn):
+            conn = conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
         with conn.begin():
-            if db.is_sqlite(conn):
+            if is_sqlite(conn):
                 _stage_sqlite(conn, records, report)
                 inserted = int(conn.exec_driver_sql(_SQLITE_COUNT_NEW).scalar_one())
                 updated = int(conn.exec_driver_sql(_SQLITE_COUNT_CHANGED).scalar_one())

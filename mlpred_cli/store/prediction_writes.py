@@ -6,18 +6,16 @@ Both paths are idempotent on ``prediction_id``: a replayed batch never duplicate
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-import sqlalchemy as sa
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 from sqlalchemy.engine import Connection, Engine
 
-from mlpred_cli.rows import DATETIME_COLUMNS, JSON_COLUMNS, WRITE_COLUMNS, Row
+from mlpred_cli.store.driver_errors import describe_error, is_row_specific
+from mlpred_cli.store.prediction_row import DATETIME_COLUMNS, JSON_COLUMNS, WRITE_COLUMNS, Row
 
 _COLUMN_LIST = ", ".join(f'"{name}"' for name in WRITE_COLUMNS)
 _STAGING = "mlpred_staging_predictions"
@@ -47,15 +45,6 @@ _PG_COPY_TYPES = [
 ]  # fmt: skip
 _JSON_POSITIONS = [i for i, name in enumerate(WRITE_COLUMNS) if name in JSON_COLUMNS]
 _DATETIME_POSITIONS = [i for i, name in enumerate(WRITE_COLUMNS) if name in DATETIME_COLUMNS]
-_ROW_ERRORS = (
-    psycopg.IntegrityError,
-    psycopg.DataError,
-    sqlite3.IntegrityError,
-    sqlite3.DataError,
-    TypeError,
-    ValueError,
-    OverflowError,
-)
 _UUID_POSITION = WRITE_COLUMNS.index("prediction_id")
 _BOOL_POSITION = WRITE_COLUMNS.index("is_duplicate")
 
@@ -190,24 +179,3 @@ def write_isolating(
         return write_isolating(engine, rows[:middle], dead_letter) + write_isolating(
             engine, rows[middle:], dead_letter
         )
-
-
-def describe_error(error: BaseException) -> str:
-    """The first line of a (driver) error message."""
-    original = error.orig if isinstance(error, sa.exc.DBAPIError) else error
-    lines = str(original).strip().splitlines()
-    return lines[0] if lines else type(original).__name__
-
-
-def is_row_specific(error: BaseException) -> bool:
-    """True when the failure is caused by the data of some row (constraint, bad value,
-    a trigger's RAISE), so isolating the row helps; False for connection-level failures
-    (lost connection, server restarting, database locked), which are retried.
-    """
-    original = error.orig if isinstance(error, sa.exc.DBAPIError) else error
-    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
-        return False
-    if isinstance(original, _ROW_ERRORS):
-        return True
-    sqlstate = getattr(original, "sqlstate", None) or ""
-    return sqlstate.startswith(("22", "23", "P0"))

@@ -21,15 +21,18 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from mlpred_cli import db
+from mlpred_cli.capture.console_panel import PredictionReporter
+from mlpred_cli.capture.pending_prediction import PendingPrediction
+from mlpred_cli.capture.prediction_rows import BuiltBatch, DuplicateTracker, build_rows
+from mlpred_cli.capture.spool import Spool
 from mlpred_cli.config import WriterSettings
-from mlpred_cli.console import PredictionReporter
 from mlpred_cli.errors import MlpredError
-from mlpred_cli.importance import write_snapshot
-from mlpred_cli.pending import PendingPrediction
-from mlpred_cli.rows import WRITE_COLUMNS, BuiltBatch, DuplicateTracker, Row, build_rows
-from mlpred_cli.sinks import is_row_specific, write_isolating
-from mlpred_cli.spool import Spool
+from mlpred_cli.store.database import describe_connection_error
+from mlpred_cli.store.driver_errors import is_row_specific
+from mlpred_cli.store.importance_snapshots import write_snapshot
+from mlpred_cli.store.migrations import ensure_schema
+from mlpred_cli.store.prediction_row import WRITE_COLUMNS, Row
+from mlpred_cli.store.prediction_writes import write_isolating
 
 log = logging.getLogger("mlpred.writer")
 
@@ -454,7 +457,7 @@ class BatchWriter:
                 saved = self._write_isolating(rows)
             except Exception as error:
                 self._bump("retried")
-                self._stats.last_error = db.describe_connection_error(error)
+                self._stats.last_error = describe_connection_error(error)
                 log.warning("write failed (%s); retrying", self._stats.last_error)
                 if failing_since is None:
                     failing_since = time.monotonic()
@@ -507,7 +510,7 @@ class BatchWriter:
 
     def _ensure_schema(self) -> None:
         if not self._schema_ready:
-            db.ensure_schema(self._engine)
+            ensure_schema(self._engine)
             self._schema_ready = True
 
     def _write_snapshots(self) -> None:
@@ -520,7 +523,7 @@ class BatchWriter:
                 write_snapshot(self._engine, rows)
                 self._bump("snapshots")
             except Exception as error:
-                reason = db.describe_connection_error(error)
+                reason = describe_connection_error(error)
                 self._stats.last_error = reason
                 try:
                     if is_row_specific(error):
@@ -549,7 +552,7 @@ class BatchWriter:
             )
             self._bump("snapshots", written)
         except Exception as error:
-            self._stats.last_error = db.describe_connection_error(error)
+            self._stats.last_error = describe_connection_error(error)
             self._spool_waiting = True
 
     def _count_replayed(self, count: int) -> None:

@@ -16,48 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from mlpred_cli.config import HORIZONS
-from mlpred_cli.features import FEATURE_STAT_COLUMNS, feature_stats_columns
-from mlpred_cli.indicators import INDICATOR_COLUMNS, indicator_columns
-from mlpred_cli.interpret import interpret_raw_outputs, prediction_columns
-from mlpred_cli.numeric import floats_or_none
-from mlpred_cli.pending import PendingPrediction
-
-INTERPRETED_COLUMNS: tuple[str, ...] = (
-    *(f"predicted_return_{h}" for h in HORIZONS),
-    *(f"direction_{h}" for h in HORIZONS),
-    *(f"direction_{h}_confidence" for h in HORIZONS),
-    "risk_score",
-    "max_drawdown_predicted",
-    "max_rally_predicted",
-    "signal_type",
-    "signal_confidence",
-    "signal_timeframe",
+from mlpred_cli.capture.pending_prediction import PendingPrediction
+from mlpred_cli.derive.feature_stats import feature_stats_columns
+from mlpred_cli.derive.finite_values import floats_or_none
+from mlpred_cli.derive.indicators import indicator_columns
+from mlpred_cli.derive.raw_outputs import interpret_raw_outputs, prediction_columns
+from mlpred_cli.store.prediction_row import (
+    DATETIME_COLUMNS,
+    FEATURE_COLUMNS,
+    INTERPRETED_COLUMNS,
+    MARKET_COLUMNS,
+    WRITE_COLUMNS,
+    Row,
 )
-FEATURE_COLUMNS = FEATURE_STAT_COLUMNS
-MARKET_COLUMNS = INDICATOR_COLUMNS
-
-#: Every column the writer fills, in the order rows are built and copied.
-WRITE_COLUMNS: tuple[str, ...] = (
-    "prediction_id",
-    "symbol",
-    "timestamp",
-    "datetime",
-    *FEATURE_COLUMNS,
-    "is_duplicate",
-    *MARKET_COLUMNS,
-    *INTERPRETED_COLUMNS,
-    "model_version",
-    "inference_time_ms",
-    "features_array",
-    "model_outputs_raw",
-    "created_at",
-    "updated_at",
-)
-DATETIME_COLUMNS = frozenset({"datetime", "created_at", "updated_at"})
-JSON_COLUMNS = frozenset({"features_array", "model_outputs_raw"})
-
-Row = tuple[Any, ...]
 
 
 class DuplicateTracker:

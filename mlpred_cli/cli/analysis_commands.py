@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mlpred_cli.analysis import api
+from mlpred_cli.analysis import prediction_views as api
 from mlpred_cli.cli.app import app
 from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, database_url, stderr_console
 from mlpred_cli.config import HORIZONS

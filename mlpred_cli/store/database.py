@@ -1,8 +1,7 @@
-"""Engine creation, dialect differences, and the migrations runner."""
+"""Which database: URL parsing, engine creation, dialect differences, connection errors."""
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,16 +10,12 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from mlpred_cli.config import resolve_database_url
-from mlpred_cli.errors import ConfigError, DatabaseUnavailable, SchemaNotReady
+from mlpred_cli.errors import ConfigError, DatabaseUnavailable
 
 _POSTGRES_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"}
 _SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
@@ -166,70 +161,3 @@ def check_connection(engine: Engine) -> None:
     """Open and close one connection, raising ``DatabaseUnavailable`` on failure."""
     with connection_errors(engine.url), engine.connect() as conn:
         conn.exec_driver_sql("SELECT 1")
-
-
-# ---------------------------------------------------------------- migrations
-
-
-def migrations_dir() -> Path:
-    """Alembic's script directory: inside an installed wheel, else the source checkout."""
-    package_dir = Path(__file__).resolve().parent
-    installed = package_dir / "_migrations" / "alembic"
-    if installed.is_dir():
-        return installed
-    return package_dir.parent / "alembic"
-
-
-def alembic_config(connection: Connection | None = None) -> Config:
-    """An Alembic config pointing at mlpred's migrations, optionally bound to a connection."""
-    config = Config()
-    config.set_main_option("script_location", str(migrations_dir()))
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
-
-
-@functools.cache
-def head_revision() -> str:
-    """The revision the code expects the database to be at."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    if head is None:  # pragma: no cover - the package always ships migrations
-        raise SchemaNotReady("no migrations found")
-    return head
-
-
-def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at, or ``None`` for an unmigrated database."""
-    with connection_errors(engine.url), engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
-
-
-def upgrade_to_head(engine: Engine) -> str:
-    """Migrate the database to the newest revision; safe to run again. Returns the revision."""
-    with connection_errors(engine.url), engine.begin() as conn:
-        command.upgrade(alembic_config(conn), "head")
-    revision = current_revision(engine)
-    assert revision is not None
-    return revision
-
-
-def downgrade(engine: Engine, revision: str) -> None:
-    """Migrate the database down to ``revision`` (``"base"`` empties it)."""
-    with connection_errors(engine.url), engine.begin() as conn:
-        command.downgrade(alembic_config(conn), revision)
-
-
-def require_schema(engine: Engine) -> None:
-    """Raise ``SchemaNotReady`` unless the database is migrated to head."""
-    revision = current_revision(engine)
-    if revision != head_revision():
-        state = "not initialised" if revision is None else f"at revision {revision}"
-        raise SchemaNotReady(
-            f"database {mask_url(engine.url)} is {state}; run `mlpred init-db` first"
-        )
-
-
-def ensure_schema(engine: Engine) -> None:
-    """Migrate an empty database; leave a current one alone (used by ``log-test``)."""
-    if current_revision(engine) != head_revision():
-        upgrade_to_head(engine)

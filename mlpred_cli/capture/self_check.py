@@ -12,17 +12,18 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from mlpred_cli import db
-from mlpred_cli.config import resolve_database_url
-from mlpred_cli.errors import InputError
-from mlpred_cli.logger import MLPredictionLogger
-from mlpred_cli.models import predictions_table
-from mlpred_cli.synthetic import (
+from mlpred_cli.capture.logger import MLPredictionLogger
+from mlpred_cli.capture.synthetic_market import (
     feature_window,
     last_closed_candle_open,
     random_walk_candles,
     raw_model_outputs,
 )
+from mlpred_cli.config import resolve_database_url
+from mlpred_cli.errors import InputError
+from mlpred_cli.store.database import create_engine, mask_url, normalize_url
+from mlpred_cli.store.migrations import ensure_schema
+from mlpred_cli.store.tables import predictions_table
 
 CANDLE_INTERVAL = timedelta(minutes=15)
 READ_BACK_COLUMNS = (
@@ -75,9 +76,9 @@ def run_log_test(
         raise InputError(f"--count must be >= 1, got {count}")
     if candles < 1:
         raise InputError(f"--candles must be >= 1, got {candles}")
-    url = db.normalize_url(resolve_database_url(database_url))
-    engine = db.create_engine(url)
-    db.ensure_schema(engine)
+    url = normalize_url(resolve_database_url(database_url))
+    engine = create_engine(url)
+    ensure_schema(engine)
     rng = np.random.default_rng(seed)
     end = last_closed_candle_open(datetime.now(UTC), CANDLE_INTERVAL)
     overheads_ns: list[int] = []
@@ -119,7 +120,7 @@ def run_log_test(
     overheads_us = np.array(overheads_ns) / 1000.0
     mean_batch_ms = stats.get("mean_batch_ms")
     return LogTestResult(
-        database=db.mask_url(url),
+        database=mask_url(url),
         logged=len(ids),
         saved_rows=saved,
         missing=[pid for pid in ids if pid not in found],

@@ -43,22 +43,13 @@ import pandas as pd
 from scipy.signal import lfilter
 
 from mlpred_cli.config import MAX_INDICATOR_CANDLES
+from mlpred_cli.derive.finite_values import floats_or_none
 from mlpred_cli.errors import InputError
-from mlpred_cli.numeric import floats_or_none
+from mlpred_cli.store.prediction_row import INDICATOR_COLUMNS
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 #: Column names searched (case-insensitively, in this order) for candle open times.
 TIME_COLUMNS: tuple[str, ...] = ("datetime", "timestamp", "time", "open_time")
-INDICATOR_COLUMNS: tuple[str, ...] = (
-    "close_price",
-    "volume",
-    "rsi",
-    "macd",
-    "bb_position",
-    "atr_pct",
-    "volume_ratio",
-    "trend_strength",
-)
 
 WILDER_PERIOD = 14
 MACD_FAST_PERIOD = 12

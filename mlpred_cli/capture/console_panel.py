@@ -14,8 +14,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from mlpred_cli.config import HORIZONS
-from mlpred_cli.features import format_feature_hash
-from mlpred_cli.rows import WRITE_COLUMNS, Row
+from mlpred_cli.derive.feature_stats import format_feature_hash
+from mlpred_cli.store.prediction_row import WRITE_COLUMNS, Row
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlpred_cli import db
+from mlpred_cli.capture.spool import Spool, SpoolStatus, default_spool_dir
 from mlpred_cli.config import resolve_database_url
-from mlpred_cli.importance import write_snapshot
-from mlpred_cli.rows import Row
-from mlpred_cli.sinks import is_row_specific, write_isolating
-from mlpred_cli.spool import Spool, SpoolStatus, default_spool_dir
+from mlpred_cli.store.database import connection_errors, create_engine, normalize_url
+from mlpred_cli.store.driver_errors import is_row_specific
+from mlpred_cli.store.importance_snapshots import write_snapshot
+from mlpred_cli.store.migrations import require_schema
+from mlpred_cli.store.prediction_row import Row
+from mlpred_cli.store.prediction_writes import write_isolating
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ def spool_for(database_url: str | None = None, spool_dir: str | Path | None = No
     """The spool a logger on this database uses (or the directory given)."""
     if spool_dir is not None:
         return Spool(Path(spool_dir))
-    url = db.normalize_url(resolve_database_url(database_url))
+    url = normalize_url(resolve_database_url(database_url))
     return Spool(default_spool_dir(url))
 
 
@@ -45,9 +47,9 @@ def replay_spool(
     Rows the database rejects go to the dead-letter file. Raises ``DatabaseUnavailable``
     when the database cannot be reached; nothing is deleted then.
     """
-    url = db.normalize_url(resolve_database_url(database_url))
+    url = normalize_url(resolve_database_url(database_url))
     spool = spool_for(database_url, spool_dir)
-    engine = db.create_engine(url)
+    engine = create_engine(url)
     rejected: list[Row] = []
 
     def dead_letter(row: Row, reason: str) -> None:
@@ -55,8 +57,8 @@ def replay_spool(
         rejected.append(row)
 
     try:
-        db.require_schema(engine)
-        with db.connection_errors(url):
+        require_schema(engine)
+        with connection_errors(url):
             replayed = spool.replay(lambda rows: write_isolating(engine, rows, dead_letter))
             spool.replay_snapshots(lambda rows: write_snapshot(engine, rows), is_row_specific)
     finally:

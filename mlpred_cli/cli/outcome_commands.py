@@ -9,14 +9,6 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mlpred_cli.backfill import (
-    BackfillReport,
-    backfill_actuals,
-    parse_horizons,
-    parse_moment,
-    parse_thresholds,
-)
-from mlpred_cli.candles import ImportReport, import_candles
 from mlpred_cli.cli.app import app
 from mlpred_cli.cli.common import (
     FORMAT_OPTION,
@@ -27,6 +19,14 @@ from mlpred_cli.cli.common import (
     stderr_console,
 )
 from mlpred_cli.config import BACKFILL_RETRY_WINDOW, DEFAULT_BACKFILL_INTERVAL
+from mlpred_cli.outcomes.backfill import (
+    BackfillReport,
+    backfill_actuals,
+    parse_horizons,
+    parse_moment,
+    parse_thresholds,
+)
+from mlpred_cli.outcomes.candle_files import ImportReport, import_candles
 from mlpred_cli.render import OutputFormat, emit_object, emit_rows
 
 #: Invalid rows listed one per line on stderr before "... and N more".

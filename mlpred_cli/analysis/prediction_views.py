@@ -16,11 +16,20 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from mlpred_cli import db, queries
 from mlpred_cli.analysis.accuracy import accuracy_columns, add_accuracy_columns
 from mlpred_cli.analysis.report import AnalysisReport, build_report
 from mlpred_cli.config import DEFAULT_ANALYZE_DAYS, HORIZONS
 from mlpred_cli.errors import InputError
+from mlpred_cli.store.database import connection_errors, create_engine
+from mlpred_cli.store.migrations import require_schema
+from mlpred_cli.store.prediction_queries import (
+    accuracy_groups,
+    check_horizons,
+    latest_predictions,
+    make_filter,
+    read_frame,
+    select_predictions,
+)
 
 DatabaseSource = str | Engine | None
 TimeValue = str | datetime | None
@@ -61,9 +70,9 @@ def connect(source: DatabaseSource) -> Iterator[Engine]:
     if isinstance(source, Engine):
         yield source
         return
-    engine = db.create_engine(source)
+    engine = create_engine(source)
     try:
-        db.require_schema(engine)
+        require_schema(engine)
         yield engine
     finally:
         engine.dispose()
@@ -91,11 +100,11 @@ def load_predictions(
     ``datetime`` columns are ``datetime64[UTC]``; ``prediction_id`` is text; unknown
     values are NaN/None.
     """
-    selection = queries.make_filter(
+    selection = make_filter(
         symbol=symbol, model_version=model_version, days=days, since=since, until=until
     )
-    with connect(database_url) as engine, db.connection_errors(engine.url):
-        return queries.read_frame(engine, queries.select_predictions(selection, columns))
+    with connect(database_url) as engine, connection_errors(engine.url):
+        return read_frame(engine, select_predictions(selection, columns))
 
 
 def accuracy_table(
@@ -119,15 +128,15 @@ def accuracy_table(
     when ``n_h`` is 0). Groups with fewer than ``min_count`` predictions are left out;
     ordered by total, largest first.
     """
-    chosen = queries.check_horizons(horizons)
+    chosen = check_horizons(horizons)
     if min_count < 0:
         raise InputError(f"--min-count must not be negative, got {min_count}")
-    selection = queries.make_filter(
+    selection = make_filter(
         symbol=symbol, model_version=model_version, days=days, since=since, until=until
     )
-    statement = queries.accuracy_groups(selection, by, chosen, min_count)
-    with connect(database_url) as engine, db.connection_errors(engine.url):
-        counts = queries.read_frame(engine, statement)
+    statement = accuracy_groups(selection, by, chosen, min_count)
+    with connect(database_url) as engine, connection_errors(engine.url):
+        counts = read_frame(engine, statement)
     return add_accuracy_columns(counts, chosen)[accuracy_columns(by, chosen)]
 
 
@@ -150,17 +159,17 @@ def analyze(
     target = None if export is None else check_export_path(Path(export))
     if days is None and since is None and until is None:
         days = DEFAULT_ANALYZE_DAYS
-    selection = queries.make_filter(
+    selection = make_filter(
         symbol=symbol, model_version=model_version, days=days, since=since, until=until
     )
     with (
         connect(database_url) as engine,
-        db.connection_errors(engine.url),
+        connection_errors(engine.url),
         engine.connect() as conn,
     ):
         report = build_report(conn, selection)
         if target is not None:
-            write_frame(queries.read_frame(conn, queries.select_predictions(selection)), target)
+            write_frame(read_frame(conn, select_predictions(selection)), target)
     return report
 
 
@@ -181,18 +190,18 @@ def high_confidence(
     (None/NaN until backfilled). Columns: ``PREDICTION_VIEW_COLUMNS``."""
     if not 0.0 <= min_confidence <= 1.0:
         raise InputError(f"--min-confidence must be within [0, 1], got {min_confidence:g}")
-    selection = queries.make_filter(
+    selection = make_filter(
         symbol=symbol, model_version=model_version, days=days, since=since, until=until
     )
-    statement = queries.latest_predictions(
+    statement = latest_predictions(
         selection,
         PREDICTION_VIEW_COLUMNS,
         limit=_positive_int(limit, "--limit"),
         min_confidence=min_confidence,
         include_neutral=include_neutral,
     )
-    with connect(database_url) as engine, db.connection_errors(engine.url):
-        return queries.read_frame(engine, statement)
+    with connect(database_url) as engine, connection_errors(engine.url):
+        return read_frame(engine, statement)
 
 
 def recent_predictions(
@@ -210,7 +219,7 @@ def recent_predictions(
     given), newest first, at most ``limit``. Columns: ``PREDICTION_VIEW_COLUMNS``."""
     if hours is None and days is None and since is None and until is None:
         hours = 1.0
-    selection = queries.make_filter(
+    selection = make_filter(
         symbol=symbol,
         model_version=model_version,
         days=days,
@@ -218,11 +227,11 @@ def recent_predictions(
         since=since,
         until=until,
     )
-    statement = queries.latest_predictions(
+    statement = latest_predictions(
         selection, PREDICTION_VIEW_COLUMNS, limit=_positive_int(limit, "--limit")
     )
-    with connect(database_url) as engine, db.connection_errors(engine.url):
-        return queries.read_frame(engine, statement)
+    with connect(database_url) as engine, connection_errors(engine.url):
+        return read_frame(engine, statement)
 
 
 def check_export_path(path: Path) -> Path:

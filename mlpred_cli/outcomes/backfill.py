@@ -46,8 +46,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from mlpred_cli import db
-from mlpred_cli.candles import parse_interval
 from mlpred_cli.config import (
     BACKFILL_CHUNK_ROWS,
     BACKFILL_RETRY_WINDOW,
@@ -57,8 +55,10 @@ from mlpred_cli.config import (
     HORIZONS,
 )
 from mlpred_cli.errors import InputError
-from mlpred_cli.models import predictions_table
-from mlpred_cli.types import UTCDateTime
+from mlpred_cli.outcomes.candle_files import parse_interval
+from mlpred_cli.store.column_types import UTCDateTime
+from mlpred_cli.store.database import SQLITE_BEGIN_OPTION, connection_errors, is_sqlite
+from mlpred_cli.store.tables import predictions_table
 
 #: Tables the backfill can read closes from (same columns: symbol, interval_minutes, datetime,
 #: close).
@@ -174,7 +174,7 @@ def backfill_lock(engine: Engine, conn: Connection) -> Iterator[bool]:
     PostgreSQL: a session-level advisory lock on ``conn``. SQLite: an OS lock on a file next
     to the database (``<db>.backfill.lock``), so the loser never waits on a busy timeout.
     """
-    if not db.is_sqlite(engine):
+    if not is_sqlite(engine):
         got = bool(
             conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).scalar()
         )
@@ -447,7 +447,7 @@ def symbol_windows(
         sa.column("newest_completed", UTCDateTime),
         sa.column("first_logged", UTCDateTime),
     )
-    if not db.is_sqlite(conn):
+    if not is_sqlite(conn):
         # JIT compiling is priced for the fallback's worst case and costs more than the scans
         conn.exec_driver_sql("SET LOCAL jit = off")
     windows: dict[str, SymbolWindow] = {}
@@ -464,7 +464,7 @@ def symbol_windows(
 
 
 def _create_window_table(conn: Connection, windows: Mapping[str, SymbolWindow]) -> None:
-    start_type = "TEXT" if db.is_sqlite(conn) else "TIMESTAMPTZ"
+    start_type = "TEXT" if is_sqlite(conn) else "TIMESTAMPTZ"
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_WINDOW_TABLE}")
     conn.exec_driver_sql(
         f"CREATE TEMPORARY TABLE {_WINDOW_TABLE} "
@@ -475,7 +475,7 @@ def _create_window_table(conn: Connection, windows: Mapping[str, SymbolWindow]) 
             sa.bindparam("start", type_=UTCDateTime)
         )
         conn.execute(insert, [{"symbol": s, "start": w.start} for s, w in windows.items()])
-    if not db.is_sqlite(conn):
+    if not is_sqlite(conn):
         conn.exec_driver_sql(f"ANALYZE {_WINDOW_TABLE}")
 
 
@@ -521,7 +521,7 @@ def _create_price_table(
     by_exchange = "r.exchange IS NULL, r.exchange, " if "exchange" in columns else ""
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_PRICE_TABLE}")
     params: dict[str, Any] = {"interval": interval_minutes}
-    if db.is_sqlite(conn):
+    if is_sqlite(conn):
         conn.exec_driver_sql(
             f"CREATE TEMPORARY TABLE {_PRICE_TABLE} (symbol TEXT, interval_minutes INTEGER, "
             "datetime TEXT, close REAL, PRIMARY KEY (symbol, interval_minutes, datetime))"
@@ -637,7 +637,7 @@ def backfill_actuals(
     update = sa.text(_update_sql()).bindparams(sa.bindparam("now", type_=UTCDateTime))
     counts = sa.text(_counts_sql())
 
-    with db.connection_errors(engine.url), engine.connect() as conn:
+    with connection_errors(engine.url), engine.connect() as conn:
         _check_source(conn, source)
         conn.commit()
         with backfill_lock(engine, conn) as acquired:
@@ -670,7 +670,7 @@ def backfill_actuals(
             if ids:
                 _create_outcome_table(conn)
                 conn.commit()
-            work = conn.execution_options(**{db.SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            work = conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
             for start in range(0, len(ids), chunk_rows):
                 chunk = ids[start : start + chunk_rows]
                 with work.begin():

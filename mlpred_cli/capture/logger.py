@@ -22,17 +22,17 @@ from typing import Any, Literal, Self
 import numpy as np
 from sqlalchemy.engine import URL
 
-from mlpred_cli import db
+from mlpred_cli.capture.batch_writer import BatchWriter, WriterOptions
+from mlpred_cli.capture.console_panel import PredictionReporter
+from mlpred_cli.capture.pending_prediction import PendingPrediction
+from mlpred_cli.capture.spool import Spool, default_spool_dir
 from mlpred_cli.config import WriterSettings, log_level, resolve_database_url
-from mlpred_cli.console import PredictionReporter
+from mlpred_cli.derive.feature_stats import as_feature_array
+from mlpred_cli.derive.importance_snapshot import build_snapshot
+from mlpred_cli.derive.indicators import extract_market_data
+from mlpred_cli.derive.raw_outputs import as_raw_outputs, validate_predictions
 from mlpred_cli.errors import InputError
-from mlpred_cli.features import as_feature_array
-from mlpred_cli.importance import build_snapshot
-from mlpred_cli.indicators import extract_market_data
-from mlpred_cli.interpret import as_raw_outputs, validate_predictions
-from mlpred_cli.pending import PendingPrediction
-from mlpred_cli.spool import Spool, default_spool_dir
-from mlpred_cli.writer import BatchWriter, WriterOptions
+from mlpred_cli.store.database import create_engine, mask_url, normalize_url
 
 MAX_SYMBOL_LENGTH = 20
 MAX_MODEL_VERSION_LENGTH = 50
@@ -95,8 +95,8 @@ class MLPredictionLogger:
             if isinstance(database_url, URL)
             else resolve_database_url(database_url)
         )
-        url = db.normalize_url(raw_url)
-        self.database_url = db.mask_url(url)
+        url = normalize_url(raw_url)
+        self.database_url = mask_url(url)
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool_dir(url)
         self._close_timeout_s = close_timeout_s
         level = log_level()
@@ -112,7 +112,7 @@ class MLPredictionLogger:
             auto_migrate=auto_migrate,
         )
         self._writer = BatchWriter(
-            db.create_engine(url),
+            create_engine(url),
             Spool(self.spool_dir),
             options,
             reporter if reporter.active else None,

@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from mlpred_cli.config import HORIZONS, MIN_SIGNAL_CONFIDENCE, SIGNAL_TYPES
+from mlpred_cli.derive.finite_values import floats_or_none
 from mlpred_cli.errors import InputError
-from mlpred_cli.numeric import floats_or_none
 
 RAW_OUTPUT_COUNT = 20
 _RETURNS = slice(0, 4)

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from mlpred_cli.derive.finite_values import floats_or_none
 from mlpred_cli.errors import InputError
-from mlpred_cli.numeric import floats_or_none
+from mlpred_cli.store.prediction_row import FEATURE_STAT_COLUMNS
 
 #: Array kinds accepted as numeric features: bool, signed/unsigned integers, floats.
 _NUMERIC_KINDS = frozenset("biuf")
@@ -150,20 +151,6 @@ def _group_stats(group: list[np.ndarray]) -> dict[str, list[Any]]:
     columns["lookback_periods"] = [lookback] * size
     columns["zero_variance_count"] = zero_variance
     return columns
-
-
-FEATURE_STAT_COLUMNS: tuple[str, ...] = (
-    "features_count",
-    "features_hash",
-    "lookback_periods",
-    "features_mean",
-    "features_std",
-    "features_min",
-    "features_max",
-    "nan_count",
-    "inf_count",
-    "zero_variance_count",
-)
 
 
 def feature_stats_columns(arrays: Sequence[np.ndarray]) -> dict[str, list[Any]]:

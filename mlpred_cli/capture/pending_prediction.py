@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mlpred_cli.indicators import MarketArrays
+from mlpred_cli.derive.indicators import MarketArrays
 
 
 @dataclass(slots=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from mlpred_cli import db
 from mlpred_cli.cli.app import app
 from mlpred_cli.cli.common import cli_errors, open_engine
+from mlpred_cli.store.database import mask_url
+from mlpred_cli.store.migrations import current_revision, upgrade_to_head
 
 
 @app.command("init-db", rich_help_panel="Set up and log")
@@ -21,9 +22,9 @@ def init_db(ctx: typer.Context) -> None:
     """
     with cli_errors():
         engine = open_engine(ctx, require_schema=False)
-        before = db.current_revision(engine)
-        revision = db.upgrade_to_head(engine)
+        before = current_revision(engine)
+        revision = upgrade_to_head(engine)
         engine.dispose()
     state = "already at" if before == revision else "migrated to"
-    typer.echo(f"Database: {db.mask_url(engine.url)}")
+    typer.echo(f"Database: {mask_url(engine.url)}")
     typer.echo(f"Revision: {revision} ({state} head)")

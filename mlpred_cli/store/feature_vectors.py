@@ -24,8 +24,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from mlpred_cli import db, queries
-from mlpred_cli.models import predictions_table
+from mlpred_cli.store.database import is_sqlite
+from mlpred_cli.store.prediction_queries import PredictionFilter
+from mlpred_cli.store.tables import predictions_table
 
 P = predictions_table.c
 
@@ -145,7 +146,7 @@ class FeatureMatrix:
     skipped: int = 0
 
 
-def _candidates(selection: queries.PredictionFilter, horizon: str) -> list[ColumnElement[bool]]:
+def _candidates(selection: PredictionFilter, horizon: str) -> list[ColumnElement[bool]]:
     return [
         *selection.clauses(),
         P.features_array.isnot(None),
@@ -154,7 +155,7 @@ def _candidates(selection: queries.PredictionFilter, horizon: str) -> list[Colum
 
 
 def _width_hints(
-    conn: Connection, selection: queries.PredictionFilter, horizon: str
+    conn: Connection, selection: PredictionFilter, horizon: str
 ) -> tuple[int, int | None]:
     """(candidate predictions, most common ``features_count`` among them); cheap, since it
     does not read the JSON."""
@@ -169,9 +170,7 @@ def _width_hints(
     return sum(counts.values()), common
 
 
-def vector_lengths(
-    conn: Connection, selection: queries.PredictionFilter, horizon: str
-) -> dict[int, int]:
+def vector_lengths(conn: Connection, selection: PredictionFilter, horizon: str) -> dict[int, int]:
     """Feature-vector length -> number of predictions with that vector and an outcome (reads
     every JSON value; used when ``features_count`` does not describe the stored vectors)."""
     inner = (
@@ -189,7 +188,7 @@ def vector_lengths(
     return {int(k): int(v) for k, v in conn.execute(statement).all() if k is not None}
 
 
-def _vector_select(selection: queries.PredictionFilter, horizon: str, width: int) -> sa.Select[Any]:
+def _vector_select(selection: PredictionFilter, horizon: str, width: int) -> sa.Select[Any]:
     # OFFSET 0 keeps the subquery, so PostgreSQL reads each JSON value once.
     inner = (
         sa.select(
@@ -268,12 +267,12 @@ def parse_vectors(lines: bytes, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_width(
-    conn: Connection, selection: queries.PredictionFilter, horizon: str, width: int
+    conn: Connection, selection: PredictionFilter, horizon: str, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
     statement = _vector_select(selection, horizon, width)
     blocks = (
         _blocks_sqlite(conn, statement)
-        if db.is_sqlite(conn)
+        if is_sqlite(conn)
         else _copy_blocks_postgresql(conn, statement)
     )
     # Blocks are parsed on worker threads while the database produces the next ones.
@@ -288,7 +287,7 @@ def _read_width(
 
 def load_feature_matrix(
     conn: Connection,
-    selection: queries.PredictionFilter,
+    selection: PredictionFilter,
     horizon: str,
     width: int | None = None,
 ) -> FeatureMatrix:

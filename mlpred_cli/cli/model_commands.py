@@ -7,13 +7,13 @@ from pathlib import Path
 import typer
 
 from mlpred_cli.analysis.compare import compare_models
-from mlpred_cli.cli.app import app
-from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, fail, open_engine, stderr_console
-from mlpred_cli.config import HORIZONS
-from mlpred_cli.feature_importance import (
+from mlpred_cli.analysis.feature_importance import (
     compute_feature_importance,
     show_feature_importance,
 )
+from mlpred_cli.cli.app import app
+from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, fail, open_engine, stderr_console
+from mlpred_cli.config import HORIZONS
 from mlpred_cli.render import OutputFormat, emit_object, emit_rows
 
 importance_app = typer.Typer(help="Which input features matter, and how that changes over time.")

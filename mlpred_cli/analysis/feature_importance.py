@@ -20,31 +20,27 @@ from scipy import stats
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from mlpred_cli import db, queries
-from mlpred_cli.analysis.api import DatabaseSource, connect
 from mlpred_cli.analysis.metrics import information_coefficient
+from mlpred_cli.analysis.prediction_views import DatabaseSource, connect
 from mlpred_cli.config import (
     HORIZONS,
     IMPORTANCE_METHOD,
     MIN_IMPORTANCE_ROWS,
     SPARKLINE_SNAPSHOTS,
 )
-from mlpred_cli.errors import InputError, MlpredError
-from mlpred_cli.feature_vectors import WORKER_THREADS, load_feature_matrix
-from mlpred_cli.importance import build_snapshot, write_snapshot
-from mlpred_cli.models import feature_importance_table, predictions_table
+from mlpred_cli.derive.importance_snapshot import build_snapshot
+from mlpred_cli.errors import InputError, NotEnoughData
+from mlpred_cli.store.database import connection_errors
+from mlpred_cli.store.feature_vectors import WORKER_THREADS, load_feature_matrix
+from mlpred_cli.store.importance_snapshots import write_snapshot
+from mlpred_cli.store.prediction_queries import PredictionFilter, distinct_values, make_filter
+from mlpred_cli.store.tables import feature_importance_table, predictions_table
 
 P = predictions_table.c
 F = feature_importance_table.c
 
 #: Blocks of the text sparkline, lowest first.
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
-
-
-class NotEnoughData(MlpredError):
-    """Too few predictions with stored features and a realized outcome to score features."""
-
-    exit_code = 1
 
 
 # ---------------------------------------------------------------- scoring
@@ -168,7 +164,7 @@ def compute_feature_importance(
     if horizon not in HORIZONS:
         raise InputError(f"unknown horizon {horizon!r}: use one of {', '.join(HORIZONS)}")
     moment = now or datetime.now(UTC)
-    selection = queries.make_filter(model_version=model_version, days=days, now=moment)
+    selection = make_filter(model_version=model_version, days=days, now=moment)
     if isinstance(feature_names, str | Path):
         names: list[str] | None = read_feature_names(feature_names)
     else:
@@ -179,18 +175,18 @@ def compute_feature_importance(
 
 def _compute(
     engine: Engine,
-    selection: queries.PredictionFilter,
+    selection: PredictionFilter,
     horizon: str,
     model_version: str | None,
     names: list[str] | None,
     write: bool,
     moment: datetime,
 ) -> ImportanceResult:
-    with db.connection_errors(engine.url), engine.connect() as conn:
+    with connection_errors(engine.url), engine.connect() as conn:
         matrix = load_feature_matrix(
             conn, selection, horizon, None if names is None else len(names)
         )
-        versions = conn.execute(queries.distinct_values(selection, "model_version")).scalars().all()
+        versions = conn.execute(distinct_values(selection, "model_version")).scalars().all()
     predictions = matrix.features.shape[1]
     if predictions < MIN_IMPORTANCE_ROWS:
         hint = (
@@ -290,7 +286,7 @@ def show_feature_importance(
         filters.append(F.method == method)
     with (
         connect(database) as engine,
-        db.connection_errors(engine.url),
+        connection_errors(engine.url),
         engine.connect() as conn,
     ):
         latest = conn.execute(

@@ -12,11 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy.engine import Engine
 
 from mlpred_cli.config import HORIZONS
 from mlpred_cli.errors import InputError
-from mlpred_cli.models import feature_importance_table
 
 MAX_FEATURE_NAME_LENGTH = 100
 MAX_METHOD_LENGTH = 30
@@ -93,11 +91,3 @@ def build_snapshot(
             }
         )
     return rows
-
-
-def write_snapshot(engine: Engine, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert a snapshot's rows in one transaction; returns how many."""
-    if rows:
-        with engine.begin() as conn:
-            conn.execute(feature_importance_table.insert(), list(rows))
-    return len(rows)

@@ -23,8 +23,9 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from mlpred_cli.capture.prediction_rows import row_from_json, row_to_json
 from mlpred_cli.config import default_data_dir
-from mlpred_cli.rows import Row, row_from_json, row_to_json
+from mlpred_cli.store.prediction_row import Row
 
 log = logging.getLogger("mlpred.spool")
 
