@@ -29,7 +29,7 @@ import psycopg
 from sqlalchemy.engine import URL, Engine
 from throwaway import throwaway_database
 
-from mlpred_cli.analysis import (
+from mlpred_cli.analysis.prediction_views import (
     accuracy_table,
     analyze,
     high_confidence,

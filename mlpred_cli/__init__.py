@@ -1,76 +1,125 @@
-"""mlpred: log every prediction of an ML trading model and measure how good it really is."""
+"""mlpred: log every prediction of an ML trading model and measure how good it really is.
+
+The public API, by job (everything else is internal and may change):
+
+- **log**: ``MLPredictionLogger`` (``await logger.log_prediction(...)``), the environment-
+  configured ``ml_prediction_logger``, ``run_log_test`` (a self-check), the spool
+  (``spool_status``, ``replay_spool``) and the helpers the logger uses on its input
+  (``feature_hash``, ``compute_indicators``, ``extract_market_data``, ``interpret_raw_outputs``).
+- **outcomes**: ``import_candles`` / ``read_candle_file`` and ``backfill_actuals``.
+- **analysis**: ``load_predictions``, ``accuracy_table``, ``analyze``, ``high_confidence``,
+  ``recent_predictions``, ``export_predictions``.
+- **models**: ``compare_models``, ``compute_feature_importance``, ``show_feature_importance``.
+- **admin**: ``DatabaseSource`` (a URL string, a ``Path`` or an ``Engine``), ``engine_for``,
+  ``init_database`` and the exceptions (every one an ``MlpredError``).
+
+Names are imported on first use, so ``import mlpred_cli`` (and the ``mlpred`` command's
+start-up) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from mlpred_cli.__about__ import __version__
-from mlpred_cli.analysis import (
-    AnalysisReport,
-    accuracy_table,
-    analyze,
-    export_predictions,
-    high_confidence,
-    load_predictions,
-    recent_predictions,
-)
-from mlpred_cli.analysis.compare import ModelComparison, compare_models
-from mlpred_cli.analysis.feature_importance import (
-    ImportanceResult,
-    ImportanceView,
-    compute_feature_importance,
-    show_feature_importance,
-)
-from mlpred_cli.capture.logger import MLPredictionLogger, ml_prediction_logger
-from mlpred_cli.capture.self_check import LogTestResult, run_log_test
-from mlpred_cli.capture.spool_replay import ReplayResult, replay_spool, spool_status
-from mlpred_cli.derive.feature_stats import feature_hash, format_feature_hash
-from mlpred_cli.derive.indicators import MarketArrays, compute_indicators, extract_market_data
-from mlpred_cli.derive.raw_outputs import interpret_raw_outputs
-from mlpred_cli.errors import (
-    ConfigError,
-    DatabaseUnavailable,
-    InputError,
-    MlpredError,
-    NotEnoughData,
-    SchemaNotReady,
-)
-from mlpred_cli.outcomes.backfill import BackfillReport, backfill_actuals
-from mlpred_cli.outcomes.candle_files import ImportReport, import_candles, read_candle_file
 
-__all__ = [
-    "AnalysisReport",
-    "BackfillReport",
-    "ConfigError",
-    "DatabaseUnavailable",
-    "ImportReport",
-    "ImportanceResult",
-    "ImportanceView",
-    "InputError",
-    "LogTestResult",
-    "MLPredictionLogger",
-    "MarketArrays",
-    "MlpredError",
-    "ModelComparison",
-    "NotEnoughData",
-    "ReplayResult",
-    "SchemaNotReady",
-    "__version__",
-    "accuracy_table",
-    "analyze",
-    "backfill_actuals",
-    "compare_models",
-    "compute_feature_importance",
-    "compute_indicators",
-    "export_predictions",
-    "extract_market_data",
-    "feature_hash",
-    "format_feature_hash",
-    "high_confidence",
-    "import_candles",
-    "interpret_raw_outputs",
-    "load_predictions",
-    "ml_prediction_logger",
-    "read_candle_file",
-    "recent_predictions",
-    "replay_spool",
-    "run_log_test",
-    "show_feature_importance",
-    "spool_status",
-]
+#: Public name -> the internal module that defines it, grouped by job.
+_EXPORTS: dict[str, str] = {
+    # log
+    "MLPredictionLogger": "mlpred_cli.capture.logger",
+    "ml_prediction_logger": "mlpred_cli.capture.logger",
+    "LogTestResult": "mlpred_cli.capture.self_check",
+    "run_log_test": "mlpred_cli.capture.self_check",
+    "ReplayResult": "mlpred_cli.capture.spool_replay",
+    "replay_spool": "mlpred_cli.capture.spool_replay",
+    "spool_status": "mlpred_cli.capture.spool_replay",
+    "feature_hash": "mlpred_cli.derive.feature_stats",
+    "format_feature_hash": "mlpred_cli.derive.feature_stats",
+    "MarketArrays": "mlpred_cli.derive.indicators",
+    "compute_indicators": "mlpred_cli.derive.indicators",
+    "extract_market_data": "mlpred_cli.derive.indicators",
+    "interpret_raw_outputs": "mlpred_cli.derive.raw_outputs",
+    # outcomes
+    "ImportReport": "mlpred_cli.outcomes.candle_files",
+    "import_candles": "mlpred_cli.outcomes.candle_files",
+    "read_candle_file": "mlpred_cli.outcomes.candle_files",
+    "BackfillReport": "mlpred_cli.outcomes.backfill",
+    "backfill_actuals": "mlpred_cli.outcomes.backfill",
+    # analysis
+    "AnalysisReport": "mlpred_cli.analysis.report",
+    "accuracy_table": "mlpred_cli.analysis.prediction_views",
+    "analyze": "mlpred_cli.analysis.prediction_views",
+    "export_predictions": "mlpred_cli.analysis.prediction_views",
+    "high_confidence": "mlpred_cli.analysis.prediction_views",
+    "load_predictions": "mlpred_cli.analysis.prediction_views",
+    "recent_predictions": "mlpred_cli.analysis.prediction_views",
+    # models
+    "ModelComparison": "mlpred_cli.analysis.compare",
+    "compare_models": "mlpred_cli.analysis.compare",
+    "ImportanceResult": "mlpred_cli.analysis.feature_importance",
+    "ImportanceView": "mlpred_cli.analysis.feature_importance",
+    "compute_feature_importance": "mlpred_cli.analysis.feature_importance",
+    "show_feature_importance": "mlpred_cli.analysis.feature_importance",
+    # admin
+    "DatabaseSource": "mlpred_cli.store.source",
+    "engine_for": "mlpred_cli.store.source",
+    "init_database": "mlpred_cli.store.source",
+    "ConfigError": "mlpred_cli.errors",
+    "DatabaseUnavailable": "mlpred_cli.errors",
+    "InputError": "mlpred_cli.errors",
+    "MlpredError": "mlpred_cli.errors",
+    "NotEnoughData": "mlpred_cli.errors",
+    "SchemaNotReady": "mlpred_cli.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from mlpred_cli.analysis.compare import ModelComparison, compare_models
+    from mlpred_cli.analysis.feature_importance import (
+        ImportanceResult,
+        ImportanceView,
+        compute_feature_importance,
+        show_feature_importance,
+    )
+    from mlpred_cli.analysis.prediction_views import (
+        accuracy_table,
+        analyze,
+        export_predictions,
+        high_confidence,
+        load_predictions,
+        recent_predictions,
+    )
+    from mlpred_cli.analysis.report import AnalysisReport
+    from mlpred_cli.capture.logger import MLPredictionLogger, ml_prediction_logger
+    from mlpred_cli.capture.self_check import LogTestResult, run_log_test
+    from mlpred_cli.capture.spool_replay import ReplayResult, replay_spool, spool_status
+    from mlpred_cli.derive.feature_stats import feature_hash, format_feature_hash
+    from mlpred_cli.derive.indicators import MarketArrays, compute_indicators, extract_market_data
+    from mlpred_cli.derive.raw_outputs import interpret_raw_outputs
+    from mlpred_cli.errors import (
+        ConfigError,
+        DatabaseUnavailable,
+        InputError,
+        MlpredError,
+        NotEnoughData,
+        SchemaNotReady,
+    )
+    from mlpred_cli.outcomes.backfill import BackfillReport, backfill_actuals
+    from mlpred_cli.outcomes.candle_files import ImportReport, import_candles, read_candle_file
+    from mlpred_cli.store.source import DatabaseSource, engine_for, init_database
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mlpred_cli' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

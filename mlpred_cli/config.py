@@ -7,11 +7,14 @@ embedded SQLite file in the user's data directory.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import platformdirs
+
+from mlpred_cli.errors import InputError
 
 DATABASE_URL_ENV = "MLPRED_DATABASE_URL"
 LOG_LEVEL_ENV = "LOG_LEVEL"
@@ -35,6 +38,21 @@ DEFAULT_DIRECTION_THRESHOLDS: dict[str, float] = {
     "4h": 0.007,
     "12h": 0.01,
 }
+
+
+def check_horizons(horizons: Iterable[str] | None) -> tuple[str, ...]:
+    """The horizons asked for, in schema order (all when ``None``).
+
+    Raises ``InputError`` naming the first unknown one.
+    """
+    if horizons is None:
+        return HORIZONS
+    wanted = list(horizons)
+    unknown = [horizon for horizon in wanted if horizon not in HORIZONS]
+    if unknown:
+        raise InputError(f"unknown horizon {unknown[0]!r}: use one of {', '.join(HORIZONS)}")
+    return tuple(horizon for horizon in HORIZONS if horizon in wanted)
+
 
 SIGNAL_TYPES: tuple[str, ...] = ("LONG", "SHORT", "NEUTRAL")
 

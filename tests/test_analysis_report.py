@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sqlalchemy.engine import Engine
 
-from mlpred_cli.analysis import analyze
+from mlpred_cli.analysis.prediction_views import analyze
 from mlpred_cli.errors import InputError
 from tests.factories import insert_predictions as insert_rows
 from tests.factories import prediction_row

@@ -12,13 +12,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from mlpred_cli.cli.parsers import parse_moment, parse_thresholds
 from mlpred_cli.errors import InputError
 from mlpred_cli.outcomes.backfill import (
     BackfillReport,
     backfill_actuals,
     backfill_lock,
-    parse_moment,
-    parse_thresholds,
 )
 from mlpred_cli.store.column_types import UTCDateTime
 from mlpred_cli.store.database import create_engine

@@ -8,13 +8,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mlpred_cli.analysis import (
+from mlpred_cli.analysis.prediction_views import (
     accuracy_table,
+    frame_records,
     high_confidence,
     load_predictions,
     recent_predictions,
 )
-from mlpred_cli.analysis.prediction_views import frame_records
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.prediction_queries import (
     PredictionFilter,

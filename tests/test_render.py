@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from mlpred_cli.render import OutputFormat, emit_rows, to_jsonable
+from mlpred_cli.render.output import emit_rows, to_jsonable
+from mlpred_cli.render.output_format import OutputFormat
 
 
 def test_unknown_values_become_null_and_times_iso() -> None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from mlpred_cli.analysis import accuracy_table, analyze
+from mlpred_cli.analysis.prediction_views import accuracy_table, analyze
 from tests.factories import insert_predictions, prediction_row
 
 

@@ -10,8 +10,8 @@ from mlpred_cli.analysis import prediction_views as api
 from mlpred_cli.cli.app import app
 from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, database_url, stderr_console
 from mlpred_cli.config import HORIZONS
-from mlpred_cli.render import OutputFormat
 from mlpred_cli.render.analysis import render_accuracy, render_predictions, render_report
+from mlpred_cli.render.output_format import OutputFormat
 
 SYMBOL_OPTION = typer.Option(None, "--symbol", "-s", help="Only this symbol, e.g. BTCUSDT.")
 MODEL_VERSION_OPTION = typer.Option(None, "--model-version", "-m", help="Only this model version.")

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mlpred_cli.cli.app import AppState
 from mlpred_cli.config import resolve_database_url
 from mlpred_cli.errors import MlpredError
-from mlpred_cli.render import OutputFormat
+from mlpred_cli.render.output_format import OutputFormat
 from mlpred_cli.store import migrations
 from mlpred_cli.store.database import (
     check_connection,

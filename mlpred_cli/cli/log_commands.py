@@ -11,7 +11,8 @@ from mlpred_cli.capture.self_check import run_log_test
 from mlpred_cli.capture.spool_replay import replay_spool, spool_status
 from mlpred_cli.cli.app import app
 from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, database_url, fail
-from mlpred_cli.render import OutputFormat, emit_object, emit_rows
+from mlpred_cli.render.output import emit_object, emit_rows
+from mlpred_cli.render.output_format import OutputFormat
 
 spool_app = typer.Typer(help="Rows waiting on disk while the database was unavailable.")
 app.add_typer(spool_app, name="spool", rich_help_panel="Set up and log")

@@ -14,7 +14,8 @@ from mlpred_cli.analysis.feature_importance import (
 from mlpred_cli.cli.app import app
 from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, fail, open_engine, stderr_console
 from mlpred_cli.config import HORIZONS
-from mlpred_cli.render import OutputFormat, emit_object, emit_rows
+from mlpred_cli.render.output import emit_object, emit_rows
+from mlpred_cli.render.output_format import OutputFormat
 
 importance_app = typer.Typer(help="Which input features matter, and how that changes over time.")
 app.add_typer(importance_app, name="feature-importance", rich_help_panel="Models")

@@ -18,16 +18,15 @@ from mlpred_cli.cli.common import (
     open_engine,
     stderr_console,
 )
+from mlpred_cli.cli.parsers import parse_horizons, parse_moment, parse_thresholds
 from mlpred_cli.config import BACKFILL_RETRY_WINDOW, DEFAULT_BACKFILL_INTERVAL
 from mlpred_cli.outcomes.backfill import (
     BackfillReport,
     backfill_actuals,
-    parse_horizons,
-    parse_moment,
-    parse_thresholds,
 )
 from mlpred_cli.outcomes.candle_files import ImportReport, import_candles
-from mlpred_cli.render import OutputFormat, emit_object, emit_rows
+from mlpred_cli.render.output import emit_object, emit_rows
+from mlpred_cli.render.output_format import OutputFormat
 
 #: Invalid rows listed one per line on stderr before "... and N more".
 MAX_INVALID_LINES_SHOWN = 50

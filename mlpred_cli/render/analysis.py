@@ -9,7 +9,8 @@ from typing import Any, TextIO
 
 from mlpred_cli.analysis.report import AnalysisReport
 from mlpred_cli.config import HORIZONS
-from mlpred_cli.render.output import OutputFormat, emit_object, emit_rows
+from mlpred_cli.render.output import emit_object, emit_rows
+from mlpred_cli.render.output_format import OutputFormat
 
 #: Long-format columns of ``analyze --format csv``.
 REPORT_CSV_COLUMNS = ("section", "item", "metric", "value")

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any, TextIO
 
 import numpy as np
@@ -23,13 +22,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-
-class OutputFormat(StrEnum):
-    """The ``--format`` choices of read commands."""
-
-    table = "table"
-    json = "json"
-    csv = "csv"
+from mlpred_cli.render.output_format import OutputFormat
 
 
 def to_jsonable(value: Any) -> Any:

@@ -1,0 +1,59 @@
+"""Text syntax of the command line turned into Python values: horizon lists
+(``15m,1h``), per-horizon thresholds (``15m=0.002,1h=0.003``) and moments (ISO 8601).
+
+The library takes the values (``list[str]``, ``dict[str, float]``, ``datetime``); only the
+CLI parses text, so only the CLI's messages name the syntax.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from mlpred_cli.config import DEFAULT_DIRECTION_THRESHOLDS, HORIZONS
+from mlpred_cli.errors import InputError
+
+
+def parse_horizons(text: str | None) -> list[str]:
+    """``"15m,1h"`` -> ``["15m", "1h"]`` in schema order; ``None`` or empty means all."""
+    if text is None or not text.strip():
+        return list(HORIZONS)
+    wanted = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [part for part in wanted if part not in HORIZONS]
+    if unknown:
+        raise InputError(f"unknown horizon '{unknown[0]}': use {','.join(HORIZONS)}")
+    return [horizon for horizon in HORIZONS if horizon in wanted]
+
+
+def parse_thresholds(text: str | None) -> dict[str, float]:
+    """``"15m=0.0015,1h=0.003"`` over the defaults; values are fractions (0.003 = 0.3 %)."""
+    thresholds = dict(DEFAULT_DIRECTION_THRESHOLDS)
+    if text is None or not text.strip():
+        return thresholds
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        horizon, sep, value = part.partition("=")
+        horizon = horizon.strip().lower()
+        if not sep or horizon not in HORIZONS:
+            raise InputError(
+                f"bad threshold '{part.strip()}': expected HORIZON=VALUE, e.g. 1h=0.003"
+            )
+        try:
+            number = float(value)
+        except ValueError:
+            raise InputError(f"bad threshold value '{value.strip()}' for {horizon}") from None
+        if not number >= 0 or number == float("inf"):
+            raise InputError(f"threshold for {horizon} must be a finite number >= 0")
+        thresholds[horizon] = number
+    return thresholds
+
+
+def parse_moment(text: str | None) -> datetime | None:
+    """An ISO date or date-time as aware UTC; naive input is taken as UTC."""
+    if text is None or not text.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"bad date/time '{text}': use ISO 8601, e.g. 2026-03-01T12:00") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
