@@ -6,8 +6,6 @@ import typer
 
 from mlpred_cli.cli.app import app
 from mlpred_cli.cli.common import cli_errors, open_engine
-from mlpred_cli.store.database import mask_url
-from mlpred_cli.store.migrations import current_revision, upgrade_to_head
 
 
 @app.command("init-db", rich_help_panel="Set up and log")
@@ -20,6 +18,9 @@ def init_db(ctx: typer.Context) -> None:
 
         mlpred --db postgresql://postgres@127.0.0.1:5432/mlpred init-db
     """
+    from mlpred_cli.store.database import mask_url
+    from mlpred_cli.store.migrations import current_revision, upgrade_to_head
+
     with cli_errors():
         engine = open_engine(ctx, require_schema=False)
         before = current_revision(engine)

@@ -53,7 +53,8 @@ def upgrade_to_head(engine: Engine) -> str:
     with connection_errors(engine.url), engine.begin() as conn:
         command.upgrade(alembic_config(conn), "head")
     revision = current_revision(engine)
-    assert revision is not None
+    if revision is None:
+        raise SchemaNotReady(f"database {mask_url(engine.url)} has no revision after upgrading")
     return revision
 
 
