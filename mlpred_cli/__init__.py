@@ -56,32 +56,84 @@ _EXPORTS: dict[str, str] = {
     "recent_predictions": "mlpred_cli.analysis.prediction_views",
     # models
     "ModelComparison": "mlpred_cli.analysis.compare",
-    "compare_models": "mlpred_cli.analysis.compare",
+    "compare_models": "mlpred_cli.render.model_views",
     "ImportanceResult": "mlpred_cli.analysis.feature_importance",
     "ImportanceView": "mlpred_cli.analysis.feature_importance",
     "compute_feature_importance": "mlpred_cli.analysis.feature_importance",
-    "show_feature_importance": "mlpred_cli.analysis.feature_importance",
+    "show_feature_importance": "mlpred_cli.render.model_views",
     # admin
     "DatabaseSource": "mlpred_cli.store.source",
     "engine_for": "mlpred_cli.store.source",
     "init_database": "mlpred_cli.store.source",
     "ConfigError": "mlpred_cli.errors",
+    "DatabaseError": "mlpred_cli.errors",
     "DatabaseUnavailable": "mlpred_cli.errors",
     "InputError": "mlpred_cli.errors",
+    "LoggerClosed": "mlpred_cli.errors",
     "MlpredError": "mlpred_cli.errors",
     "NotEnoughData": "mlpred_cli.errors",
+    "RowRejected": "mlpred_cli.errors",
     "SchemaNotReady": "mlpred_cli.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__",
+    # log
+    "MLPredictionLogger",
+    "ml_prediction_logger",
+    "LogTestResult",
+    "run_log_test",
+    "ReplayResult",
+    "replay_spool",
+    "spool_status",
+    "feature_hash",
+    "format_feature_hash",
+    "MarketArrays",
+    "compute_indicators",
+    "extract_market_data",
+    "interpret_raw_outputs",
+    # outcomes
+    "ImportReport",
+    "import_candles",
+    "read_candle_file",
+    "BackfillReport",
+    "backfill_actuals",
+    # analysis
+    "AnalysisReport",
+    "accuracy_table",
+    "analyze",
+    "export_predictions",
+    "high_confidence",
+    "load_predictions",
+    "recent_predictions",
+    # models
+    "ModelComparison",
+    "compare_models",
+    "ImportanceResult",
+    "ImportanceView",
+    "compute_feature_importance",
+    "show_feature_importance",
+    # admin
+    "DatabaseSource",
+    "engine_for",
+    "init_database",
+    "ConfigError",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "InputError",
+    "LoggerClosed",
+    "MlpredError",
+    "NotEnoughData",
+    "RowRejected",
+    "SchemaNotReady",
+]
 
 if TYPE_CHECKING:
-    from mlpred_cli.analysis.compare import ModelComparison, compare_models
+    from mlpred_cli.analysis.compare import ModelComparison
     from mlpred_cli.analysis.feature_importance import (
         ImportanceResult,
         ImportanceView,
         compute_feature_importance,
-        show_feature_importance,
     )
     from mlpred_cli.analysis.prediction_views import (
         accuracy_table,
@@ -100,14 +152,18 @@ if TYPE_CHECKING:
     from mlpred_cli.derive.raw_outputs import interpret_raw_outputs
     from mlpred_cli.errors import (
         ConfigError,
+        DatabaseError,
         DatabaseUnavailable,
         InputError,
+        LoggerClosed,
         MlpredError,
         NotEnoughData,
+        RowRejected,
         SchemaNotReady,
     )
     from mlpred_cli.outcomes.backfill import BackfillReport, backfill_actuals
     from mlpred_cli.outcomes.candle_files import ImportReport, import_candles, read_candle_file
+    from mlpred_cli.render.model_views import compare_models, show_feature_importance
     from mlpred_cli.store.source import DatabaseSource, engine_for, init_database
 
 

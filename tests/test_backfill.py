@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,14 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mlpred_cli.cli.parsers import parse_moment, parse_thresholds
-from mlpred_cli.errors import InputError
-from mlpred_cli.outcomes.backfill import (
-    BackfillReport,
-    backfill_actuals,
-    backfill_lock,
-)
+from mlpred_cli.errors import InputError, SchemaNotReady
+from mlpred_cli.outcomes.backfill import BackfillReport, backfill_actuals
 from mlpred_cli.store.column_types import UTCDateTime
 from mlpred_cli.store.database import create_engine
+from mlpred_cli.store.locks import backfill_lock
 from mlpred_cli.store.tables import predictions_table
 from tests.cli_helpers import run_cli
 from tests.factories import candle_row, insert_candles, insert_predictions, prediction_row
@@ -578,3 +576,38 @@ def test_newest_completed_found_behind_many_incomplete_rows(engine: Engine) -> N
     assert report.scanned_since == complete - timedelta(days=2)
     assert report.candidates == 300
     assert report.outside_window == 1  # the row 20 days before T
+
+
+# ---------------------------------------------------------------- database sources
+
+
+def test_backfill_accepts_a_url_a_path_or_an_engine(
+    db_url: str, engine: Engine, backend: str
+) -> None:
+    insert_predictions(engine, [prediction_row("BTCUSDT", T + M15 * i, close_price=100.0)
+                                for i in range(3)])  # fmt: skip
+    insert_candles(engine, [candle_row("BTCUSDT", T + M15 * i, 101.0) for i in range(1, 4)])
+    sources: list[Any] = [db_url]
+    if backend == "sqlite":
+        sources.append(Path(engine.url.database or ""))
+    for source in sources:
+        report = backfill_actuals(source, horizons=["15m"], dry_run=True)
+        assert _counts(report) == {"15m": (3, 0, 0)}
+    by_url = backfill_actuals(db_url, horizons=["15m"], limit=1)
+    by_engine = backfill_actuals(engine, horizons=["15m"])
+    assert (by_url.rows_updated, by_engine.rows_updated) == (1, 2)
+    assert engine.pool.checkedout() == 0  # the engine passed in is still usable, not disposed
+    assert all(row["actual_return_15m"] == pytest.approx(0.01) for row in _outcomes(engine))
+
+
+def test_backfill_refuses_an_unmigrated_database(empty_db_url: str) -> None:
+    with pytest.raises(SchemaNotReady):
+        backfill_actuals(empty_db_url)
+
+
+@pytest.mark.sqlite_only
+def test_library_messages_name_parameters_not_options(engine: Engine) -> None:
+    with pytest.raises(InputError, match=r"^limit must be a positive number"):
+        backfill_actuals(engine, limit=0)
+    with pytest.raises(InputError, match="unknown horizon '2h'"):
+        backfill_actuals(engine, horizons=["15m", "2h"])

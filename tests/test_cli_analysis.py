@@ -191,3 +191,34 @@ def test_bad_options_are_reported_before_the_database_is_checked(empty_db_url: s
     code, _, err = run_cli("--db", empty_db_url, "analyze")
     assert code == 1
     assert "mlpred init-db" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["recent", "--hours", "0"], "--hours must be positive, got 0"),
+        (["recent", "--days", "1", "--since", "2026-03-01"],
+         "give --days/--hours or --since/--until, not both"),
+        (["analyze", "--since", "yesterday"], "--since: 'yesterday' is not an ISO 8601 time"),
+        (["accuracy", "--min-count", "-1"], "--min-count must not be negative, got -1"),
+        (["high-confidence", "--min-confidence", "2"], "--min-confidence must be within [0, 1]"),
+        (["analyze", "--export", "out.xlsx"], "--export: out.xlsx must end in .csv or .parquet"),
+    ],
+)  # fmt: skip
+def test_the_cli_names_flags_where_the_library_names_parameters(
+    db_url: str, args: list[str], message: str
+) -> None:
+    code, _, err = run_cli("--db", db_url, *args)
+    assert code == 2
+    assert message in " ".join(err.split())
+
+
+def test_flag_wording_leaves_values_and_paths_alone() -> None:
+    from mlpred_cli.cli.common import flag_wording
+
+    assert flag_wording("since must be before until") == "--since must be before --until"
+    assert flag_wording("top must be at least 1, got 0") == "--top must be at least 1, got 0"
+    assert flag_wording("cannot read feature names from /srv/days/f.txt: gone") == (
+        "cannot read feature names from /srv/days/f.txt: gone"
+    )
+    assert flag_wording("unknown model version 'days'") == "unknown model version 'days'"

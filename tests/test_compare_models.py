@@ -7,12 +7,15 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from mlpred_cli.analysis.compare import compare_models
+from mlpred_cli.analysis.compare import better_version, compare_versions
 from mlpred_cli.errors import InputError
+from mlpred_cli.render.model_views import compare_models
+from mlpred_cli.render.verdicts import horizon_verdict
 from tests.cli_helpers import run_cli
 from tests.factories import insert_predictions, prediction_row
 
@@ -155,3 +158,24 @@ def test_cli_formats(engine: Engine, db_url: str) -> None:
     code, out, err = run_cli("--db", db_url, "compare-models", "v1", "v2", "--horizon", "1h")
     assert code == 0, err
     assert "B better at 1h: +46.7 pts" in out
+
+
+def test_sources_by_url_string_and_path(engine: Engine, db_url: str) -> None:
+    _paired(engine, a_only=2, b_only=30, both=20, neither=8)
+    by_engine = compare_models(engine, "v1", "v2", horizons=["1h"])
+    sources: list[object] = [db_url]
+    if db_url.startswith("sqlite:///"):
+        sources.append(Path(db_url.removeprefix("sqlite:///")))
+    for source in sources:
+        result = compare_models(source, "v1", "v2", horizons=["1h"])  # type: ignore[arg-type]
+        assert result.to_dict() == by_engine.to_dict(), source
+
+
+def test_better_is_decided_without_the_verdict_text(engine: Engine) -> None:
+    _paired(engine, a_only=60, b_only=10, both=90, neither=40)
+    (bare,) = compare_versions(engine, "v1", "v2", horizons=["1h"]).horizons
+    assert (bare.better, bare.verdict) == ("A", "")
+    assert horizon_verdict(bare).startswith("A better at 1h: +25.0 pts, p = ")
+    assert better_version(0.1, 0.2, 0.05) is None
+    assert better_version(-0.1, 0.01, 0.05) == "A"
+    assert better_version(None, None, 0.05) is None

@@ -16,13 +16,13 @@ from sqlalchemy.engine import Engine
 
 from mlpred_cli.analysis.feature_importance import (
     compute_feature_importance,
-    show_feature_importance,
-    sparkline,
     spearman_with_returns,
     usage_counts,
 )
 from mlpred_cli.derive.importance_snapshot import build_snapshot
 from mlpred_cli.errors import NotEnoughData
+from mlpred_cli.render.model_views import show_feature_importance
+from mlpred_cli.render.sparkline import sparkline
 from mlpred_cli.store.importance_snapshots import write_snapshot
 from mlpred_cli.store.tables import feature_importance_table
 from tests.cli_helpers import run_cli

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mlpred_cli.errors import InputError
+from mlpred_cli.errors import InputError, SchemaNotReady
 from mlpred_cli.outcomes.candle_files import import_candles, read_candle_file
 from mlpred_cli.store.tables import candles_table
 from tests.cli_helpers import run_cli
@@ -290,3 +290,42 @@ def test_non_positive_prices_and_open_or_close_outside_the_range_are_invalid(
     )
     assert code == 2
     assert "5 invalid row(s), nothing imported; first at line 3: close not between" in err
+
+
+def test_import_accepts_a_url_a_path_or_an_engine_and_a_str_file(
+    db_url: str, engine: Engine, backend: str, tmp_path: Path
+) -> None:
+    lines = ["datetime,open,high,low,close,volume,symbol"]
+    lines += [
+        f"{t.isoformat()},{o},{h},{lo},{c},{v},BTCUSDT" for t, o, h, lo, c, v in THREE_CANDLES
+    ]
+    path = _write(tmp_path / "a.csv", "\n".join(lines))
+
+    first = import_candles(engine, str(path))
+    again = [import_candles(db_url, path)]
+    if backend == "sqlite":
+        again.append(import_candles(Path(engine.url.database or ""), str(path)))
+
+    assert first.inserted == 3
+    assert [(r.inserted, r.updated, r.unchanged) for r in again] == [(0, 0, 3)] * len(again)
+    assert _stored(engine) == _expected()
+    assert read_candle_file(str(path)).total_rows == 3
+
+
+def test_import_refuses_an_unmigrated_database(empty_db_url: str, tmp_path: Path) -> None:
+    path = _write(tmp_path / "a.csv", "symbol,time,open,high,low,close,volume\nA,1,1,1,1,1,1")
+    with pytest.raises(SchemaNotReady):
+        import_candles(empty_db_url, path, interval="15m")
+
+
+@pytest.mark.sqlite_only
+def test_library_messages_name_parameters_the_cli_names_options(
+    db_url: str, tmp_path: Path
+) -> None:
+    path = _write(tmp_path / "ns.csv", "time,open,high,low,close,volume\n1,1,1,1,1,1")
+    with pytest.raises(InputError, match=r"no symbol column: pass symbol$"):
+        read_candle_file(path, interval="15m")
+    with pytest.raises(InputError, match=r"pass file_format 'csv' or 'parquet'$"):
+        read_candle_file(tmp_path / "x.json")
+    code, _out, err = run_cli("--db", db_url, "import-candles", str(tmp_path / "x.json"))
+    assert code == 2 and "pass --format csv|parquet" in err

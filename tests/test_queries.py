@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -15,11 +17,11 @@ from mlpred_cli.analysis.prediction_views import (
     load_predictions,
     recent_predictions,
 )
+from mlpred_cli.config import check_horizons
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.prediction_queries import (
     PredictionFilter,
     accuracy_groups,
-    check_horizons,
     make_filter,
 )
 from tests.factories import insert_predictions as insert_rows
@@ -48,10 +50,10 @@ def _outcome(direction: str, actual: str) -> dict[str, object]:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"days": -3}, "--days must be positive"),
-        ({"days": 0}, "--days must be positive"),
+        ({"days": -3}, r"^days must be positive"),
+        ({"days": 0}, r"^days must be positive"),
         ({"days": 2, "since": "2026-01-01"}, "not both"),
-        ({"since": "2026-02-01", "until": "2026-01-01"}, "--since must be before --until"),
+        ({"since": "2026-02-01", "until": "2026-01-01"}, r"^since must be before until"),
         ({"since": "yesterday"}, "not an ISO 8601 time"),
         ({"hours": 1, "days": 1}, "not both"),
     ],
@@ -214,7 +216,42 @@ def test_high_confidence_and_recent(engine: Engine) -> None:
     assert recent_predictions(engine)["prediction_id"].tolist() == ids[:3]
     assert recent_predictions(engine, hours=4, limit=10)["prediction_id"].tolist() == ids
     assert recent_predictions(engine, symbol="ETHUSDT")["prediction_id"].tolist() == [ids[2]]
-    with pytest.raises(InputError, match="--limit"):
+    with pytest.raises(InputError, match=r"^limit must be at least 1"):
         recent_predictions(engine, limit=0)
-    with pytest.raises(InputError, match="--min-confidence"):
+    with pytest.raises(InputError, match=r"^min_confidence must be within"):
         high_confidence(engine, min_confidence=1.5)
+
+
+# ---------------------------------------------------------------- the library speaks Python
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: load_predictions(days=-1), "days must be positive, got -1"),
+        (lambda: make_filter(hours=1, days=1), "give days or hours, not both"),
+        (lambda: load_predictions(days=1, until="2026-01-01"), "give days/hours or since/until"),
+        (lambda: load_predictions(since="yesterday"), "since: 'yesterday' is not an ISO 8601"),
+        (lambda: accuracy_table(min_count=-1), "min_count must not be negative, got -1"),
+        (lambda: recent_predictions(limit=0), "limit must be at least 1, got 0"),
+        (lambda: high_confidence(min_confidence=2), "min_confidence must be within [0, 1], got 2"),
+    ],
+)
+def test_library_errors_name_parameters_not_flags(call: Any, message: str) -> None:
+    with pytest.raises(InputError) as raised:
+        call()
+    assert str(raised.value).startswith(message)
+    assert "--" not in str(raised.value)
+
+
+def test_every_source_kind_reads_the_same_rows(db_url: str, engine: Engine) -> None:
+    rows = [prediction_row("BTCUSDT", NOW - timedelta(hours=1)) for _ in range(3)]
+    insert_predictions(engine, rows)
+    ids = sorted(str(row["prediction_id"]) for row in rows)
+    sources: list[object] = [db_url, engine, sa.engine.make_url(db_url)]
+    if db_url.startswith("sqlite:///"):
+        sources.append(Path(db_url.removeprefix("sqlite:///")))
+    for source in sources:
+        frame = load_predictions(source, columns=["prediction_id"])  # type: ignore[arg-type]
+        assert sorted(frame["prediction_id"]) == ids, source
+        assert accuracy_table(source)["total"].tolist() == [3]  # type: ignore[arg-type]

@@ -5,6 +5,10 @@ Where both versions predicted the same symbol and candle (``datetime``) often en
 (``MIN_PAIRED_PREDICTIONS``), the test is paired: McNemar's exact test on correctness and a
 bootstrap interval of the IC difference on those pairs. Otherwise it is the unpaired
 two-proportion z-test on all rows with an outcome.
+
+Pure, apart from the entry point ``compare_versions`` (which reads through
+``store.comparison_reads``). Which version is ``better`` is decided here; the verdict sentence
+is written by ``render.verdicts``.
 """
 
 from __future__ import annotations
@@ -12,33 +16,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
 from mlpred_cli.analysis.accuracy import accuracy_with_interval
 from mlpred_cli.analysis.metrics import expected_calibration_error, information_coefficient
-from mlpred_cli.analysis.prediction_views import DatabaseSource, connect
+from mlpred_cli.analysis.scoring import scored_rows
 from mlpred_cli.analysis.significance import (
     bootstrap_ic_difference,
     mcnemar_exact,
     two_proportion_z_test,
 )
-from mlpred_cli.config import COMPARE_ALPHA, MIN_PAIRED_PREDICTIONS
+from mlpred_cli.config import COMPARE_ALPHA, MIN_PAIRED_PREDICTIONS, check_horizons
 from mlpred_cli.errors import InputError
-from mlpred_cli.store.database import connection_errors
-from mlpred_cli.store.prediction_queries import (
-    P,
-    PredictionFilter,
-    check_horizons,
-    distinct_values,
-    make_filter,
-    read_frame,
-)
+from mlpred_cli.store.comparison_reads import read_version_rows
+from mlpred_cli.store.prediction_queries import make_filter
 
-P = P
+if TYPE_CHECKING:
+    from mlpred_cli.store.source import DatabaseSource
+
 PAIR_KEY = ["symbol", "datetime"]
 
 #: Per-version metrics of each horizon, in display order.
@@ -67,6 +65,8 @@ class HorizonComparison:
     outcomes on both sides. ``accuracy_difference`` is B - A as a fraction (on the pairs when
     paired); ``ic_difference`` is IC(B) - IC(A) with its paired bootstrap interval (no
     interval when unpaired). ``better`` is "A", "B" or None (no significant difference).
+    ``verdict`` is the sentence ``render.verdicts.horizon_verdict`` writes (empty until
+    then).
     """
 
     horizon: str
@@ -110,42 +110,6 @@ class ModelComparison:
             "horizons": [item.to_dict() for item in self.horizons],
         }
 
-    def metric_table(self) -> list[dict[str, Any]]:
-        """Readable side by side: one row per metric, one column per horizon and version
-        (``"1h A"``, ``"1h B"``), intervals as ``0.585 [0.510, 0.656]`` text."""
-        rows = []
-        for label, key in _TABLE_METRICS:
-            row: dict[str, Any] = {"metric": label}
-            for item in self.horizons:
-                for side, metrics in (("A", item.a), ("B", item.b)):
-                    row[f"{item.horizon} {side}"] = _cell(metrics, key)
-            rows.append(row)
-        return rows
-
-    def test_table(self) -> list[dict[str, Any]]:
-        """Readable tests: one row per horizon, differences B - A."""
-        rows = []
-        for item in self.horizons:
-            interval = (
-                None
-                if item.ic_difference_low is None or item.ic_difference_high is None
-                else f"[{item.ic_difference_low:+.3f}, {item.ic_difference_high:+.3f}]"
-            )
-            rows.append(
-                {
-                    "horizon": item.horizon,
-                    "test": item.test,
-                    "pairs": item.pairs,
-                    "accuracy B-A": None
-                    if item.accuracy_difference is None
-                    else _points(item.accuracy_difference),
-                    "p_value": item.p_value,
-                    "IC B-A": item.ic_difference,
-                    "IC B-A 95% interval": interval,
-                }
-            )
-        return rows
-
     def tests(self) -> list[dict[str, Any]]:
         """One row per horizon: the test used, its figures and the verdict."""
         names = (
@@ -177,29 +141,6 @@ class ModelComparison:
         return rows
 
 
-#: Rows of ``ModelComparison.metric_table``: (label, metric key).
-_TABLE_METRICS: tuple[tuple[str, str], ...] = (
-    ("n", "n"),
-    ("accuracy (95% CI)", "accuracy"),
-    ("directional n", "n_directional"),
-    ("hit rate (95% CI)", "hit_rate"),
-    ("IC", "ic"),
-    ("MAE", "mae"),
-    ("calibration error", "calibration_error"),
-    ("mean confidence", "mean_confidence"),
-    ("inference p50 ms", "inference_ms_p50"),
-)
-
-
-def _cell(metrics: dict[str, Any], key: str) -> Any:
-    value = metrics[key]
-    if key in ("accuracy", "hit_rate"):
-        if value is None:
-            return None
-        return f"{value:.3f} [{metrics[f'{key}_low']:.3f}, {metrics[f'{key}_high']:.3f}]"
-    return value
-
-
 def _columns(horizons: tuple[str, ...]) -> list[str]:
     names = ["id", "symbol", "datetime", "model_version", "inference_time_ms"]
     for horizon in horizons:
@@ -221,20 +162,11 @@ def _float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _with_outcome(frame: pd.DataFrame, horizon: str) -> pd.DataFrame:
-    """Rows with a predicted and an actual direction at ``horizon`` and a 0/1 ``correct``
-    column (the rows ``analyze`` scores)."""
-    scored = frame[f"actual_direction_{horizon}"].notna() & frame[f"direction_{horizon}"].notna()
-    rows = frame[scored].copy()
-    rows["correct"] = rows[f"accuracy_{horizon}"].map(lambda v: v is True or v == 1).astype(int)
-    return rows
-
-
 def version_metrics(
     frame: pd.DataFrame, horizon: str, inference_p50: float | None
 ) -> dict[str, Any]:
     """Metrics of one version at one horizon over its rows (``frame``: all its rows)."""
-    rows = _with_outcome(frame, horizon)
+    rows = scored_rows(frame, horizon)
     n = len(rows)
     correct = int(rows["correct"].sum())
     directional = rows[rows[f"direction_{horizon}"].isin(["LONG", "SHORT"])]
@@ -264,17 +196,9 @@ def _pairs(frame_a: pd.DataFrame, frame_b: pd.DataFrame, horizon: str) -> pd.Dat
     """Rows of A and B with an outcome on the same symbol and candle (the newest row of each
     version per candle), suffixed ``_a`` / ``_b``."""
     keep = [*PAIR_KEY, "correct", f"predicted_return_{horizon}", f"actual_return_{horizon}"]
-    side_a = _with_outcome(frame_a, horizon)[keep].drop_duplicates(PAIR_KEY, keep="last")
-    side_b = _with_outcome(frame_b, horizon)[keep].drop_duplicates(PAIR_KEY, keep="last")
+    side_a = scored_rows(frame_a, horizon)[keep].drop_duplicates(PAIR_KEY, keep="last")
+    side_b = scored_rows(frame_b, horizon)[keep].drop_duplicates(PAIR_KEY, keep="last")
     return side_a.merge(side_b, on=PAIR_KEY, suffixes=("_a", "_b"))
-
-
-def _points(difference: float) -> str:
-    return f"{difference * 100:+.1f} pts"
-
-
-def _p_text(p_value: float) -> str:
-    return f"p = {p_value:.3f}" if p_value >= 0.001 else f"p = {p_value:.1e}"
 
 
 def compare_horizon(
@@ -314,8 +238,8 @@ def compare_horizon(
         result.ic_difference_low, result.ic_difference_high = interval.low, interval.high
     elif result.a["n"] and result.b["n"]:
         result.test = "two_proportion_z"
-        correct_a = int(_with_outcome(frame_a, horizon)["correct"].sum())
-        correct_b = int(_with_outcome(frame_b, horizon)["correct"].sum())
+        correct_a = int(scored_rows(frame_a, horizon)["correct"].sum())
+        correct_b = int(scored_rows(frame_b, horizon)["correct"].sum())
         ztest = two_proportion_z_test(correct_a, result.a["n"], correct_b, result.b["n"])
         result.accuracy_difference, result.z, result.p_value = (
             ztest.difference,
@@ -324,27 +248,19 @@ def compare_horizon(
         )
         if result.a["ic"] is not None and result.b["ic"] is not None:
             result.ic_difference = result.b["ic"] - result.a["ic"]
-    result.verdict = _verdict(result, alpha)
+    result.better = better_version(result.accuracy_difference, result.p_value, alpha)
     return result
 
 
-def _verdict(result: HorizonComparison, alpha: float) -> str:
-    horizon = result.horizon
-    if result.test is None:
-        return f"not enough data at {horizon}: a version has no outcomes"
-    test = "paired McNemar" if result.test == "mcnemar_exact" else "unpaired z-test"
-    difference, p_value = result.accuracy_difference, result.p_value
-    if difference is None or p_value is None:
-        return f"no significant difference at {horizon} ({test}: not testable)"
-    if p_value < alpha and difference != 0:
-        result.better = "B" if difference > 0 else "A"
-        shown = difference if result.better == "B" else -difference
-        return f"{result.better} better at {horizon}: {_points(shown)}, {_p_text(p_value)} ({test})"
-    figures = f"{_points(difference)}, {_p_text(p_value)}, {test}"
-    return f"no significant difference at {horizon} ({figures})"
+def better_version(difference: float | None, p_value: float | None, alpha: float) -> str | None:
+    """ "B" when B's accuracy is significantly higher (``p_value < alpha``), "A" when lower,
+    None when untested or not significant."""
+    if difference is None or p_value is None or not p_value < alpha or difference == 0:
+        return None
+    return "B" if difference > 0 else "A"
 
 
-def compare_models(
+def compare_versions(
     database: DatabaseSource,
     version_a: str,
     version_b: str,
@@ -357,12 +273,13 @@ def compare_models(
     seed: int | None = None,
     now: datetime | None = None,
 ) -> ModelComparison:
-    """Compare model ``version_b`` against ``version_a`` (in ``database``: a URL, an engine,
-    or None for the configured default) over the last ``days`` days
+    """Compare model ``version_b`` against ``version_a`` (in ``database``: a URL, a path, an
+    engine, or None for the configured default) over the last ``days`` days
     (optionally one ``symbol``) at each horizon (default: all). Times are UTC.
 
     Raises ``InputError`` for an unknown version (naming the versions that exist), equal
     versions or bad options. ``seed`` overrides the bootstrap seed (default: fixed).
+    The ``verdict`` sentences are left empty (``render.verdicts.with_verdicts`` fills them).
     """
     if version_a == version_b:
         raise InputError("compare two different model versions")
@@ -370,24 +287,7 @@ def compare_models(
         raise InputError(f"alpha must be within (0, 1), got {alpha:g}")
     chosen = check_horizons(horizons)
     selection = make_filter(symbol=symbol, days=days, now=now)
-    statement = (
-        sa.select(*(P[name] for name in _columns(chosen)))
-        .where(*selection.clauses(), P.model_version.in_([version_a, version_b]))
-        .order_by(P.datetime, P.id)
-    )
-    with (
-        connect(database) as engine,
-        connection_errors(engine.url),
-        engine.connect() as conn,
-    ):
-        existing = list(
-            conn.execute(distinct_values(PredictionFilter(), "model_version")).scalars().all()
-        )
-        unknown = [v for v in (version_a, version_b) if v not in existing]
-        if unknown:
-            listed = ", ".join(existing) if existing else "none"
-            raise InputError(f"unknown model version {unknown[0]!r}; versions that exist: {listed}")
-        frame = read_frame(conn, statement)
+    frame = read_version_rows(database, selection, (version_a, version_b), _columns(chosen))
     comparison = ModelComparison(version_a, version_b, selection.describe(), alpha)
     frame_a = frame[frame["model_version"] == version_a]
     frame_b = frame[frame["model_version"] == version_b]

@@ -2,45 +2,44 @@
 realized return (``feature-importance compute``), and the latest snapshot with its history
 (``feature-importance show``).
 
-Feature vectors are loaded by ``feature_vectors.load_feature_matrix``.
+Scoring and the view are pure; the entry points ``compute_feature_importance`` and
+``importance_snapshot_view`` read through ``store.importance_reads`` (feature vectors come from
+``store.feature_vectors.load_feature_matrix``) and write through
+``store.importance_snapshots``. The ``trend`` sparklines are drawn by ``render.sparkline``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sqlalchemy as sa
 from scipy import stats
-from sqlalchemy.engine import Engine
-from sqlalchemy.sql.elements import ColumnElement
 
 from mlpred_cli.analysis.metrics import information_coefficient
-from mlpred_cli.analysis.prediction_views import DatabaseSource, connect
 from mlpred_cli.config import (
-    HORIZONS,
     IMPORTANCE_METHOD,
     MIN_IMPORTANCE_ROWS,
     SPARKLINE_SNAPSHOTS,
+    check_horizons,
 )
 from mlpred_cli.derive.importance_snapshot import build_snapshot
 from mlpred_cli.errors import InputError, NotEnoughData
-from mlpred_cli.store.database import connection_errors
-from mlpred_cli.store.feature_vectors import WORKER_THREADS, load_feature_matrix
+from mlpred_cli.store.feature_vectors import WORKER_THREADS
+from mlpred_cli.store.importance_reads import read_importance_inputs, read_snapshot_history
 from mlpred_cli.store.importance_snapshots import write_snapshot
-from mlpred_cli.store.prediction_queries import PredictionFilter, distinct_values, make_filter
-from mlpred_cli.store.tables import feature_importance_table, predictions_table
+from mlpred_cli.store.prediction_queries import make_filter
+from mlpred_cli.store.source import opened
 
-P = predictions_table.c
-F = feature_importance_table.c
-
-#: Blocks of the text sparkline, lowest first.
-SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+if TYPE_CHECKING:
+    from mlpred_cli.store.feature_vectors import FeatureMatrix
+    from mlpred_cli.store.importance_reads import SnapshotHistory
+    from mlpred_cli.store.prediction_queries import PredictionFilter
+    from mlpred_cli.store.source import DatabaseSource
 
 
 # ---------------------------------------------------------------- scoring
@@ -147,7 +146,7 @@ def compute_feature_importance(
     write: bool = True,
     now: datetime | None = None,
 ) -> ImportanceResult:
-    """In ``database`` (a URL, an engine, or None for the configured default), score every
+    """In ``database`` (a URL, a path, an engine, or None for the configured default), score every
     input feature by its Spearman IC with ``actual_return_<horizon>`` over the
     predictions of the last ``days`` days (of ``model_version``, else all) that were stored
     with ``features_array`` and have that outcome, and write the snapshot (method
@@ -161,32 +160,32 @@ def compute_feature_importance(
     ``MIN_IMPORTANCE_ROWS`` usable predictions (nothing is written) and ``InputError`` on bad
     options.
     """
-    if horizon not in HORIZONS:
-        raise InputError(f"unknown horizon {horizon!r}: use one of {', '.join(HORIZONS)}")
+    check_horizons([horizon])
     moment = now or datetime.now(UTC)
     selection = make_filter(model_version=model_version, days=days, now=moment)
     if isinstance(feature_names, str | Path):
         names: list[str] | None = read_feature_names(feature_names)
     else:
         names = list(feature_names) if feature_names is not None else None
-    with connect(database) as engine:
-        return _compute(engine, selection, horizon, model_version, names, write, moment)
+    width = None if names is None else len(names)
+    with opened(database) as engine:
+        matrix, versions = read_importance_inputs(engine, selection, horizon, width)
+        result = score_snapshot(matrix, versions, selection, horizon, model_version, names, moment)
+        written = write_snapshot(engine, result.rows) if write else 0
+    return replace(result, written=written)
 
 
-def _compute(
-    engine: Engine,
+def score_snapshot(
+    matrix: FeatureMatrix,
+    versions: Sequence[Any],
     selection: PredictionFilter,
     horizon: str,
     model_version: str | None,
     names: list[str] | None,
-    write: bool,
     moment: datetime,
 ) -> ImportanceResult:
-    with connection_errors(engine.url), engine.connect() as conn:
-        matrix = load_feature_matrix(
-            conn, selection, horizon, None if names is None else len(names)
-        )
-        versions = conn.execute(distinct_values(selection, "model_version")).scalars().all()
+    """Score the features of ``matrix`` into snapshot rows (``written`` 0: nothing stored
+    yet). Raises ``NotEnoughData`` below ``MIN_IMPORTANCE_ROWS`` predictions."""
     predictions = matrix.features.shape[1]
     if predictions < MIN_IMPORTANCE_ROWS:
         hint = (
@@ -219,52 +218,31 @@ def _compute(
         usage_counts=[int(c) for c in usage_counts(matrix.features)],
         calculated_at=moment,
     )
-    written = write_snapshot(engine, rows) if write else 0
-    return ImportanceResult(rows, predictions, matrix.skipped, horizon, version, moment, written)
+    return ImportanceResult(rows, predictions, matrix.skipped, horizon, version, moment, 0)
 
 
 # ---------------------------------------------------------------- show
-
-
-def sparkline(values: Sequence[float | None]) -> str:
-    """One block character per value, scaled from the series' minimum (▁) to its maximum (█);
-    a constant series is all ▄, a missing value is a space."""
-    known = [value for value in values if value is not None and np.isfinite(value)]
-    if not known:
-        return " " * len(values)
-    low, high = min(known), max(known)
-    top = len(SPARK_BLOCKS) - 1
-    marks = []
-    for value in values:
-        if value is None or not np.isfinite(value):
-            marks.append(" ")
-        elif high == low:
-            marks.append(SPARK_BLOCKS[top // 2])
-        else:
-            marks.append(SPARK_BLOCKS[round((value - low) / (high - low) * top)])
-    return "".join(marks)
 
 
 @dataclass
 class ImportanceView:
     """The latest snapshot (``snapshot``: model_version, method, horizon, calculated_at,
     features, history) and its top features, each with ``rank_change`` (previous rank minus
-    current: positive moved up, None when new or with no previous snapshot) and ``trend`` (a
-    sparkline of its score over the last ``history`` snapshots, oldest first)."""
+    current: positive moved up, None when new or with no previous snapshot) and, once
+    ``render.sparkline.with_trends`` has drawn it, ``trend`` (a sparkline of its score over
+    the last ``history`` snapshots, oldest first). ``score_history`` holds those scores per
+    feature (not part of the JSON document)."""
 
     snapshot: dict[str, Any] | None
     features: list[dict[str, Any]] = field(default_factory=list)
+    score_history: dict[str, list[float | None]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of ``feature-importance show --format json``."""
         return {"snapshot": self.snapshot, "features": self.features}
 
 
-def _same(column: sa.Column[Any], value: Any) -> ColumnElement[bool]:
-    return column.is_(None) if value is None else column == value
-
-
-def show_feature_importance(
+def importance_snapshot_view(
     database: DatabaseSource,
     *,
     top: int = 20,
@@ -274,94 +252,57 @@ def show_feature_importance(
 ) -> ImportanceView:
     """The newest snapshot (of ``model_version`` / ``method`` when given) with its ``top``
     features by rank. History and rank changes come from the earlier snapshots of the same
-    model version, method and horizon. ``snapshot`` is None when nothing matches."""
+    model version, method and horizon. ``snapshot`` is None when nothing matches. The
+    features carry no ``trend`` yet (``render.sparkline.with_trends`` adds it)."""
     if top < 1:
-        raise InputError(f"--top must be at least 1, got {top}")
+        raise InputError(f"top must be at least 1, got {top}")
     if history < 1:
         raise InputError(f"history must be at least 1, got {history}")
-    filters = []
-    if model_version is not None:
-        filters.append(F.model_version == model_version)
-    if method is not None:
-        filters.append(F.method == method)
-    with (
-        connect(database) as engine,
-        connection_errors(engine.url),
-        engine.connect() as conn,
-    ):
-        latest = conn.execute(
-            sa.select(F.model_version, F.method, F.horizon, F.calculated_at)
-            .where(*filters)
-            .order_by(F.calculated_at.desc(), F.id.desc())
-            .limit(1)
-        ).first()
-        if latest is None:
-            return ImportanceView(None)
-        same = [
-            _same(F.model_version, latest.model_version),
-            F.method == latest.method,
-            _same(F.horizon, latest.horizon),
-        ]
-        moments = (
-            conn.execute(
-                sa.select(F.calculated_at)
-                .where(*same, F.calculated_at <= latest.calculated_at)
-                .distinct()
-                .order_by(F.calculated_at.desc())
-                .limit(history)
-            )
-            .scalars()
-            .all()
-        )
-        moments = sorted(moments)
-        rows = conn.execute(
-            sa.select(
-                F.feature_name,
-                F.importance_score,
-                F.importance_rank,
-                F.correlation_with_returns,
-                F.usage_count,
-                F.calculated_at,
-            ).where(*same, F.calculated_at.in_(moments))
-        ).all()
-    return _view(latest, moments, rows, top)
+    found = read_snapshot_history(
+        database, model_version=model_version, method=method, history=history
+    )
+    return ImportanceView(None) if found is None else importance_view(found, top)
 
 
-def _view(
-    latest: Any, moments: Sequence[datetime], rows: Sequence[Any], top: int
-) -> ImportanceView:
+def importance_view(found: SnapshotHistory, top: int) -> ImportanceView:
+    """The view of a snapshot and its history: the ``top`` features by rank, with rank
+    changes and score histories."""
+    moments = found.moments
     position = {moment: index for index, moment in enumerate(moments)}
     scores: dict[str, list[float | None]] = {}
     ranks: dict[str, list[int | None]] = {}
-    current: dict[str, Any] = {}
-    for row in rows:
-        index = position[row.calculated_at]
-        scores.setdefault(row.feature_name, [None] * len(moments))[index] = row.importance_score
-        ranks.setdefault(row.feature_name, [None] * len(moments))[index] = row.importance_rank
+    current: dict[str, Mapping[Any, Any]] = {}
+    for row in found.rows:
+        index = position[row["calculated_at"]]
+        name = row["feature_name"]
+        scores.setdefault(name, [None] * len(moments))[index] = row["importance_score"]
+        ranks.setdefault(name, [None] * len(moments))[index] = row["importance_rank"]
         if index == len(moments) - 1:
-            current[row.feature_name] = row
-    best = sorted(current.values(), key=lambda row: (row.importance_rank, row.feature_name))
+            current[name] = row
+    best = sorted(current.values(), key=lambda row: (row["importance_rank"], row["feature_name"]))
     features = []
     for row in best[:top]:
-        previous = ranks[row.feature_name][-2] if len(moments) > 1 else None
+        name = row["feature_name"]
+        previous = ranks[name][-2] if len(moments) > 1 else None
         features.append(
             {
-                "rank": row.importance_rank,
-                "feature_name": row.feature_name,
-                "importance_score": row.importance_score,
-                "correlation_with_returns": row.correlation_with_returns,
-                "usage_count": row.usage_count,
+                "rank": row["importance_rank"],
+                "feature_name": name,
+                "importance_score": row["importance_score"],
+                "correlation_with_returns": row["correlation_with_returns"],
+                "usage_count": row["usage_count"],
                 "previous_rank": previous,
-                "rank_change": None if previous is None else previous - row.importance_rank,
-                "trend": sparkline(scores[row.feature_name]),
+                "rank_change": None if previous is None else previous - row["importance_rank"],
             }
         )
+    latest = found.latest
     snapshot = {
-        "model_version": latest.model_version,
-        "method": latest.method,
-        "horizon": latest.horizon,
-        "calculated_at": latest.calculated_at,
+        "model_version": latest["model_version"],
+        "method": latest["method"],
+        "horizon": latest["horizon"],
+        "calculated_at": latest["calculated_at"],
         "features": len(current),
         "history": len(moments),
     }
-    return ImportanceView(snapshot, features)
+    history = {feature["feature_name"]: scores[feature["feature_name"]] for feature in features}
+    return ImportanceView(snapshot, features, history)

@@ -15,6 +15,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from mlpred_cli.config import CALIBRATION_BINS, CONFIDENCE_BIN_EDGES, INTERVAL_CONFIDENCE
+from mlpred_cli.errors import InputError
 
 ArrayLike = npt.ArrayLike
 
@@ -33,7 +34,7 @@ def wilson_interval(
     ``(None, None)`` when ``total`` is 0.
     """
     if total < 0 or successes < 0 or successes > total:
-        raise ValueError(f"invalid counts: {successes} successes out of {total}")
+        raise InputError(f"invalid counts: {successes} successes out of {total}")
     if total == 0:
         return None, None
     z = float(stats.norm.ppf(0.5 + confidence / 2))
@@ -61,7 +62,7 @@ def information_coefficient(predicted: ArrayLike, actual: ArrayLike) -> RankCorr
     pred = np.asarray(predicted, dtype=float)
     act = np.asarray(actual, dtype=float)
     if pred.shape != act.shape:
-        raise ValueError("predicted and actual must have the same length")
+        raise InputError("predicted and actual must have the same length")
     complete = np.isfinite(pred) & np.isfinite(act)
     n = int(complete.sum())
     if n < 3:
@@ -80,7 +81,7 @@ def _clean_pairs(confidence: ArrayLike, correct: ArrayLike) -> tuple[np.ndarray,
     conf = np.asarray(confidence, dtype=float)
     hit = np.asarray(correct, dtype=float)
     if conf.shape != hit.shape:
-        raise ValueError("confidence and correct must have the same length")
+        raise InputError("confidence and correct must have the same length")
     keep = np.isfinite(conf) & np.isfinite(hit)
     return conf[keep], hit[keep]
 

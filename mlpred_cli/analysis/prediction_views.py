@@ -1,5 +1,7 @@
-"""The analysis API a notebook (and the CLI) calls: each function takes a database URL or an
-engine plus the selection options, and returns a DataFrame or an ``AnalysisReport``.
+"""The analysis API a notebook (and the CLI) calls: each function takes a ``DatabaseSource``
+(a URL, a ``pathlib.Path`` to a SQLite file, an engine, or None for the configured default)
+plus the selection options, and returns a DataFrame or an ``AnalysisReport``. Thin entry
+points: options are checked here, ``store`` reads, ``analysis`` composes.
 
 Selection options everywhere: ``symbol``, ``model_version``, and either ``days`` (the last N
 days up to now) or ``since``/``until`` (ISO 8601 text or datetimes; naive means UTC; since
@@ -8,30 +10,25 @@ inclusive, until exclusive).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy.engine import Engine
 
 from mlpred_cli.analysis.accuracy import accuracy_columns, add_accuracy_columns
 from mlpred_cli.analysis.report import AnalysisReport, build_report
-from mlpred_cli.config import DEFAULT_ANALYZE_DAYS, HORIZONS
+from mlpred_cli.config import DEFAULT_ANALYZE_DAYS, HORIZONS, check_horizons
 from mlpred_cli.errors import InputError
-from mlpred_cli.store.database import connection_errors, create_engine
-from mlpred_cli.store.migrations import require_schema
-from mlpred_cli.store.prediction_queries import (
-    accuracy_groups,
-    check_horizons,
-    latest_predictions,
-    make_filter,
-    read_frame,
-    select_predictions,
+from mlpred_cli.store.prediction_queries import make_filter
+from mlpred_cli.store.prediction_reads import (
+    read_accuracy_counts,
+    read_latest_predictions,
+    read_predictions,
 )
+from mlpred_cli.store.report_reads import read_report_data
+from mlpred_cli.store.source import DatabaseSource
 
-DatabaseSource = str | Engine | None
 TimeValue = str | datetime | None
 
 #: The ``ml_predictions`` columns ``high_confidence`` and ``recent_predictions`` return.
@@ -63,24 +60,9 @@ PREDICTION_VIEW_COLUMNS: tuple[str, ...] = (
 EXPORT_SUFFIXES = (".csv", ".parquet")
 
 
-@contextmanager
-def connect(source: DatabaseSource) -> Iterator[Engine]:
-    """An engine for a URL (``None``: the configured default), checked to be migrated; an
-    engine passed in is used as is and not disposed."""
-    if isinstance(source, Engine):
-        yield source
-        return
-    engine = create_engine(source)
-    try:
-        require_schema(engine)
-        yield engine
-    finally:
-        engine.dispose()
-
-
-def _positive_int(value: int, option: str) -> int:
+def _positive_int(value: int, name: str) -> int:
     if value < 1:
-        raise InputError(f"{option} must be at least 1, got {value}")
+        raise InputError(f"{name} must be at least 1, got {value}")
     return value
 
 
@@ -103,8 +85,7 @@ def load_predictions(
     selection = make_filter(
         symbol=symbol, model_version=model_version, days=days, since=since, until=until
     )
-    with connect(database_url) as engine, connection_errors(engine.url):
-        return read_frame(engine, select_predictions(selection, columns))
+    return read_predictions(database_url, selection, columns)
 
 
 def accuracy_table(
@@ -130,13 +111,11 @@ def accuracy_table(
     """
     chosen = check_horizons(horizons)
     if min_count < 0:
-        raise InputError(f"--min-count must not be negative, got {min_count}")
+        raise InputError(f"min_count must not be negative, got {min_count}")
     selection = make_filter(
         symbol=symbol, model_version=model_version, days=days, since=since, until=until
     )
-    statement = accuracy_groups(selection, by, chosen, min_count)
-    with connect(database_url) as engine, connection_errors(engine.url):
-        counts = read_frame(engine, statement)
+    counts = read_accuracy_counts(database_url, selection, by, chosen, min_count)
     return add_accuracy_columns(counts, chosen)[accuracy_columns(by, chosen)]
 
 
@@ -162,14 +141,10 @@ def analyze(
     selection = make_filter(
         symbol=symbol, model_version=model_version, days=days, since=since, until=until
     )
-    with (
-        connect(database_url) as engine,
-        connection_errors(engine.url),
-        engine.connect() as conn,
-    ):
-        report = build_report(conn, selection)
-        if target is not None:
-            write_frame(read_frame(conn, select_predictions(selection)), target)
+    data = read_report_data(database_url, selection, with_rows=target is not None)
+    report = build_report(data)
+    if target is not None and data.rows is not None:
+        write_frame(data.rows, target)
     return report
 
 
@@ -189,19 +164,18 @@ def high_confidence(
     with ``include_neutral``), at most ``limit``, with their realized outcomes where known
     (None/NaN until backfilled). Columns: ``PREDICTION_VIEW_COLUMNS``."""
     if not 0.0 <= min_confidence <= 1.0:
-        raise InputError(f"--min-confidence must be within [0, 1], got {min_confidence:g}")
+        raise InputError(f"min_confidence must be within [0, 1], got {min_confidence:g}")
     selection = make_filter(
         symbol=symbol, model_version=model_version, days=days, since=since, until=until
     )
-    statement = latest_predictions(
+    return read_latest_predictions(
+        database_url,
         selection,
         PREDICTION_VIEW_COLUMNS,
-        limit=_positive_int(limit, "--limit"),
+        limit=_positive_int(limit, "limit"),
         min_confidence=min_confidence,
         include_neutral=include_neutral,
     )
-    with connect(database_url) as engine, connection_errors(engine.url):
-        return read_frame(engine, statement)
 
 
 def recent_predictions(
@@ -227,19 +201,18 @@ def recent_predictions(
         since=since,
         until=until,
     )
-    statement = latest_predictions(
-        selection, PREDICTION_VIEW_COLUMNS, limit=_positive_int(limit, "--limit")
+    return read_latest_predictions(
+        database_url, selection, PREDICTION_VIEW_COLUMNS, limit=_positive_int(limit, "limit")
     )
-    with connect(database_url) as engine, connection_errors(engine.url):
-        return read_frame(engine, statement)
 
 
-def check_export_path(path: Path) -> Path:
-    """Raise ``InputError`` unless ``path`` ends in .csv or .parquet and its folder exists."""
+def check_export_path(path: Path, name: str = "export") -> Path:
+    """Raise ``InputError`` (labelled with the parameter ``name``) unless ``path`` ends in
+    .csv or .parquet and its folder exists."""
     if path.suffix.lower() not in EXPORT_SUFFIXES:
-        raise InputError(f"--export: {path} must end in .csv or .parquet")
+        raise InputError(f"{name}: {path} must end in .csv or .parquet")
     if not path.parent.resolve().is_dir():
-        raise InputError(f"--export: folder {path.parent} does not exist")
+        raise InputError(f"{name}: folder {path.parent} does not exist")
     return path
 
 
@@ -255,7 +228,7 @@ def export_predictions(
 ) -> int:
     """Write the selection's predictions (all columns but the JSON payloads) to a .csv or
     .parquet file; times stay UTC. Returns the number of rows written."""
-    target = check_export_path(Path(path))
+    target = check_export_path(Path(path), "path")
     frame = load_predictions(
         database_url,
         symbol=symbol,

@@ -1,16 +1,16 @@
-"""The ``analyze`` report: database aggregates and a few row-level columns composed into
-the sections an analyst reads (overview, signals, horizons, confidence, symbols, input
-health, performance)."""
+"""The ``analyze`` report: the aggregates and row-level columns ``store.report_reads`` read,
+composed into the sections an analyst reads (overview, signals, horizons, confidence,
+symbols, input health, performance). Pure: no database access here."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.engine import Connection, RowMapping
 
 from mlpred_cli.analysis.accuracy import accuracy_with_interval, add_accuracy_columns
 from mlpred_cli.analysis.metrics import (
@@ -21,20 +21,12 @@ from mlpred_cli.analysis.metrics import (
     information_coefficient,
     proportion,
 )
+from mlpred_cli.analysis.scoring import correct_flags
 from mlpred_cli.config import CONFIDENCE_BIN_EDGES, HORIZONS, SIGNAL_TYPES
-from mlpred_cli.store.prediction_queries import (
-    PredictionFilter,
-    accuracy_groups,
-    column_values,
-    confidence_bins,
-    distinct_values,
-    half_means,
-    horizon_summary,
-    outcome_values,
-    overview,
-    read_frame,
-    signal_counts,
-)
+
+if TYPE_CHECKING:
+    from mlpred_cli.store.prediction_queries import PredictionFilter
+    from mlpred_cli.store.report_reads import ReportData
 
 #: Percentiles of ``inference_time_ms`` in the performance section.
 INFERENCE_PERCENTILES: tuple[int, ...] = (50, 95, 99)
@@ -81,25 +73,24 @@ def _describe_selection(selection: PredictionFilter) -> dict[str, Any]:
     }
 
 
-def _overview(conn: Connection, selection: PredictionFilter, row: RowMapping) -> dict[str, Any]:
+def _overview(data: ReportData) -> dict[str, Any]:
+    row = data.overview
     predictions = int(row["predictions"])
-    symbols = conn.execute(distinct_values(selection, "symbol")).scalars().all()
-    versions = conn.execute(distinct_values(selection, "model_version")).scalars().all()
     return {
         "predictions": predictions,
         "first": row["first"],
         "last": row["last"],
-        "symbols": list(symbols),
-        "model_versions": list(versions),
+        "symbols": list(data.symbols),
+        "model_versions": list(data.model_versions),
         "avg_confidence": _float(row["avg_confidence"]),
         "with_outcomes": int(row["with_outcomes"]),
         "outcome_share": proportion(int(row["with_outcomes"]), predictions),
     }
 
 
-def _signals(conn: Connection, selection: PredictionFilter, total: int) -> list[dict[str, Any]]:
+def _signals(found: list[tuple[Any, int]], total: int) -> list[dict[str, Any]]:
     counts: dict[str | None, int] = dict.fromkeys(SIGNAL_TYPES, 0)
-    for signal_type, count in conn.execute(signal_counts(selection)).all():
+    for signal_type, count in found:
         key = signal_type if signal_type in counts else None  # unknown types count as other
         counts[key] = counts.get(key, 0) + int(count)
     return [
@@ -110,11 +101,11 @@ def _signals(conn: Connection, selection: PredictionFilter, total: int) -> list[
 
 
 def _horizons(
-    conn: Connection, selection: PredictionFilter, outcomes: pd.DataFrame
+    summaries: Mapping[str, Mapping[str, Any]], outcomes: pd.DataFrame
 ) -> list[dict[str, Any]]:
     rows = []
     for horizon in HORIZONS:
-        summary = conn.execute(horizon_summary(selection, horizon)).mappings().one()
+        summary = summaries[horizon]
         n = int(summary["n"])
         squared = _float(summary["squared_error"])
         ic = information_coefficient(
@@ -139,8 +130,8 @@ def _horizons(
     return rows
 
 
-def _confidence_bins(conn: Connection, selection: PredictionFilter) -> list[dict[str, Any]]:
-    found = {int(row["bin"]): row for row in conn.execute(confidence_bins(selection)).mappings()}
+def _confidence_bins(bins: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    found = {int(row["bin"]): row for row in bins}
     edges = CONFIDENCE_BIN_EDGES
     rows = []
     for number, label in enumerate(confidence_bin_labels(edges)):
@@ -162,20 +153,10 @@ def _confidence_bins(conn: Connection, selection: PredictionFilter) -> list[dict
     return rows
 
 
-def _correct_flags(frame: pd.DataFrame, horizon: str) -> np.ndarray:
-    """1.0 / 0.0 per row with a predicted and an actual direction at ``horizon`` (as the SQL
-    aggregates count them); NaN where either is unknown."""
-    has_outcome = (
-        frame[f"actual_direction_{horizon}"].notna() & frame[f"direction_{horizon}"].notna()
-    ).to_numpy()
-    correct = frame[f"accuracy_{horizon}"].map(lambda v: v is True or v == 1).to_numpy(float)
-    return np.where(has_outcome, correct, np.nan)
-
-
 def _calibration(outcomes: pd.DataFrame) -> list[dict[str, Any]]:
     rows = []
     for horizon in HORIZONS:
-        correct = _correct_flags(outcomes, horizon)
+        correct = correct_flags(outcomes, horizon)
         confidence = outcomes[f"direction_{horizon}_confidence"].to_numpy(float)
         known = np.isfinite(correct) & np.isfinite(confidence)
         rows.append(
@@ -191,10 +172,7 @@ def _calibration(outcomes: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
-def _symbols(
-    conn: Connection, selection: PredictionFilter, outcomes: pd.DataFrame
-) -> list[dict[str, Any]]:
-    counts = read_frame(conn, accuracy_groups(selection, "symbol"))
+def _symbols(counts: pd.DataFrame, outcomes: pd.DataFrame) -> list[dict[str, Any]]:
     table = add_accuracy_columns(counts, HORIZONS)
     by_symbol = dict(tuple(outcomes.groupby("symbol"))) if len(outcomes) else {}
     rows = []
@@ -225,11 +203,9 @@ def _drift(first: float | None, second: float | None) -> float | None:
     return None if first is None or second is None else second - first
 
 
-def _input_health(conn: Connection, selection: PredictionFilter, row: RowMapping) -> dict[str, Any]:
+def _input_health(data: ReportData) -> dict[str, Any]:
+    row, halves = data.overview, data.halves
     predictions = int(row["predictions"])
-    first, last = row["first"], row["last"]
-    midpoint = first + (last - first) / 2
-    halves = conn.execute(half_means(selection, midpoint)).mappings().one()
     health: dict[str, Any] = {
         "avg_features_count": _float(row["avg_features_count"]),
         "nan_total": None if row["nan_total"] is None else int(row["nan_total"]),
@@ -239,7 +215,7 @@ def _input_health(conn: Connection, selection: PredictionFilter, row: RowMapping
         "avg_zero_variance_count": _float(row["avg_zero_variance_count"]),
         "duplicates": int(row["duplicates"]),
         "duplicate_share": proportion(int(row["duplicates"]), predictions),
-        "drift_split": midpoint,
+        "drift_split": data.midpoint,
     }
     for stat in ("features_mean", "features_std"):
         before, after = _float(halves[f"{stat}_first"]), _float(halves[f"{stat}_second"])
@@ -249,11 +225,7 @@ def _input_health(conn: Connection, selection: PredictionFilter, row: RowMapping
     return health
 
 
-def _performance(conn: Connection, selection: PredictionFilter) -> dict[str, Any]:
-    times = np.asarray(
-        conn.execute(column_values(selection, "inference_time_ms")).scalars().all(),
-        dtype=float,
-    )
+def _performance(times: np.ndarray) -> dict[str, Any]:
     result: dict[str, Any] = {"n": int(times.size)}
     values = np.percentile(times, INFERENCE_PERCENTILES) if times.size else None
     for index, percentile in enumerate(INFERENCE_PERCENTILES):
@@ -262,19 +234,18 @@ def _performance(conn: Connection, selection: PredictionFilter) -> dict[str, Any
     return result
 
 
-def build_report(conn: Connection, selection: PredictionFilter) -> AnalysisReport:
-    """Run the analysis queries for ``selection`` on one connection and compose the report."""
-    head = conn.execute(overview(selection)).mappings().one()
-    summary = _overview(conn, selection, head)
-    report = AnalysisReport(selection=_describe_selection(selection), overview=summary)
-    if report.empty:
+def build_report(data: ReportData) -> AnalysisReport:
+    """Compose the report from what ``store.report_reads.read_report_data`` read."""
+    summary = _overview(data)
+    report = AnalysisReport(selection=_describe_selection(data.selection), overview=summary)
+    if report.empty or data.outcomes is None or data.symbol_counts is None:
         return report
-    outcomes = read_frame(conn, outcome_values(selection))
-    report.signals = _signals(conn, selection, summary["predictions"])
-    report.horizons = _horizons(conn, selection, outcomes)
-    report.confidence_bins = _confidence_bins(conn, selection)
+    outcomes = data.outcomes
+    report.signals = _signals(data.signal_counts, summary["predictions"])
+    report.horizons = _horizons(data.horizon_summaries, outcomes)
+    report.confidence_bins = _confidence_bins(data.confidence_bins)
     report.calibration = _calibration(outcomes)
-    report.symbols = _symbols(conn, selection, outcomes)
-    report.input_health = _input_health(conn, selection, head)
-    report.performance = _performance(conn, selection)
+    report.symbols = _symbols(data.symbol_counts, outcomes)
+    report.input_health = _input_health(data)
+    report.performance = _performance(data.inference_times)
     return report

@@ -14,6 +14,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from mlpred_cli.config import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, INTERVAL_CONFIDENCE
+from mlpred_cli.errors import InputError
 
 #: Cells (resamples x pairs) per bootstrap chunk, and the threads that work on chunks.
 BOOTSTRAP_CHUNK_CELLS = 1_000_000
@@ -38,7 +39,7 @@ def mcnemar_exact(a_only: int, b_only: int) -> McNemarResult:
     coin, so ``b_only ~ Binomial(a_only + b_only, 1/2)`` (two-sided, ``scipy.stats.binomtest``).
     """
     if a_only < 0 or b_only < 0:
-        raise ValueError(f"discordant counts must not be negative: {a_only}, {b_only}")
+        raise InputError(f"discordant counts must not be negative: {a_only}, {b_only}")
     discordant = a_only + b_only
     if discordant == 0:
         return McNemarResult(a_only, b_only, 1.0)
@@ -65,7 +66,7 @@ def two_proportion_z_test(
     """Two-sided z-test of ``successes_b / total_b`` against ``successes_a / total_a``."""
     for successes, total in ((successes_a, total_a), (successes_b, total_b)):
         if total < 0 or successes < 0 or successes > total:
-            raise ValueError(f"invalid counts: {successes} successes out of {total}")
+            raise InputError(f"invalid counts: {successes} successes out of {total}")
     if total_a == 0 or total_b == 0:
         return ProportionTest(None, None, None)
     share_a, share_b = successes_a / total_a, successes_b / total_b
@@ -184,9 +185,9 @@ def bootstrap_ic_difference(
     pred_b = np.asarray(predicted_b, dtype=float)
     act = np.asarray(actual, dtype=float)
     if not pred_a.shape == pred_b.shape == act.shape:
-        raise ValueError("predicted_a, predicted_b and actual must have the same length")
+        raise InputError("predicted_a, predicted_b and actual must have the same length")
     if resamples < 1:
-        raise ValueError(f"resamples must be at least 1, got {resamples}")
+        raise InputError(f"resamples must be at least 1, got {resamples}")
     keep = np.isfinite(pred_a) & np.isfinite(pred_b) & np.isfinite(act)
     pred_a, pred_b, act = pred_a[keep], pred_b[keep], act[keep]
     n = int(keep.sum())

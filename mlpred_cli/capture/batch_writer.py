@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -26,18 +26,14 @@ from mlpred_cli.capture.pending_prediction import PendingPrediction
 from mlpred_cli.capture.prediction_rows import BuiltBatch, DuplicateTracker, build_rows
 from mlpred_cli.capture.spool import Spool
 from mlpred_cli.config import WriterSettings
-from mlpred_cli.errors import MlpredError
-from mlpred_cli.store.database import describe_connection_error
-from mlpred_cli.store.driver_errors import is_row_specific
+from mlpred_cli.errors import LoggerClosed
+from mlpred_cli.store.driver_errors import describe_error, is_row_specific
 from mlpred_cli.store.importance_snapshots import write_snapshot
 from mlpred_cli.store.migrations import ensure_schema
 from mlpred_cli.store.prediction_row import WRITE_COLUMNS, Row
 from mlpred_cli.store.prediction_writes import write_isolating
 
 log = logging.getLogger("mlpred.writer")
-
-#: Batch sizes remembered for diagnostics (older ones are forgotten).
-BATCH_HISTORY = 1_000
 
 
 @dataclass(frozen=True)
@@ -66,7 +62,6 @@ class WriterStats:
     batches: int = 0
     batch_seconds: float = 0.0
     last_error: str | None = None
-    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=BATCH_HISTORY))
 
     def as_dict(self) -> dict[str, object]:
         """The public counters (what ``MLPredictionLogger.stats()`` returns)."""
@@ -151,7 +146,7 @@ class BatchWriter:
         """Queue one prediction (the caller's path: an append and a counter)."""
         with self._lock:
             if self._closed:
-                raise MlpredError("the logger is closed")
+                raise LoggerClosed("the logger is closed")
             self._stats.logged += 1
             item.sequence = self._stats.logged
             self._queue.append(item)
@@ -165,7 +160,7 @@ class BatchWriter:
         """Queue one feature-importance snapshot (already validated and ranked)."""
         with self._lock:
             if self._closed:
-                raise MlpredError("the logger is closed")
+                raise LoggerClosed("the logger is closed")
             self._snapshots.append(rows)
             self._submitted_snapshots += 1
         self._wake.set()
@@ -176,11 +171,6 @@ class BatchWriter:
             held = sum(len(batch.items) for batch in self._held.values())
             self._stats.pending = len(self._queue) + held
             return self._stats.as_dict()
-
-    @property
-    def batch_sizes(self) -> list[int]:
-        """Sizes of the most recent batches written (for diagnostics)."""
-        return list(self._stats.batch_sizes)
 
     def _oldest_outstanding(self) -> float:
         """Sequence number of the oldest prediction not yet durable (inf when none); call
@@ -240,9 +230,10 @@ class BatchWriter:
 
     # ------------------------------------------------------------ shared helpers
 
-    def _bump(self, counter: str, amount: int = 1) -> None:
+    def _count_lost(self, count: int) -> None:
+        """Count predictions neither written nor spooled (the one outcome to avoid)."""
         with self._lock:
-            setattr(self._stats, counter, getattr(self._stats, counter) + amount)
+            self._stats.lost += count
 
     def _take(self, limit: int) -> tuple[int, list[PendingPrediction]] | None:
         """Move up to ``limit`` predictions from the queue into a new held batch."""
@@ -282,7 +273,10 @@ class BatchWriter:
             except Exception:  # a bug must not lose the batch: go one prediction at a time
                 log.exception("building rows failed; retrying one prediction at a time")
                 built = self._build_one_by_one(batch)
-        self._bump("duplicates", built.skipped_duplicates + built.marked_duplicates)
+        duplicates = built.skipped_duplicates + built.marked_duplicates
+        if duplicates:
+            with self._lock:
+                self._stats.duplicates += duplicates
         return built
 
     def _build_one_by_one(self, batch: Sequence[PendingPrediction]) -> BuiltBatch:
@@ -313,14 +307,15 @@ class BatchWriter:
             self._stats.last_error = f"spool failed: {error}"
             log.critical("cannot write the spool at %s: %s", self._spool.directory, error)
             return False
-        self._bump("spooled", len(rows))
+        with self._lock:
+            self._stats.spooled += len(rows)
         self._spool_waiting = True
         return True
 
     def _spool_or_lose(self, token: int, rows: list[Row]) -> None:
         """At close: spool a held batch's rows, or count them as lost."""
         if not self._append_to_spool(rows):
-            self._bump("lost", len(rows))
+            self._count_lost(len(rows))
             log.critical("%d predictions lost: neither database nor spool writable", len(rows))
         self._release(token)
 
@@ -345,7 +340,7 @@ class BatchWriter:
             self._build_lock.release()
             rows = self._build(batch.items).rows
         if rows is None:  # stuck while building: nothing to spool
-            self._bump("lost", len(batch.items))
+            self._count_lost(len(batch.items))
             self._release(token)
             return
         log.error("writer busy after %.1f s: its %d rows spooled", timeout, len(rows))
@@ -424,7 +419,7 @@ class BatchWriter:
                 self._process(token, items)
             except Exception:
                 log.critical("writer lost a batch of %d", len(items), exc_info=True)
-                self._bump("lost", len(items))
+                self._count_lost(len(items))
             finally:
                 self._writer_token = None
                 self._release(token)
@@ -456,8 +451,9 @@ class BatchWriter:
                 self._ensure_schema()
                 saved = self._write_isolating(rows)
             except Exception as error:
-                self._bump("retried")
-                self._stats.last_error = describe_connection_error(error)
+                with self._lock:
+                    self._stats.retried += 1
+                self._stats.last_error = describe_error(error)
                 log.warning("write failed (%s); retrying", self._stats.last_error)
                 if failing_since is None:
                     failing_since = time.monotonic()
@@ -467,16 +463,16 @@ class BatchWriter:
                     if self._append_to_spool(rows):
                         return
                     if self._stopping and time.monotonic() >= self._deadline:
-                        self._bump("lost", len(rows))
+                        self._count_lost(len(rows))
                         return
                     failing_since = time.monotonic()  # try the spool again later
                 delay = min(delay * 2, self._options.retry_max_s)
                 continue
             elapsed = time.perf_counter() - started
-            self._bump("saved", saved)
-            self._bump("batches")
-            self._stats.batch_seconds += elapsed
-            self._stats.batch_sizes.append(len(rows))
+            with self._lock:
+                self._stats.saved += saved
+                self._stats.batches += 1
+                self._stats.batch_seconds += elapsed
             self._stats.last_error = None
             if self._reporter is not None:
                 try:
@@ -505,7 +501,8 @@ class BatchWriter:
 
     def _dead_letter(self, row: Row, reason: str) -> None:
         self._spool.dead_letter(row, reason)
-        self._bump("dead_lettered")
+        with self._lock:
+            self._stats.dead_lettered += 1
         log.error("row %s rejected by the database: %s", row[0], reason)
 
     def _ensure_schema(self) -> None:
@@ -521,9 +518,10 @@ class BatchWriter:
             try:
                 self._ensure_schema()
                 write_snapshot(self._engine, rows)
-                self._bump("snapshots")
+                with self._lock:
+                    self._stats.snapshots += 1
             except Exception as error:
-                reason = describe_connection_error(error)
+                reason = describe_error(error)
                 self._stats.last_error = reason
                 try:
                     if is_row_specific(error):
@@ -550,13 +548,15 @@ class BatchWriter:
             written = self._spool.replay_snapshots(
                 lambda rows: write_snapshot(self._engine, rows), is_row_specific
             )
-            self._bump("snapshots", written)
+            with self._lock:
+                self._stats.snapshots += written
         except Exception as error:
-            self._stats.last_error = describe_connection_error(error)
+            self._stats.last_error = describe_error(error)
             self._spool_waiting = True
 
     def _count_replayed(self, count: int) -> None:
-        self._bump("replayed", count)
+        with self._lock:
+            self._stats.replayed += count
         if count:
             log.warning("replayed %d spooled rows", count)
 

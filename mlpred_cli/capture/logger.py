@@ -20,19 +20,19 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import numpy as np
-from sqlalchemy.engine import URL
 
 from mlpred_cli.capture.batch_writer import BatchWriter, WriterOptions
 from mlpred_cli.capture.console_panel import PredictionReporter
 from mlpred_cli.capture.pending_prediction import PendingPrediction
-from mlpred_cli.capture.spool import Spool, default_spool_dir
-from mlpred_cli.config import WriterSettings, log_level, resolve_database_url
+from mlpred_cli.capture.spool import Spool, default_spool_dir, source_url
+from mlpred_cli.config import WriterSettings, log_level
 from mlpred_cli.derive.feature_stats import as_feature_array
 from mlpred_cli.derive.importance_snapshot import build_snapshot
 from mlpred_cli.derive.indicators import extract_market_data
 from mlpred_cli.derive.raw_outputs import as_raw_outputs, validate_predictions
 from mlpred_cli.errors import InputError
-from mlpred_cli.store.database import create_engine, mask_url, normalize_url
+from mlpred_cli.store.database import create_engine, mask_url
+from mlpred_cli.store.source import DatabaseSource
 
 MAX_SYMBOL_LENGTH = 20
 MAX_MODEL_VERSION_LENGTH = 50
@@ -63,11 +63,16 @@ class MLPredictionLogger:
 
     Usable from asyncio (``await log_prediction``, ``async with``) and from threads
     (``log_prediction_sync``, ``with``). Pending rows are flushed at interpreter exit.
+
+    ``database_url`` is any ``DatabaseSource``: a URL string or ``URL``, a ``Path`` to a
+    SQLite file, an ``Engine``, or None for the configured default. The background writer
+    always owns its engine (it disposes it at close): for an ``Engine`` it makes its own from
+    that engine's URL, so the caller's pool is never used or disposed by the writer thread.
     """
 
     def __init__(
         self,
-        database_url: str | URL | None = None,
+        database_url: DatabaseSource = None,
         *,
         model_version: str = "unknown",
         batch_size: int = WriterSettings.batch_size,
@@ -90,12 +95,7 @@ class MLPredictionLogger:
             raise InputError(f"max_pending ({max_pending}) must be >= batch_size ({batch_size})")
         if on_duplicate not in ("mark", "skip"):
             raise InputError(f"on_duplicate must be 'mark' or 'skip', got {on_duplicate!r}")
-        raw_url = (
-            database_url.render_as_string(hide_password=False)
-            if isinstance(database_url, URL)
-            else resolve_database_url(database_url)
-        )
-        url = normalize_url(raw_url)
+        url = source_url(database_url)
         self.database_url = mask_url(url)
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool_dir(url)
         self._close_timeout_s = close_timeout_s

@@ -21,6 +21,7 @@ from mlpred_cli.derive.feature_stats import feature_stats_columns
 from mlpred_cli.derive.finite_values import floats_or_none
 from mlpred_cli.derive.indicators import indicator_columns
 from mlpred_cli.derive.raw_outputs import interpret_raw_outputs, prediction_columns
+from mlpred_cli.errors import InputError
 from mlpred_cli.store.prediction_row import (
     DATETIME_COLUMNS,
     FEATURE_COLUMNS,
@@ -154,7 +155,7 @@ def row_from_json(record: dict[str, Any]) -> Row:
     """The inverse of ``row_to_json``; unknown keys are an error, missing keys are null."""
     unknown = set(record) - set(WRITE_COLUMNS)
     if unknown:
-        raise ValueError(f"unknown columns in spooled row: {sorted(unknown)}")
+        raise InputError(f"unknown columns in spooled row: {sorted(unknown)}")
     values: list[Any] = []
     for name in WRITE_COLUMNS:
         value = record.get(name)

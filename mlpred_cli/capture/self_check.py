@@ -13,16 +13,18 @@ import numpy as np
 import sqlalchemy as sa
 
 from mlpred_cli.capture.logger import MLPredictionLogger
+from mlpred_cli.capture.spool import source_url
+from mlpred_cli.capture.spool_replay import writable_source
 from mlpred_cli.capture.synthetic_market import (
     feature_window,
     last_closed_candle_open,
     random_walk_candles,
     raw_model_outputs,
 )
-from mlpred_cli.config import resolve_database_url
 from mlpred_cli.errors import InputError
-from mlpred_cli.store.database import create_engine, mask_url, normalize_url
+from mlpred_cli.store.database import connection_errors, mask_url
 from mlpred_cli.store.migrations import ensure_schema
+from mlpred_cli.store.source import DatabaseSource, opened
 from mlpred_cli.store.tables import predictions_table
 
 CANDLE_INTERVAL = timedelta(minutes=15)
@@ -60,7 +62,7 @@ class LogTestResult:
 
 
 def run_log_test(
-    database_url: str | None = None,
+    source: DatabaseSource = None,
     *,
     symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT", "SOLUSDT"),
     count: int = 3,
@@ -69,22 +71,50 @@ def run_log_test(
     model_version: str = "log-test",
     lookback: int = 60,
 ) -> LogTestResult:
-    """Log ``count`` synthetic predictions per symbol, flush, and read them back."""
+    """Log ``count`` synthetic predictions per symbol, flush, and read them back.
+
+    ``source`` is any ``DatabaseSource``; an empty database is migrated first. An ``Engine``
+    passed in is not disposed (the logger writes through its own engine on its URL).
+    """
     if not symbols:
         raise InputError("give at least one symbol")
     if count < 1:
-        raise InputError(f"--count must be >= 1, got {count}")
+        raise InputError(f"count must be >= 1, got {count}")
     if candles < 1:
-        raise InputError(f"--candles must be >= 1, got {candles}")
-    url = normalize_url(resolve_database_url(database_url))
-    engine = create_engine(url)
-    ensure_schema(engine)
+        raise InputError(f"candles must be >= 1, got {candles}")
+    url = source_url(source)
+    with opened(writable_source(source), migrated=False) as engine:
+        ensure_schema(engine)
+        return _log_and_read_back(
+            engine,
+            mask_url(url),
+            symbols=symbols,
+            count=count,
+            candles=candles,
+            seed=seed,
+            model_version=model_version,
+            lookback=lookback,
+        )
+
+
+def _log_and_read_back(
+    engine: sa.Engine,
+    database: str,
+    *,
+    symbols: Sequence[str],
+    count: int,
+    candles: int,
+    seed: int | None,
+    model_version: str,
+    lookback: int,
+) -> LogTestResult:
+    """The run itself, on an engine ``run_log_test`` opened and migrated."""
     rng = np.random.default_rng(seed)
     end = last_closed_candle_open(datetime.now(UTC), CANDLE_INTERVAL)
     overheads_ns: list[int] = []
     ids: list[str] = []
     logger = MLPredictionLogger(
-        url,
+        engine,
         model_version=model_version,
         batch_size=max(1, min(100, count * len(symbols))),
         flush_interval_s=0.2,
@@ -115,12 +145,11 @@ def run_log_test(
     finally:
         logger.close_sync()
     saved = _read_back(engine, ids)
-    engine.dispose()
     found = {str(row["prediction_id"]) for row in saved}
     overheads_us = np.array(overheads_ns) / 1000.0
     mean_batch_ms = stats.get("mean_batch_ms")
     return LogTestResult(
-        database=mask_url(url),
+        database=database,
         logged=len(ids),
         saved_rows=saved,
         missing=[pid for pid in ids if pid not in found],
@@ -136,7 +165,7 @@ def _read_back(engine: sa.Engine, ids: Sequence[str]) -> list[dict[str, Any]]:
     columns = [predictions_table.c[name] for name in READ_BACK_COLUMNS]
     wanted = [uuid.UUID(pid) for pid in ids]
     rows: list[dict[str, Any]] = []
-    with engine.connect() as conn:
+    with connection_errors(engine.url), engine.connect() as conn:
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             query = sa.select(*columns).where(predictions_table.c.prediction_id.in_(chunk))

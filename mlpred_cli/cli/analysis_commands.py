@@ -6,11 +6,15 @@ from pathlib import Path
 
 import typer
 
-from mlpred_cli.analysis import prediction_views as api
 from mlpred_cli.cli.app import app
-from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, database_url, stderr_console
+from mlpred_cli.cli.common import (
+    FORMAT_OPTION,
+    cli_errors,
+    database_url,
+    flag_errors,
+    stderr_console,
+)
 from mlpred_cli.config import HORIZONS
-from mlpred_cli.render.analysis import render_accuracy, render_predictions, render_report
 from mlpred_cli.render.output_format import OutputFormat
 
 SYMBOL_OPTION = typer.Option(None, "--symbol", "-s", help="Only this symbol, e.g. BTCUSDT.")
@@ -58,8 +62,11 @@ def analyze_command(
 
         mlpred analyze --since 2026-03-01 --until 2026-03-08 --format json
     """
-    with cli_errors():
-        report = api.analyze(
+    from mlpred_cli.analysis.prediction_views import analyze
+    from mlpred_cli.render.analysis import render_report
+
+    with cli_errors(), flag_errors():
+        report = analyze(
             database_url(ctx),
             symbol=symbol,
             model_version=model_version,
@@ -73,7 +80,7 @@ def analyze_command(
         if fmt is OutputFormat.table:
             typer.echo(message)
             return
-        stderr_console.print(message)
+        stderr_console().print(message)
     render_report(report, fmt)
 
 
@@ -102,8 +109,11 @@ def accuracy_command(
 
         mlpred accuracy --by day --days 7 --format json
     """
-    with cli_errors():
-        table = api.accuracy_table(
+    from mlpred_cli.analysis.prediction_views import accuracy_table, frame_records
+    from mlpred_cli.render.analysis import render_accuracy
+
+    with cli_errors(), flag_errors():
+        table = accuracy_table(
             database_url(ctx),
             by=by,
             horizons=None if horizon == "all" else [horizon],
@@ -115,7 +125,7 @@ def accuracy_command(
             until=until,
         )
     chosen = HORIZONS if horizon == "all" else (horizon,)
-    render_accuracy(api.frame_records(table), fmt, by, chosen)
+    render_accuracy(frame_records(table), fmt, by, chosen)
 
 
 @app.command("high-confidence", rich_help_panel="Analysis")
@@ -143,8 +153,15 @@ def high_confidence_command(
 
         mlpred high-confidence --symbol BTCUSDT --days 7 --format csv
     """
-    with cli_errors():
-        frame = api.high_confidence(
+    from mlpred_cli.analysis.prediction_views import (
+        PREDICTION_VIEW_COLUMNS,
+        frame_records,
+        high_confidence,
+    )
+    from mlpred_cli.render.analysis import render_predictions
+
+    with cli_errors(), flag_errors():
+        frame = high_confidence(
             database_url(ctx),
             min_confidence=min_confidence,
             limit=limit,
@@ -156,9 +173,9 @@ def high_confidence_command(
             until=until,
         )
     render_predictions(
-        api.frame_records(frame),
+        frame_records(frame),
         fmt,
-        api.PREDICTION_VIEW_COLUMNS,
+        PREDICTION_VIEW_COLUMNS,
         title=f"Signals with confidence > {min_confidence:g}",
     )
 
@@ -185,8 +202,15 @@ def recent_command(
 
         mlpred recent --symbol ETHUSDT --hours 6 --format json
     """
-    with cli_errors():
-        frame = api.recent_predictions(
+    from mlpred_cli.analysis.prediction_views import (
+        PREDICTION_VIEW_COLUMNS,
+        frame_records,
+        recent_predictions,
+    )
+    from mlpred_cli.render.analysis import render_predictions
+
+    with cli_errors(), flag_errors():
+        frame = recent_predictions(
             database_url(ctx),
             hours=hours,
             limit=limit,
@@ -197,5 +221,5 @@ def recent_command(
             until=until,
         )
     render_predictions(
-        api.frame_records(frame), fmt, api.PREDICTION_VIEW_COLUMNS, title="Recent predictions"
+        frame_records(frame), fmt, PREDICTION_VIEW_COLUMNS, title="Recent predictions"
     )

@@ -1,21 +1,26 @@
 """Helpers shared by the command modules: the engine, error handling, common options.
 
+The library names its parameters (``days must be positive``); ``flag_errors`` re-words its
+``InputError`` messages with the flags the user typed (``--days must be positive``).
+
 Kept light on purpose: every command module imports it at start-up, so rich, SQLAlchemy and
 the library are imported only when a command runs.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from mlpred_cli.cli.app import AppState
 from mlpred_cli.config import resolve_database_url
-from mlpred_cli.errors import MlpredError
+from mlpred_cli.errors import InputError, MlpredError
 from mlpred_cli.render.output_format import OutputFormat
 
 if TYPE_CHECKING:
@@ -23,20 +28,13 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 
-class _StderrConsole:
-    """A rich ``Console`` on stderr, created on first use (rich costs start-up time)."""
+@functools.cache
+def stderr_console() -> Console:
+    """The rich console on stderr, created on first use (rich costs start-up time)."""
+    from rich.console import Console
 
-    _console: Console | None = None
+    return Console(stderr=True, soft_wrap=True, highlight=False)
 
-    def __getattr__(self, name: str) -> Any:
-        if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(stderr=True, soft_wrap=True, highlight=False)
-        return getattr(self._console, name)
-
-
-stderr_console: Any = _StderrConsole()
 
 FORMAT_OPTION = typer.Option(
     OutputFormat.table, "--format", "-f", help="Output format: table, json or csv."
@@ -46,7 +44,7 @@ FORMAT_OPTION = typer.Option(
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error to stderr and return the ``Exit`` to raise."""
     first_line = message.strip().splitlines()[0] if message.strip() else "unknown error"
-    stderr_console.print(f"[bold red]Error:[/] {first_line}", markup=True, highlight=False)
+    stderr_console().print(f"[bold red]Error:[/] {first_line}", markup=True, highlight=False)
     return typer.Exit(code=code)
 
 
@@ -59,6 +57,39 @@ def cli_errors() -> Iterator[None]:
         raise fail(str(error), error.exit_code) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
+
+
+#: Library parameters that are CLI flags of the same name (``min_count`` -> ``--min-count``).
+FLAG_PARAMETERS = frozenset(
+    {"days", "hours", "since", "until", "limit", "min_confidence", "min_count", "export", "top"}
+)
+
+_PARAMETER_WORD = re.compile(r"^([a-z_]+(?:/[a-z_]+)*)([:,]?)$")
+
+
+def flag_wording(message: str) -> str:
+    """``message`` with each word that is a parameter of ``FLAG_PARAMETERS`` (or a
+    ``days/hours`` pair of them) written as its flag: ``give days/hours or since/until`` ->
+    ``give --days/--hours or --since/--until``. Quoted values and paths are left alone."""
+    words = message.split(" ")
+    for index, word in enumerate(words):
+        match = _PARAMETER_WORD.match(word)
+        if match is None:
+            continue
+        names = match.group(1).split("/")
+        if all(name in FLAG_PARAMETERS for name in names):
+            flags = "/".join(f"--{name.replace('_', '-')}" for name in names)
+            words[index] = flags + match.group(2)
+    return " ".join(words)
+
+
+@contextmanager
+def flag_errors() -> Iterator[None]:
+    """Re-raise the library's ``InputError`` with its parameters named as flags."""
+    try:
+        yield
+    except InputError as error:
+        raise InputError(flag_wording(str(error))) from None
 
 
 def database_url(ctx: typer.Context) -> str:

@@ -7,11 +7,8 @@ from typing import Any
 
 import typer
 
-from mlpred_cli.capture.self_check import run_log_test
-from mlpred_cli.capture.spool_replay import replay_spool, spool_status
 from mlpred_cli.cli.app import app
 from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, database_url, fail
-from mlpred_cli.render.output import emit_object, emit_rows
 from mlpred_cli.render.output_format import OutputFormat
 
 spool_app = typer.Typer(help="Rows waiting on disk while the database was unavailable.")
@@ -42,6 +39,9 @@ def log_test(
     names = [name.strip() for name in symbols.split(",") if name.strip()]
     if not names:
         raise fail("--symbols names no symbol", 2)
+    from mlpred_cli.capture.self_check import run_log_test
+    from mlpred_cli.render.output import emit_rows
+
     with cli_errors():
         result = run_log_test(
             database_url(ctx),
@@ -96,6 +96,9 @@ def spool_status_command(
 
         mlpred spool status --format json
     """
+    from mlpred_cli.capture.spool_replay import spool_status
+    from mlpred_cli.render.output import emit_object
+
     with cli_errors():
         status = spool_status(database_url(ctx), spool_dir)
     emit_object(
@@ -122,6 +125,9 @@ def spool_replay_command(
 
         mlpred spool replay
     """
+    from mlpred_cli.capture.spool_replay import replay_spool
+    from mlpred_cli.render.output import emit_object
+
     with cli_errors():
         result = replay_spool(database_url(ctx), spool_dir)
     emit_object(

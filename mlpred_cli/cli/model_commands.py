@@ -6,15 +6,17 @@ from pathlib import Path
 
 import typer
 
-from mlpred_cli.analysis.compare import compare_models
-from mlpred_cli.analysis.feature_importance import (
-    compute_feature_importance,
-    show_feature_importance,
-)
 from mlpred_cli.cli.app import app
-from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, fail, open_engine, stderr_console
-from mlpred_cli.config import HORIZONS
-from mlpred_cli.render.output import emit_object, emit_rows
+from mlpred_cli.cli.common import (
+    FORMAT_OPTION,
+    cli_errors,
+    database_url,
+    fail,
+    flag_errors,
+    stderr_console,
+)
+from mlpred_cli.config import check_horizons
+from mlpred_cli.errors import InputError
 from mlpred_cli.render.output_format import OutputFormat
 
 importance_app = typer.Typer(help="Which input features matter, and how that changes over time.")
@@ -77,19 +79,18 @@ def compute_command(
     """
     if top < 1:
         raise fail("--top must be at least 1", 2)
-    with cli_errors():
-        engine = open_engine(ctx)
-        try:
-            result = compute_feature_importance(
-                engine,
-                days=days,
-                horizon=horizon,
-                model_version=model_version,
-                feature_names=feature_names,
-            )
-        finally:
-            engine.dispose()
-    stderr_console.print(
+    from mlpred_cli.analysis.feature_importance import compute_feature_importance
+    from mlpred_cli.render.output import emit_rows
+
+    with cli_errors(), flag_errors():
+        result = compute_feature_importance(
+            database_url(ctx),
+            days=days,
+            horizon=horizon,
+            model_version=model_version,
+            feature_names=feature_names,
+        )
+    stderr_console().print(
         f"Wrote {result.written} features ({result.predictions} predictions, horizon "
         f"{result.horizon}, model version {result.model_version or 'all'}"
         + (f"; {result.skipped} skipped: other vector length" if result.skipped else "")
@@ -127,19 +128,18 @@ def show_command(
 
         mlpred feature-importance show --model-version v2 --method spearman_ic --format json
     """
-    with cli_errors():
-        engine = open_engine(ctx)
-        try:
-            view = show_feature_importance(
-                engine, top=top, model_version=model_version, method=method
-            )
-        finally:
-            engine.dispose()
+    from mlpred_cli.render.model_views import show_feature_importance
+    from mlpred_cli.render.output import emit_object, emit_rows
+
+    with cli_errors(), flag_errors():
+        view = show_feature_importance(
+            database_url(ctx), top=top, model_version=model_version, method=method
+        )
     if fmt is OutputFormat.json:
         emit_object(view.to_dict(), fmt)
         return
     if view.snapshot is None:
-        stderr_console.print("No feature-importance snapshot matches")
+        stderr_console().print("No feature-importance snapshot matches")
         if fmt is OutputFormat.csv:
             emit_rows([], fmt, columns=SHOW_COLUMNS)
         return
@@ -176,21 +176,24 @@ def compare_models_command(
 
         mlpred compare-models v1.4 v1.5 --symbol BTCUSDT --format json
     """
-    if horizon != "all" and horizon not in HORIZONS:
-        raise fail(f"--horizon must be one of {', '.join(HORIZONS)} or all", 2)
-    with cli_errors():
-        engine = open_engine(ctx)
+    if horizon != "all":
         try:
-            comparison = compare_models(
-                engine,
-                version_a,
-                version_b,
-                days=days,
-                symbol=symbol,
-                horizons=None if horizon == "all" else [horizon],
-            )
-        finally:
-            engine.dispose()
+            check_horizons([horizon])
+        except InputError as error:
+            raise fail(f"--horizon: {error} or all", 2) from None
+    from mlpred_cli.render.comparison import metric_rows, test_rows
+    from mlpred_cli.render.model_views import compare_models
+    from mlpred_cli.render.output import emit_object, emit_rows
+
+    with cli_errors(), flag_errors():
+        comparison = compare_models(
+            database_url(ctx),
+            version_a,
+            version_b,
+            days=days,
+            symbol=symbol,
+            horizons=None if horizon == "all" else [horizon],
+        )
     if fmt is OutputFormat.json:
         emit_object(comparison.to_dict(), fmt)
         return
@@ -198,10 +201,10 @@ def compare_models_command(
         emit_rows(comparison.flat(), fmt)
         return
     emit_rows(
-        comparison.metric_table(),
+        metric_rows(comparison),
         fmt,
         title=f"{version_a} (A) vs {version_b} (B), {comparison.selection}",
     )
-    emit_rows(comparison.test_table(), fmt, title="Tests (B - A)")
+    emit_rows(test_rows(comparison), fmt, title="Tests (B - A)")
     for item in comparison.horizons:
         typer.echo(item.verdict)

@@ -5,31 +5,49 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mlpred_cli.cli.app import app
 from mlpred_cli.cli.common import (
     FORMAT_OPTION,
     cli_errors,
+    database_url,
     fail,
     is_interactive,
-    open_engine,
     stderr_console,
 )
 from mlpred_cli.cli.parsers import parse_horizons, parse_moment, parse_thresholds
 from mlpred_cli.config import BACKFILL_RETRY_WINDOW, DEFAULT_BACKFILL_INTERVAL
-from mlpred_cli.outcomes.backfill import (
-    BackfillReport,
-    backfill_actuals,
-)
-from mlpred_cli.outcomes.candle_files import ImportReport, import_candles
-from mlpred_cli.render.output import emit_object, emit_rows
+from mlpred_cli.errors import InputError
 from mlpred_cli.render.output_format import OutputFormat
+
+if TYPE_CHECKING:
+    from mlpred_cli.outcomes.backfill import BackfillReport
+    from mlpred_cli.outcomes.candle_files import ImportReport
 
 #: Invalid rows listed one per line on stderr before "... and N more".
 MAX_INVALID_LINES_SHOWN = 50
+
+#: Hints of library messages that name a parameter, and the option that sets it here.
+_OPTION_HINTS: tuple[tuple[str, str], ...] = (
+    ("pass symbol", "pass --symbol"),
+    ("pass file_format 'csv' or 'parquet'", "pass --format csv|parquet"),
+)
+
+
+@contextmanager
+def _option_wording() -> Iterator[None]:
+    """Re-raise an ``InputError`` whose hint names a parameter with the option's name."""
+    try:
+        yield
+    except InputError as error:
+        message = str(error)
+        for parameter, option in _OPTION_HINTS:
+            if message.endswith(parameter):
+                raise InputError(message[: -len(parameter)] + option) from None
+        raise
 
 
 @contextmanager
@@ -38,8 +56,16 @@ def _progress_bar(label: str, show: bool) -> Iterator[Callable[[int, int], None]
     if not show:
         yield None
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=stderr_console, transient=True) as bar:
+    with Progress(*columns, console=stderr_console(), transient=True) as bar:
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:
@@ -73,9 +99,10 @@ def import_candles_command(
 
     Columns are found case-insensitively: a time column (datetime, timestamp, time, date,
     open_time, or the index column of a pandas-written CSV), open, high, low, close, volume
-    and an optional symbol. Times may be ISO 8601 (naive times are UTC) or epoch seconds or
-    milliseconds (told apart by magnitude). Invalid rows (missing close, high < low,
-    non-numeric values) are skipped and listed with their line numbers.
+    and an optional symbol. Times may be ISO 8601 (naive times are UTC) or epoch seconds,
+    milliseconds, microseconds or nanoseconds (told apart by magnitude). Invalid rows
+    (missing close, high < low, non-numeric values) are skipped and listed with their line
+    numbers.
 
     Example:
 
@@ -83,35 +110,39 @@ def import_candles_command(
 
         mlpred import-candles candles.parquet --strict
     """
-    with cli_errors():
-        engine = open_engine(ctx)
-        with _progress_bar("importing", is_interactive()) as update:
-            written = 0
+    from mlpred_cli.outcomes.candle_files import import_candles
 
-            def advance(rows: int) -> None:
-                nonlocal written
-                written += rows
-                if update is not None:
-                    update(written, written)
+    with (
+        cli_errors(),
+        _option_wording(),
+        _progress_bar("importing", is_interactive()) as update,
+    ):
+        written = 0
 
-            report = import_candles(
-                engine,
-                file,
-                file_format=file_format,
-                symbol=symbol,
-                interval=interval,
-                strict=strict,
-                progress=advance,
-            )
-        engine.dispose()
+        def advance(rows: int) -> None:
+            nonlocal written
+            written += rows
+            if update is not None:
+                update(written, written)
+
+        report = import_candles(
+            database_url(ctx),
+            file,
+            file_format=file_format,
+            symbol=symbol,
+            interval=interval,
+            strict=strict,
+            progress=advance,
+        )
     _print_import_report(report)
 
 
 def _print_import_report(report: ImportReport) -> None:
+    """The invalid lines on stderr, then the counts and each symbol's range."""
     for invalid in report.invalid[:MAX_INVALID_LINES_SHOWN]:
-        stderr_console.print(f"invalid line {invalid.line}: {invalid.reason}")
+        stderr_console().print(f"invalid line {invalid.line}: {invalid.reason}")
     if len(report.invalid) > MAX_INVALID_LINES_SHOWN:
-        stderr_console.print(f"... and {len(report.invalid) - MAX_INVALID_LINES_SHOWN} more")
+        stderr_console().print(f"... and {len(report.invalid) - MAX_INVALID_LINES_SHOWN} more")
     typer.echo(
         f"inserted {report.inserted}, updated {report.updated}, unchanged {report.unchanged}, "
         f"invalid {len(report.invalid)} (of {report.total_rows} rows; "
@@ -183,11 +214,12 @@ def backfill_actuals_command(
         chosen = parse_horizons(horizons)
         levels = parse_thresholds(thresholds)
         start, end = parse_moment(since), parse_moment(until)
-        engine = open_engine(ctx)
+        from mlpred_cli.outcomes.backfill import backfill_actuals
+
         show_bar = is_interactive() and fmt is OutputFormat.table
         with _progress_bar("backfilling", show_bar) as update:
             report = backfill_actuals(
-                engine,
+                database_url(ctx),
                 source=source,
                 interval=interval,
                 symbol=symbol,
@@ -199,11 +231,13 @@ def backfill_actuals_command(
                 limit=limit,
                 progress=update,
             )
-        engine.dispose()
     _print_backfill_report(report, fmt)
 
 
 def _print_backfill_report(report: BackfillReport, fmt: OutputFormat) -> None:
+    """JSON, a table (terminal) or one summary line (cron, pipes)."""
+    from mlpred_cli.render.output import emit_object, emit_rows
+
     if fmt is OutputFormat.json:
         emit_object(report.as_dict(), fmt)
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mlpred_cli.config import DEFAULT_DIRECTION_THRESHOLDS, HORIZONS
+from mlpred_cli.config import DEFAULT_DIRECTION_THRESHOLDS, HORIZONS, check_horizons
 from mlpred_cli.errors import InputError
 
 
@@ -18,10 +18,7 @@ def parse_horizons(text: str | None) -> list[str]:
     if text is None or not text.strip():
         return list(HORIZONS)
     wanted = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = [part for part in wanted if part not in HORIZONS]
-    if unknown:
-        raise InputError(f"unknown horizon '{unknown[0]}': use {','.join(HORIZONS)}")
-    return [horizon for horizon in HORIZONS if horizon in wanted]
+    return list(check_horizons(wanted))
 
 
 def parse_thresholds(text: str | None) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Feature-importance snapshots: validation, ranking and writing to ``ml_feature_importance``.
+"""Feature-importance snapshots: validation and ranking into ``ml_feature_importance`` rows
+(``store.importance_snapshots`` writes them).
 
 A snapshot is every feature of one model version scored by one method at one moment
 (``calculated_at``, shared by all its rows); rank 1 is the highest score.

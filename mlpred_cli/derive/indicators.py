@@ -44,12 +44,17 @@ from scipy.signal import lfilter
 
 from mlpred_cli.config import MAX_INDICATOR_CANDLES
 from mlpred_cli.derive.finite_values import floats_or_none
+from mlpred_cli.derive.market_time import (
+    TIME_COLUMNS,
+    column_positions,
+    epoch_microseconds,
+    find_time_source,
+    parse_times,
+)
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.prediction_row import INDICATOR_COLUMNS
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
-#: Column names searched (case-insensitively, in this order) for candle open times.
-TIME_COLUMNS: tuple[str, ...] = ("datetime", "timestamp", "time", "open_time")
 
 WILDER_PERIOD = 14
 MACD_FAST_PERIOD = 12
@@ -63,8 +68,6 @@ VOLUME_RATIO_PERIOD = 20
 _CHUNK_ROWS = 256
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NUMERIC_KINDS = frozenset("iuf")
-#: Epoch numbers are read as seconds below 1e11, ms below 1e14, us below 1e17, else ns.
-_EPOCH_UNIT_LIMITS: tuple[tuple[float, float], ...] = ((1e11, 1e6), (1e14, 1e3), (1e17, 1.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +83,8 @@ class MarketArrays:
     last_open_time: datetime
 
 
-@lru_cache(maxsize=256)
-def _column_positions(names: tuple[object, ...]) -> dict[str, int]:
-    """Lower-cased name -> position of the first column with that name."""
-    positions: dict[str, int] = {}
-    for position, name in enumerate(names):
-        positions.setdefault(str(name).strip().lower(), position)
-    return positions
+#: Lower-cased name -> position of the first column with that name, cached per column set.
+_column_positions = lru_cache(maxsize=256)(column_positions)
 
 
 def _numeric_column(frame: pd.DataFrame, label: object, name: str) -> np.ndarray:
@@ -100,55 +98,42 @@ def _numeric_column(frame: pd.DataFrame, label: object, name: str) -> np.ndarray
     return values
 
 
-def _epoch_to_microseconds(values: np.ndarray) -> np.ndarray:
-    """Epoch numbers (s / ms / us / ns, judged by the magnitude of the last one) -> int64 us."""
-    magnitude = abs(float(values[-1]))
-    factor = 1e-3
-    for limit, unit_factor in _EPOCH_UNIT_LIMITS:
-        if magnitude < limit:
-            factor = unit_factor
-            break
-    if values.dtype.kind in "iu" and factor >= 1.0:
-        return values.astype(np.int64) * int(factor)
-    return np.rint(values.astype(np.float64) * factor).astype(np.int64)
-
-
-def _times_microseconds(frame: pd.DataFrame, positions: dict[str, int]) -> tuple[np.ndarray, bool]:
+def _times_microseconds(
+    frame: pd.DataFrame, names: tuple[object, ...], positions: dict[str, int]
+) -> tuple[np.ndarray, bool]:
     """Candle open times as int64 microseconds since the epoch, UTC (naive times are UTC),
-    and whether they came from a numeric (epoch) column."""
-    for name in TIME_COLUMNS:
-        if name in positions:
-            column = frame[frame.columns[positions[name]]]
-            if isinstance(column, pd.DataFrame):
-                raise InputError(f"market_data has more than one {name!r} column")
-            kind = column.dtype.kind
-            if kind == "M":
-                times = column.to_numpy(dtype="datetime64[us]")
-            elif kind in _NUMERIC_KINDS:
-                epochs = column.to_numpy()
-                if epochs.dtype.kind not in _NUMERIC_KINDS:  # a nullable dtype holding NA
-                    epochs = column.to_numpy(dtype=np.float64, na_value=np.nan)
-                if epochs.dtype.kind == "f" and np.isnan(epochs).any():
-                    raise InputError(f"market_data column {name!r} has missing times")
-                return _epoch_to_microseconds(epochs), True
-            else:
-                try:
-                    parsed = pd.to_datetime(column, utc=True)
-                except (ValueError, TypeError) as error:
-                    raise InputError(
-                        f"market_data column {name!r} does not hold times: {error}"
-                    ) from None
-                times = parsed.to_numpy(dtype="datetime64[us]")
-            break
-    else:
-        if not isinstance(frame.index, pd.DatetimeIndex):
-            raise InputError(
-                "market_data needs candle times: a DatetimeIndex or a column named "
-                + ", ".join(TIME_COLUMNS)
-            )
-        index = frame.index
+    and whether they came from a numeric (epoch) column; the column is found and epochs are
+    read by the rule of ``derive/market_time.py``."""
+    source = find_time_source(names, frame.index, subject="market_data", positions=positions)
+    if isinstance(source, pd.DatetimeIndex):
+        index = source
         # asi8: integers in the index's unit since the epoch, UTC for aware indexes (no copy).
         times = index.asi8.view(f"datetime64[{index.unit}]").astype("datetime64[us]", copy=False)
+    else:
+        name = str(names[source]).strip().lower()
+        column = frame[frame.columns[source]]
+        if isinstance(column, pd.DataFrame):
+            raise InputError(f"market_data has more than one {name!r} column")
+        kind = column.dtype.kind
+        if kind == "M":
+            times = column.to_numpy(dtype="datetime64[us]")
+        elif kind in _NUMERIC_KINDS:
+            epochs = column.to_numpy()
+            if epochs.dtype.kind not in _NUMERIC_KINDS:  # a nullable dtype holding NA
+                epochs = column.to_numpy(dtype=np.float64, na_value=np.nan)
+            if epochs.dtype.kind == "f" and np.isnan(epochs).any():
+                raise InputError(f"market_data column {name!r} has missing times")
+            return epoch_microseconds(epochs, what=f"market_data column {name!r}"), True
+        else:
+            what = f"market_data column {name!r}"
+            parsed, unreadable = parse_times(column.reset_index(drop=True), what=what)
+            if unreadable.any():
+                first = int(np.argmax(unreadable.to_numpy()))
+                raise InputError(
+                    f"{what} does not hold times: {column.iat[first]!r} at position {first} "
+                    "is neither ISO 8601 nor an epoch number"
+                )
+            times = parsed.to_numpy(dtype="datetime64[us]")
     if np.isnat(times).any():
         raise InputError("market_data has missing candle times (NaT)")
     return times.view(np.int64), False
@@ -159,8 +144,10 @@ def extract_market_data(market_data: object) -> MarketArrays | None:
 
     Columns ``open, high, low, close, volume`` are found case-insensitively (only ``close`` is
     required; absent ones become NaN). Times come from a ``datetime`` / ``timestamp`` /
-    ``time`` / ``open_time`` column or else a DatetimeIndex: datetime64 (naive = UTC, aware
-    converted to UTC) or epoch numbers (s, ms, us or ns, judged by magnitude). Rows are sorted
+    ``time`` / ``date`` / ``open_time`` column or else a DatetimeIndex, by the rule of
+    ``derive/market_time.py`` that ``import-candles`` uses too: datetime64 (naive = UTC, aware
+    converted to UTC), epoch numbers (s, ms, us or ns, judged by magnitude; one unit per
+    column) or ISO 8601 text. Rows are sorted
     by time if the last row is not the latest. Keeps the most recent ``MAX_INDICATOR_CANDLES``.
     None -> None. Raises InputError for anything else it cannot use.
     """
@@ -173,10 +160,11 @@ def extract_market_data(market_data: object) -> MarketArrays | None:
     row_count = len(market_data)
     if row_count == 0:
         raise InputError("market_data is empty")
-    positions = _column_positions(tuple(market_data.columns.tolist()))
+    names = tuple(market_data.columns.tolist())
+    positions = _column_positions(names)
     if "close" not in positions:
         raise InputError("market_data has no 'close' column (names are matched case-insensitively)")
-    times, numeric_time = _times_microseconds(market_data, positions)
+    times, numeric_time = _times_microseconds(market_data, names, positions)
 
     present = [name for name in PRICE_COLUMNS if name in positions]
     # One to_numpy() of the whole frame is far cheaper than a column lookup per name, but only

@@ -1,40 +1,39 @@
 """Reading OHLCV candle files (CSV or Parquet) and upserting them into ``market_candles``.
 
-Times in a file may be ISO 8601 strings (naive ones are taken as UTC) or epoch seconds or
-milliseconds (told apart by magnitude). All times returned are timezone-aware UTC.
+The time column and its unit follow ``derive/market_time.py``, the rule ``log_prediction``
+applies to ``market_data`` too: ISO 8601 strings (naive ones are taken as UTC) or epoch
+seconds, milliseconds, microseconds or nanoseconds (told apart by magnitude), or datetime64
+values. All times returned are timezone-aware UTC. Validation is pandas work here; the SQL
+of the upsert is in ``store/candle_writes.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
 
-from mlpred_cli.config import CANDLE_IMPORT_BATCH_ROWS, CANDLE_INTERVALS
+from mlpred_cli.config import CANDLE_INTERVALS
+from mlpred_cli.derive.market_time import find_time_source, parse_times
 from mlpred_cli.errors import InputError
-from mlpred_cli.store.column_types import UTCDateTime
-from mlpred_cli.store.database import SQLITE_BEGIN_OPTION, connection_errors, is_sqlite
+from mlpred_cli.store.candle_writes import (
+    CANDLE_COLUMNS,
+    VALUE_COLUMNS,
+    CandleRecord,
+    Progress,
+    write_candles,
+)
+from mlpred_cli.store.source import DatabaseSource, opened
 
-#: Time column names recognised, in order of preference (matched case-insensitively).
-TIME_COLUMNS: tuple[str, ...] = ("datetime", "timestamp", "time", "date", "open_time")
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 FILE_FORMATS: tuple[str, ...] = ("csv", "parquet")
-CANDLE_COLUMNS: tuple[str, ...] = (
-    "symbol", "interval_minutes", "datetime", "open", "high", "low", "close", "volume",
-)  # fmt: skip
-
-#: Epoch values at or above this are milliseconds; below, seconds (1e11 s is the year 5138,
-#: 1e11 ms is March 1973).
-EPOCH_MS_THRESHOLD = 1e11
-
-Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ def detect_format(path: Path, file_format: str | None) -> str:
         return "parquet"
     if ".csv" in suffixes or ".txt" in suffixes:
         return "csv"
-    raise InputError(f"cannot tell the format of {path.name}: pass --format csv|parquet")
+    raise InputError(f"cannot tell the format of {path.name}: pass file_format 'csv' or 'parquet'")
 
 
 def parse_interval(interval: str) -> int:
@@ -123,58 +122,18 @@ def _load(path: Path, file_format: str) -> tuple[pd.DataFrame, int]:
 
 
 def _find_columns(frame: pd.DataFrame) -> dict[str, Any]:
+    """Labels of the price, volume and symbol columns (symbol None when absent) and where
+    the times are: a column's position or the frame's DatetimeIndex (``derive/market_time.py``)."""
     by_lower = {str(name).strip().lower(): name for name in frame.columns}
-    found: dict[str, Any] = {}
-    time_name = next((by_lower[n] for n in TIME_COLUMNS if n in by_lower), None)
-    if time_name is None and len(frame.columns) and str(frame.columns[0]).startswith("Unnamed: 0"):
-        time_name = frame.columns[0]  # the index column of a pandas-written CSV
-    if time_name is None:
-        names = ", ".join(TIME_COLUMNS)
-        raise InputError(f"no time column: expected one of {names} (any case)")
-    found["time"] = time_name
+    found: dict[str, Any] = {
+        "time": find_time_source(tuple(frame.columns.tolist()), frame.index, subject="the file")
+    }
     for name in (*PRICE_COLUMNS, "volume"):
         if name not in by_lower:
             raise InputError(f"no '{name}' column (columns found: {', '.join(map(str, frame))})")
         found[name] = by_lower[name]
     found["symbol"] = by_lower.get("symbol")
     return found
-
-
-def _parse_times(raw: pd.Series, line_offset: int) -> tuple[pd.Series, pd.Series]:
-    """UTC times and a mask of unparseable cells; raises on a file mixing seconds and ms."""
-    if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        times = raw.dt.tz_convert("UTC")
-        return times, times.isna() & raw.notna()
-    if pd.api.types.is_datetime64_dtype(raw.dtype):
-        times = raw.dt.tz_localize("UTC")
-        return times, times.isna() & raw.notna()
-    text = raw.astype("string").str.strip()
-    numbers = pd.to_numeric(text, errors="coerce")
-    is_epoch = numbers.notna().to_numpy()
-    present = text.notna().to_numpy()
-    is_text = present & ~is_epoch
-    if is_epoch.any() and is_text.any():
-        first_epoch = int(np.argmax(is_epoch))
-        first_text = int(np.argmax(is_text))
-        line = max(first_epoch, first_text) + line_offset
-        raise InputError(f"the time column mixes epoch numbers and ISO text (line {line})")
-    if is_epoch.any():
-        values = numbers.to_numpy(dtype="float64")
-        in_ms = np.abs(values) >= EPOCH_MS_THRESHOLD
-        valid_epoch = ~np.isnan(values)
-        if in_ms[valid_epoch].any() and (~in_ms[valid_epoch]).any():
-            first_unit = in_ms[valid_epoch][0]
-            offending = int(np.argmax(valid_epoch & (in_ms != first_unit)))
-            units = ("milliseconds", "seconds") if first_unit else ("seconds", "milliseconds")
-            raise InputError(
-                f"the time column mixes epoch {units[0]} and {units[1]}: "
-                f"line {offending + line_offset} is in {units[1]}"
-            )
-        unit: Literal["ms", "s"] = "ms" if in_ms[valid_epoch].any() else "s"
-        times = pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
-        return times, times.isna() & text.notna()
-    times = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-    return times, times.isna() & text.notna()
 
 
 def _numeric(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -206,7 +165,7 @@ def infer_interval(frame: pd.DataFrame) -> int:
 
 
 def read_candle_file(
-    path: Path,
+    path: str | Path,
     *,
     file_format: str | None = None,
     symbol: str | None = None,
@@ -222,15 +181,22 @@ def read_candle_file(
     ``interval`` (``15m``, ``1h``, ...) is inferred from the data when ``None``.
     Raises ``InputError`` for an unreadable file, missing columns, or mixed time units.
     """
+    path = Path(path)
     chosen_format = detect_format(path, file_format)
     interval_minutes = parse_interval(interval) if interval else None
     raw, line_offset = _load(path, chosen_format)
-    raw = raw.reset_index(drop=True)
     columns = _find_columns(raw)
+    if isinstance(columns["time"], pd.DatetimeIndex):  # a Parquet file written from such a frame
+        raw_times = pd.Series(columns["time"])
+    else:
+        raw_times = raw.iloc[:, columns["time"]].reset_index(drop=True)
+    raw = raw.reset_index(drop=True)
     if columns["symbol"] is None and not symbol:
-        raise InputError("the file has no symbol column: pass --symbol")
+        raise InputError("the file has no symbol column: pass symbol")
 
-    times, bad_time = _parse_times(raw[columns["time"]], line_offset)
+    times, bad_time = parse_times(
+        raw_times, what="the time column", locate=lambda position: f"line {position + line_offset}"
+    )
     if columns["symbol"] is not None:
         symbols = raw[columns["symbol"]].astype("string").str.strip().replace("", pd.NA)
         if symbol:
@@ -248,7 +214,7 @@ def read_candle_file(
         target = pd.Series(np.asarray(mask, dtype=bool), index=raw.index) & (reasons == "")
         reasons[target] = reason
 
-    flag(raw[columns["time"]].isna(), "missing time")
+    flag(raw_times.isna(), "missing time")
     flag(bad_time, "unreadable time")
     flag(symbols.isna(), "missing symbol")
     for name in (*PRICE_COLUMNS, "volume"):
@@ -294,60 +260,11 @@ def read_candle_file(
 
 # ---------------------------------------------------------------- writing
 
-_staging_metadata = sa.MetaData()
-_staging = sa.Table(
-    "candle_staging",
-    _staging_metadata,
-    sa.Column("symbol", sa.String(20)),
-    sa.Column("interval_minutes", sa.Integer),
-    sa.Column("datetime", UTCDateTime),
-    *(sa.Column(name, sa.Double()) for name in (*PRICE_COLUMNS, "volume")),
-    prefixes=["TEMPORARY"],
-    postgresql_on_commit="DROP",
-)
 
-_VALUE_COLUMNS = (*PRICE_COLUMNS, "volume")
-_KEY = "symbol, interval_minutes, datetime"
-_ALL = ", ".join(CANDLE_COLUMNS)
-_SET = ", ".join(f"{name} = excluded.{name}" for name in _VALUE_COLUMNS)
-
-_PG_UPSERT = f"""
-WITH upserted AS (
-    INSERT INTO market_candles AS t ({_ALL})
-    SELECT {_ALL} FROM candle_staging
-    ON CONFLICT ({_KEY}) DO UPDATE SET {_SET}
-    WHERE (t.open, t.high, t.low, t.close, t.volume)
-          IS DISTINCT FROM (excluded.open, excluded.high, excluded.low, excluded.close,
-                            excluded.volume)
-    RETURNING (xmax = 0) AS inserted
-)
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
-"""
-
-_SQLITE_MATCH = (
-    "t.symbol = s.symbol AND t.interval_minutes = s.interval_minutes AND t.datetime = s.datetime"
-)
-_SQLITE_CHANGED = " OR ".join(f"t.{name} IS NOT s.{name}" for name in _VALUE_COLUMNS)
-_SQLITE_COUNT_NEW = f"""
-SELECT count(*) FROM candle_staging s
-WHERE NOT EXISTS (SELECT 1 FROM market_candles t WHERE {_SQLITE_MATCH})
-"""
-_SQLITE_COUNT_CHANGED = f"""
-SELECT count(*) FROM candle_staging s JOIN market_candles t ON {_SQLITE_MATCH}
-WHERE {_SQLITE_CHANGED}
-"""
-_SQLITE_UPSERT = f"""
-INSERT INTO market_candles AS t ({_ALL})
-SELECT {_ALL} FROM candle_staging AS s WHERE true
-ON CONFLICT ({_KEY}) DO UPDATE SET {_SET}
-WHERE {" OR ".join(f"t.{name} IS NOT excluded.{name}" for name in _VALUE_COLUMNS)}
-"""
-
-
-def _records(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+def candle_records(frame: pd.DataFrame) -> list[CandleRecord]:
     """Rows as plain Python tuples: aware datetimes, floats, and None for a missing volume."""
     times = pd.DatetimeIndex(frame["datetime"]).to_pydatetime()
-    values = [frame[name].to_numpy(dtype="float64") for name in _VALUE_COLUMNS]
+    values = [frame[name].to_numpy(dtype="float64") for name in VALUE_COLUMNS]
     volume = [None if np.isnan(v) else float(v) for v in values[-1]]
     return list(
         zip(
@@ -364,32 +281,6 @@ def _records(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
     )
 
 
-def _stage_postgres(conn: Connection, records: list[tuple[Any, ...]], progress: Progress) -> None:
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor:
-        cursor.execute(
-            "CREATE TEMP TABLE candle_staging "
-            "(LIKE market_candles INCLUDING DEFAULTS) ON COMMIT DROP"
-        )
-        with cursor.copy(f"COPY candle_staging ({_ALL}) FROM STDIN") as copy:
-            for start in range(0, len(records), CANDLE_IMPORT_BATCH_ROWS):
-                batch = records[start : start + CANDLE_IMPORT_BATCH_ROWS]
-                for record in batch:
-                    copy.write_row(record)
-                progress(len(batch))
-
-
-def _stage_sqlite(conn: Connection, records: list[tuple[Any, ...]], progress: Progress) -> None:
-    _staging.drop(conn, checkfirst=True)
-    _staging.create(conn)
-    insert = _staging.insert()
-    for start in range(0, len(records), CANDLE_IMPORT_BATCH_ROWS):
-        batch = records[start : start + CANDLE_IMPORT_BATCH_ROWS]
-        conn.execute(insert, [dict(zip(CANDLE_COLUMNS, record, strict=True)) for record in batch])
-        progress(len(batch))
-
-
 def upsert_candles(
     engine: Engine, frame: pd.DataFrame, *, progress: Progress | None = None
 ) -> tuple[int, int]:
@@ -397,27 +288,9 @@ def upsert_candles(
 
     Keyed on (symbol, interval_minutes, datetime); a candle identical to the stored one is left
     untouched, so importing the same data twice writes nothing. PostgreSQL stages the rows
-    with COPY, SQLite with executemany; then one set-based upsert.
+    with COPY, SQLite with executemany; then one set-based upsert (``store/candle_writes.py``).
     """
-    report = progress or (lambda _rows: None)
-    records = _records(frame)
-    if not records:
-        return 0, 0
-    with connection_errors(engine.url), engine.connect() as conn:
-        if is_sqlite(conn):
-            conn = conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
-        with conn.begin():
-            if is_sqlite(conn):
-                _stage_sqlite(conn, records, report)
-                inserted = int(conn.exec_driver_sql(_SQLITE_COUNT_NEW).scalar_one())
-                updated = int(conn.exec_driver_sql(_SQLITE_COUNT_CHANGED).scalar_one())
-                conn.exec_driver_sql(_SQLITE_UPSERT)
-                _staging.drop(conn)
-            else:
-                _stage_postgres(conn, records, report)
-                row = conn.exec_driver_sql(_PG_UPSERT).one()
-                inserted, updated = int(row[0]), int(row[1])
-    return inserted, updated
+    return write_candles(engine, candle_records(frame), progress=progress)
 
 
 def symbol_ranges(frame: pd.DataFrame) -> list[SymbolRange]:
@@ -435,8 +308,8 @@ def symbol_ranges(frame: pd.DataFrame) -> list[SymbolRange]:
 
 
 def import_candles(
-    engine: Engine,
-    path: Path,
+    source: DatabaseSource,
+    path: str | Path,
     *,
     file_format: str | None = None,
     symbol: str | None = None,
@@ -444,20 +317,22 @@ def import_candles(
     strict: bool = False,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Read, validate and upsert a candle file into ``market_candles``.
+    """Read, validate and upsert a candle file into ``market_candles`` of ``source`` (a URL,
+    a SQLite ``Path`` or an ``Engine``; the database must be migrated).
 
     Invalid rows are skipped and listed in the report; with ``strict`` any invalid row raises
     ``InputError`` (naming its line) before anything is written. ``progress`` is called with
-    the number of rows written so far in each batch.
+    the number of rows written in each batch.
     """
-    batch = read_candle_file(path, file_format=file_format, symbol=symbol, interval=interval)
-    if strict and batch.invalid:
-        first = batch.invalid[0]
-        raise InputError(
-            f"{len(batch.invalid)} invalid row(s), nothing imported; "
-            f"first at line {first.line}: {first.reason}"
-        )
-    inserted, updated = upsert_candles(engine, batch.frame, progress=progress)
+    with opened(source) as engine:
+        batch = read_candle_file(path, file_format=file_format, symbol=symbol, interval=interval)
+        if strict and batch.invalid:
+            first = batch.invalid[0]
+            raise InputError(
+                f"{len(batch.invalid)} invalid row(s), nothing imported; "
+                f"first at line {first.line}: {first.reason}"
+            )
+        inserted, updated = upsert_candles(engine, batch.frame, progress=progress)
     return ImportReport(
         inserted=inserted,
         updated=updated,

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError
 
 from mlpred_cli.config import resolve_database_url
-from mlpred_cli.errors import ConfigError, DatabaseUnavailable
+from mlpred_cli.errors import ConfigError
+from mlpred_cli.store.driver_errors import database_errors
 
 _POSTGRES_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"}
 _SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
@@ -123,34 +121,18 @@ def create_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
     return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **kwargs)
 
 
-def describe_connection_error(error: BaseException) -> str:
-    """The first line of a driver error, without the SQLAlchemy boilerplate."""
-    original = getattr(error, "orig", None) or error
-    first = str(original).strip().splitlines()
-    return first[0] if first else type(original).__name__
-
-
-@contextmanager
-def connection_errors(url: URL) -> Iterator[None]:
-    """Turn driver connection failures into ``DatabaseUnavailable`` naming the masked URL."""
-    try:
-        yield
-    except (OperationalError, psycopg.OperationalError, sqlite3.OperationalError) as error:
-        # Raw driver errors come from the COPY / executemany fast paths.
-        reason = describe_connection_error(error)
-        raise DatabaseUnavailable(f"cannot connect to {mask_url(url)}: {reason}") from None
-    except DBAPIError as error:
-        if error.connection_invalidated:
-            reason = describe_connection_error(error)
-            raise DatabaseUnavailable(f"lost connection to {mask_url(url)}: {reason}") from None
-        raise
+def connection_errors(url: URL) -> AbstractContextManager[None]:
+    """Raise driver errors escaping the block as mlpred errors naming the masked URL:
+    ``DatabaseUnavailable`` for connection failures, ``RowRejected`` / ``DatabaseError`` for
+    refused statements (the table of ``driver_errors``, applied by ``database_errors``)."""
+    return database_errors(url)
 
 
 def run_autocommit(url: URL, *statements: str) -> None:
     """Run statements outside a transaction (CREATE / DROP DATABASE need that)."""
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     try:
-        with engine.connect() as conn:
+        with database_errors(url), engine.connect() as conn:
             for statement in statements:
                 conn.exec_driver_sql(statement)
     finally:

@@ -24,7 +24,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from mlpred_cli.store.database import is_sqlite
+from mlpred_cli.errors import DatabaseUnavailable
+from mlpred_cli.store.database import is_sqlite, mask_url
 from mlpred_cli.store.prediction_queries import PredictionFilter
 from mlpred_cli.store.tables import predictions_table
 
@@ -211,7 +212,8 @@ def _copy_blocks_postgresql(conn: Connection, statement: sa.Select[Any]) -> Iter
     # Plain values (aware datetimes, text) that psycopg binds into the COPY statement itself.
     values = compiled.construct_params()
     raw = conn.connection.driver_connection
-    assert raw is not None
+    if raw is None:  # a pooled connection that was invalidated under us
+        raise DatabaseUnavailable(f"lost connection to {mask_url(conn.engine.url)}")
     pending: list[bytes] = []
     size = 0
     with raw.cursor() as cursor, cursor.copy(f"COPY ({compiled.string}) TO STDOUT", values) as copy:

@@ -19,12 +19,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from mlpred_cli.config import (
-    CONFIDENCE_BIN_EDGES,
-    HORIZONS,
-    PRIMARY_HORIZON_FALLBACK,
-    SIGNAL_TYPES,
-)
+from mlpred_cli.config import CONFIDENCE_BIN_EDGES, HORIZONS, PRIMARY_HORIZON_FALLBACK, SIGNAL_TYPES
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.tables import predictions_table
 
@@ -43,8 +38,9 @@ PAYLOAD_COLUMNS: tuple[str, ...] = ("features_array", "model_outputs_raw")
 # ---------------------------------------------------------------- the selection
 
 
-def parse_time(value: str | datetime, option: str) -> datetime:
-    """An ISO 8601 time (or datetime) as aware UTC; naive values are taken as UTC."""
+def parse_time(value: str | datetime, name: str) -> datetime:
+    """An ISO 8601 time (or datetime) as aware UTC; naive values are taken as UTC. ``name``
+    (the parameter, e.g. ``since``) labels the error."""
     if isinstance(value, datetime):
         moment = value
     else:
@@ -52,7 +48,7 @@ def parse_time(value: str | datetime, option: str) -> datetime:
             moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             raise InputError(
-                f"{option}: '{value}' is not an ISO 8601 time (e.g. 2026-03-01T12:00)"
+                f"{name}: '{value}' is not an ISO 8601 time (e.g. 2026-03-01T12:00)"
             ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
@@ -111,16 +107,16 @@ def make_filter(
     """Validate the selection options; ``days``/``hours`` and ``since``/``until`` exclude
     each other. Raises ``InputError`` on bad input."""
     if days is not None and hours is not None:
-        raise InputError("give --days or --hours, not both")
+        raise InputError("give days or hours, not both")
     if (days is not None or hours is not None) and (since is not None or until is not None):
-        raise InputError("give --days/--hours or --since/--until, not both")
-    for name, amount in (("--days", days), ("--hours", hours)):
+        raise InputError("give days/hours or since/until, not both")
+    for name, amount in (("days", days), ("hours", hours)):
         if amount is not None and not amount > 0:
             raise InputError(f"{name} must be positive, got {amount:g}")
-    since_at = parse_time(since, "--since") if since is not None else None
-    until_at = parse_time(until, "--until") if until is not None else None
+    since_at = parse_time(since, "since") if since is not None else None
+    until_at = parse_time(until, "until") if until is not None else None
     if since_at is not None and until_at is not None and since_at >= until_at:
-        raise InputError("--since must be before --until")
+        raise InputError("since must be before until")
     reference = now or datetime.now(UTC)
     if days is not None:
         since_at = reference - timedelta(days=days)
@@ -134,16 +130,6 @@ def make_filter(
         until=until_at,
         days=days,
     )
-
-
-def check_horizons(horizons: Sequence[str] | None) -> tuple[str, ...]:
-    """The horizons asked for (all when ``None``); raises ``InputError`` for unknown ones."""
-    if horizons is None:
-        return HORIZONS
-    unknown = [h for h in horizons if h not in HORIZONS]
-    if unknown:
-        raise InputError(f"unknown horizon {unknown[0]!r}: use one of {', '.join(HORIZONS)}")
-    return tuple(h for h in HORIZONS if h in horizons)
 
 
 # ---------------------------------------------------------------- dialect helpers
@@ -180,11 +166,19 @@ def _correct(horizon: str) -> ColumnElement[bool]:
     return P[f"accuracy_{horizon}"].is_(True)
 
 
-def _scored(horizon: str) -> ColumnElement[bool]:
-    """Rows that can be scored at ``horizon``: both the predicted and the actual direction are
-    known. A row without a predicted direction (NaN logits, or a bot dict without that
-    horizon) made no prediction there, so it is neither right nor wrong."""
-    return P[f"actual_direction_{horizon}"].isnot(None) & P[f"direction_{horizon}"].isnot(None)
+def is_scored(
+    actual_direction: ColumnElement[Any], direction: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """THE rule of which rows count as scored (SQL side; ``analysis.scoring.scored_mask`` is
+    the frame side): both the actual and the predicted direction are known. A row without a
+    predicted direction (NaN logits, or a bot dict without that horizon) made no prediction
+    there, so it is neither right nor wrong."""
+    return actual_direction.isnot(None) & direction.isnot(None)
+
+
+def scored(horizon: str) -> ColumnElement[bool]:
+    """Rows that can be scored at ``horizon`` (see ``is_scored``)."""
+    return is_scored(P[f"actual_direction_{horizon}"], P[f"direction_{horizon}"])
 
 
 def primary_horizon_column(prefix: str) -> ColumnElement[Any]:
@@ -263,10 +257,10 @@ def latest_predictions(
 def horizon_counts(horizon: str) -> list[ColumnElement[Any]]:
     """Per-horizon aggregates: ``n_h`` (rows with a predicted and an actual direction) and
     ``correct_h``."""
-    scored = _scored(horizon)
+    scored_rows = scored(horizon)
     return [
-        sa.func.coalesce(sa.func.sum(_as_int(scored)), 0).label(f"n_{horizon}"),
-        sa.func.coalesce(sa.func.sum(_as_int(scored & _correct(horizon))), 0).label(
+        sa.func.coalesce(sa.func.sum(_as_int(scored_rows)), 0).label(f"n_{horizon}"),
+        sa.func.coalesce(sa.func.sum(_as_int(scored_rows & _correct(horizon))), 0).label(
             f"correct_{horizon}"
         ),
     ]
@@ -347,7 +341,7 @@ def horizon_summary(selection: PredictionFilter, horizon: str) -> AnySelect:
     for non-NEUTRAL predictions; actual direction counts ``actual_<TYPE>``; ``abs_error`` and
     ``squared_error`` means of predicted minus actual return."""
     actual = P[f"actual_direction_{horizon}"]
-    has_outcome = _scored(horizon)
+    has_outcome = scored(horizon)
     directional = has_outcome & P[f"direction_{horizon}"].in_(("LONG", "SHORT"))
     error = P[f"predicted_return_{horizon}"] - P[f"actual_return_{horizon}"]
     return sa.select(
@@ -375,7 +369,7 @@ def confidence_bins(selection: PredictionFilter) -> AnySelect:
     primary_actual = primary_horizon_column("actual_direction")
     primary_direction = primary_horizon_column("direction")
     primary_accuracy = primary_horizon_column("accuracy")
-    primary_scored = primary_actual.isnot(None) & primary_direction.isnot(None)
+    primary_scored = is_scored(primary_actual, primary_direction)
     return (
         sa.select(
             bin_number,

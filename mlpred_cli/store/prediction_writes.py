@@ -14,7 +14,8 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 from sqlalchemy.engine import Connection, Engine
 
-from mlpred_cli.store.driver_errors import describe_error, is_row_specific
+from mlpred_cli.errors import DatabaseUnavailable
+from mlpred_cli.store.driver_errors import database_errors, describe_error, is_row_specific
 from mlpred_cli.store.prediction_row import DATETIME_COLUMNS, JSON_COLUMNS, WRITE_COLUMNS, Row
 
 _COLUMN_LIST = ", ".join(f'"{name}"' for name in WRITE_COLUMNS)
@@ -52,14 +53,25 @@ _BOOL_POSITION = WRITE_COLUMNS.index("is_duplicate")
 def write_rows(engine: Engine, rows: Sequence[Row]) -> int:
     """Insert rows in one transaction, skipping ``prediction_id``s already stored.
 
-    Returns the number of rows handed to the database. Raises the driver's error (wrapped by
-    SQLAlchemy) when the transaction fails; nothing of the batch is then committed.
+    Returns the number of rows handed to the database. When the transaction fails nothing
+    of the batch is committed and the driver's error is raised as the mlpred error it means:
+    ``RowRejected`` (some row's data), ``DatabaseUnavailable`` (connection), ``DatabaseError``.
     """
     if not rows:
         return 0
-    if engine.dialect.name == "postgresql":
-        return _write_postgresql(engine, rows)
-    return _write_sqlite(engine, rows)
+    with database_errors(engine.url):
+        if engine.dialect.name == "postgresql":
+            return _write_postgresql(engine, rows)
+        return _write_sqlite(engine, rows)
+
+
+def _driver_connection(conn: Connection) -> Any:
+    """The driver's own connection behind ``conn`` (for COPY and executemany)."""
+    raw = conn.connection.driver_connection
+    if raw is None:  # only for a connection already invalidated
+        where = conn.engine.url.render_as_string(hide_password=True)
+        raise DatabaseUnavailable(f"lost connection to {where}: connection invalidated")
+    return raw
 
 
 def _pg_values(rows: Sequence[Row]) -> list[Row]:
@@ -76,8 +88,7 @@ def _pg_values(rows: Sequence[Row]) -> list[Row]:
 
 
 def _copy(conn: Connection, table: str, rows: Sequence[Row]) -> None:
-    raw = conn.connection.driver_connection
-    assert raw is not None
+    raw = _driver_connection(conn)
     with (
         raw.cursor() as cursor,
         cursor.copy(f"COPY {table} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy,
@@ -148,9 +159,7 @@ _SQLITE_INSERT = (
 def _write_sqlite(engine: Engine, rows: Sequence[Row]) -> int:
     values = _sqlite_values(rows)
     with engine.begin() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        cursor = raw.cursor()
+        cursor = _driver_connection(conn).cursor()
         try:
             cursor.executemany(_SQLITE_INSERT, values)
         finally:
@@ -164,7 +173,8 @@ def write_isolating(
     """Write rows; when the database rejects some, split the batch until each culprit is
     alone and hand it to ``dead_letter`` with the reason. Returns how many were rejected.
 
-    Connection-level failures are raised unchanged for the caller to retry.
+    Connection-level failures (``DatabaseUnavailable``, a ``DatabaseError`` not about a row)
+    are raised for the caller to retry.
     """
     try:
         write_rows(engine, rows)

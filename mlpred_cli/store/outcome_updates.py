@@ -1,0 +1,515 @@
+"""The SQL of the backfill of actual outcomes (``outcomes/backfill.py`` decides what to run).
+
+A run uses one connection (``backfill_session``) through these steps, in this order:
+``check_source`` (committed), the lock, then one transaction that reads each symbol's times
+(``symbol_times``), fills the temporary window table (``create_windows``), counts the rows
+outside the windows, lists the candidate ids and, for ``raw_market_data``, copies the closes
+the run needs into a keyed temporary table; ``commit``; ``start_chunks`` (the temporary
+outcome table, committed); then one transaction per chunk (``fill_chunk``: outcomes computed
+into the outcome table, counted, applied with one ``UPDATE ... FROM``); ``finish`` drops the
+temporary tables.
+
+The reference time, entry price, due-ness and direction rules are described in the docstring
+of ``outcomes/backfill.py``; here they are written as SQL for each backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from mlpred_cli.config import HORIZON_DELTAS, HORIZONS
+from mlpred_cli.errors import InputError
+from mlpred_cli.store.column_types import UTCDateTime
+from mlpred_cli.store.database import SQLITE_BEGIN_OPTION, connection_errors, is_sqlite
+from mlpred_cli.store.locks import backfill_lock
+
+#: Tables the backfill can read closes from (same columns: symbol, interval_minutes, datetime,
+#: close).
+PRICE_SOURCES: tuple[str, ...] = ("market_candles", "raw_market_data")
+
+_WINDOW_TABLE = "backfill_windows"
+_PRICE_TABLE = "backfill_prices"
+_OUTCOME_TABLE = "backfill_outcomes"
+
+
+# ---------------------------------------------------------------- SQL text
+
+
+def _usable_price(expression: str, dialect: str) -> str:
+    """SQL true when a price is a positive finite number (PostgreSQL has 'NaN' > 0 true)."""
+    infinity = "'Infinity'::float8" if dialect == "postgresql" else "9e999"
+    return f"({expression} > 0 AND {expression} < {infinity})"
+
+
+def _sqlite_time(seconds_sql: str) -> str:
+    """SQLite text of an epoch-seconds expression in the stored format."""
+    return f"strftime('%Y-%m-%d %H:%M:%S', {seconds_sql}, 'unixepoch') || '.000000'"
+
+
+def _reference_time(interval_minutes: int, dialect: str) -> str:
+    """SQL for a row's reference time t, in the stored format: ``datetime`` when the row
+    has a usable ``close_price`` or is on an interval boundary, else the open time of the
+    last candle closed at ``datetime``."""
+    seconds = interval_minutes * 60
+    if dialect == "sqlite":
+        floor = f"(CAST(strftime('%s', p.datetime) AS INTEGER) / {seconds} * {seconds})"
+        aligned = f"{_sqlite_time(floor)} = p.datetime"
+        previous = _sqlite_time(f"{floor} - {seconds}")
+    else:
+        span = f"interval '{seconds} seconds'"
+        floor = f"date_bin({span}, p.datetime, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
+        aligned = f"{floor} = p.datetime"
+        previous = f"{floor} - {span}"
+    return (
+        f"CASE WHEN {_usable_price('p.close_price', dialect)} OR {aligned} THEN p.datetime "
+        f"ELSE {previous} END"
+    )
+
+
+def _target_time(horizon: str, dialect: str) -> str:
+    """SQL for t + h in the stored representation of ``datetime`` on each backend."""
+    seconds = int(HORIZON_DELTAS[horizon].total_seconds())
+    if dialect == "sqlite":
+        # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff'; whole seconds added, the fraction carried over.
+        shifted = f"strftime('%Y-%m-%d %H:%M:%S', q.ref, '+{seconds} seconds')"
+        return f"{shifted} || substr(q.ref, 20)"
+    return f"q.ref + interval '{seconds} seconds'"
+
+
+def _candidates_from(until: datetime | None) -> tuple[str, dict[str, Any]]:
+    """FROM/WHERE of the pending rows inside their symbol's window (alias ``p``)."""
+    sql = (
+        f"FROM {_WINDOW_TABLE} w JOIN ml_predictions p "
+        "ON p.symbol = w.symbol AND p.datetime >= w.start WHERE p.actuals_filled_at IS NULL"
+    )
+    if until is None:
+        return sql, {}
+    return sql + " AND p.datetime <= :until", {"until": until}
+
+
+def _outcome_select(
+    horizons: Sequence[str], source: str, interval_minutes: int, dialect: str, candidates: str
+) -> str:
+    """SELECT of (id, due_h, r_h, dir_h) for the chunk's candidate rows.
+
+    due_h: 1 due, 0 not yet, NULL already filled. r_h: the new return, NULL unless it is filled
+    now. dir_h: LONG / SHORT / NEUTRAL from r_h and the horizon's threshold.
+    """
+    entry = (
+        f"CASE WHEN {_usable_price('q.close_price', dialect)} THEN q.close_price "
+        f"WHEN {_usable_price('ce.close', dialect)} THEN ce.close END"
+    )
+    joins = [
+        f"LEFT JOIN {source} ce ON ce.symbol = q.symbol AND ce.interval_minutes = :interval "
+        "AND ce.datetime = q.ref"
+    ]
+    inner = ["q.id"]
+    outer = ["id"]
+    for horizon in HORIZONS:
+        if horizon not in horizons:
+            inner += [
+                f"CAST(NULL AS INTEGER) AS due_{horizon}",
+                f"CAST(NULL AS DOUBLE PRECISION) AS r_{horizon}",
+            ]
+            outer += [
+                f"due_{horizon}",
+                f"r_{horizon}",
+                f"CAST(NULL AS VARCHAR(10)) AS dir_{horizon}",
+            ]
+            continue
+        alias = f"c_{horizon}"
+        joins.append(
+            f"LEFT JOIN {source} {alias} ON {alias}.symbol = q.symbol "
+            f"AND {alias}.interval_minutes = :interval "
+            f"AND {alias}.datetime = {_target_time(horizon, dialect)}"
+        )
+        is_open = f"q.actual_return_{horizon} IS NULL"
+        due = f"q.ref <= :due_{horizon}"
+        inner.append(
+            f"CASE WHEN {is_open} THEN (CASE WHEN {due} THEN 1 ELSE 0 END) END AS due_{horizon}"
+        )
+        inner.append(
+            f"CASE WHEN {is_open} AND {due} AND {_usable_price(f'{alias}.close', dialect)} "
+            f"THEN {alias}.close / ({entry}) - 1 END AS r_{horizon}"
+        )
+        outer += [
+            f"due_{horizon}",
+            f"r_{horizon}",
+            f"CASE WHEN r_{horizon} > :long_{horizon} THEN 'LONG' "
+            f"WHEN r_{horizon} < :short_{horizon} THEN 'SHORT' "
+            f"WHEN r_{horizon} IS NOT NULL THEN 'NEUTRAL' END AS dir_{horizon}",
+        ]
+    pending = ", ".join(f"p.actual_return_{horizon}" for horizon in HORIZONS)
+    rows = (
+        f"SELECT p.id, p.symbol, p.close_price, {pending}, "
+        f"{_reference_time(interval_minutes, dialect)} AS ref "
+        f"{candidates} AND p.id >= :lo AND p.id <= :hi"
+    )
+    return (
+        f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} "
+        f"FROM ({rows}) q {' '.join(joins)}) AS computed"
+    )
+
+
+def _counts_sql() -> str:
+    parts = []
+    for horizon in HORIZONS:
+        parts += [
+            f"COUNT(r_{horizon})",
+            f"SUM(CASE WHEN due_{horizon} = 0 THEN 1 ELSE 0 END)",
+            f"SUM(CASE WHEN due_{horizon} = 1 AND r_{horizon} IS NULL THEN 1 ELSE 0 END)",
+        ]
+    return f"SELECT {', '.join(parts)} FROM {_OUTCOME_TABLE}"
+
+
+def _update_sql() -> str:
+    sets = []
+    for horizon in HORIZONS:
+        new = f"o.r_{horizon}"
+        sets += [
+            f"actual_return_{horizon} = COALESCE({new}, actual_return_{horizon})",
+            f"actual_direction_{horizon} = COALESCE(o.dir_{horizon}, actual_direction_{horizon})",
+            f"accuracy_{horizon} = CASE WHEN {new} IS NULL THEN accuracy_{horizon} "
+            f"ELSE direction_{horizon} = o.dir_{horizon} END",
+            f"return_error_{horizon} = CASE WHEN {new} IS NULL THEN return_error_{horizon} "
+            f"ELSE predicted_return_{horizon} - {new} END",
+        ]
+    complete = " AND ".join(
+        f"COALESCE(o.r_{horizon}, actual_return_{horizon}) IS NOT NULL" for horizon in HORIZONS
+    )
+    sets.append(f"actuals_filled_at = CASE WHEN {complete} THEN :now ELSE actuals_filled_at END")
+    sets.append("updated_at = :now")
+    any_new = " OR ".join(f"o.r_{horizon} IS NOT NULL" for horizon in HORIZONS)
+    return (
+        f"UPDATE ml_predictions SET {', '.join(sets)} FROM {_OUTCOME_TABLE} o "
+        f"WHERE ml_predictions.id = o.id AND ml_predictions.id BETWEEN :lo AND :hi "
+        f"AND ({any_new})"
+    )
+
+
+def _typed_binds(params: Mapping[str, Any]) -> list[sa.BindParameter[Any]]:
+    return [
+        sa.bindparam(name, type_=UTCDateTime)
+        for name, value in params.items()
+        if isinstance(value, datetime)
+    ]
+
+
+#: Newest predictions per symbol read first when looking for its newest completed one.
+_NEWEST_PEEK = 256
+
+# Every symbol by a skip scan of the (symbol, datetime) index (one probe per symbol, on both
+# backends), with its newest completed and its first prediction time, cheap however many rows
+# each symbol has. The newest completed one is first sought among the symbol's newest
+# _NEWEST_PEEK rows: a plain LIMIT keeps PostgreSQL on a backward index scan even when its
+# statistics still say no row is complete (right after a first full backfill it otherwise
+# bitmap-scans and sorts every row of the symbol); only a symbol with more incomplete rows
+# than that takes the general query.
+_SYMBOL_TIMES = f"""
+WITH RECURSIVE symbols(symbol) AS (
+    SELECT MIN(symbol) FROM ml_predictions
+    UNION ALL
+    SELECT (SELECT MIN(n.symbol) FROM ml_predictions n WHERE n.symbol > s.symbol)
+    FROM symbols s WHERE s.symbol IS NOT NULL
+)
+SELECT s.symbol,
+    COALESCE(
+        (SELECT MAX(r.datetime) FROM (
+            SELECT c.datetime, c.actuals_filled_at FROM ml_predictions c
+            WHERE c.symbol = s.symbol ORDER BY c.datetime DESC LIMIT {_NEWEST_PEEK}) r
+         WHERE r.actuals_filled_at IS NOT NULL),
+        (SELECT c.datetime FROM ml_predictions c
+         WHERE c.symbol = s.symbol AND c.actuals_filled_at IS NOT NULL
+         ORDER BY c.datetime DESC LIMIT 1)) AS newest_completed,
+    (SELECT f.datetime FROM ml_predictions f WHERE f.symbol = s.symbol
+     ORDER BY f.symbol, f.datetime LIMIT 1) AS first_logged
+FROM symbols s WHERE s.symbol IS NOT NULL
+"""
+
+
+# ---------------------------------------------------------------- a run's statements
+
+
+@dataclass(frozen=True)
+class SymbolTimes:
+    """One symbol's newest prediction with every outcome filled (None: none yet) and its
+    first prediction, both aware UTC."""
+
+    symbol: str
+    newest_completed: datetime | None
+    first_logged: datetime
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """What one chunk found per horizon of ``HORIZONS``: (filled, pending, missing), and the
+    rows it updated (0 when it did not write)."""
+
+    counts: dict[str, tuple[int, int, int]]
+    rows_updated: int
+
+
+@dataclass(frozen=True)
+class OutcomeStatements:
+    """The per-chunk statements of a run and their parameters (all but ``lo`` / ``hi``)."""
+
+    fill: sa.TextClause
+    fill_params: dict[str, Any]
+    counts: sa.TextClause
+    update: sa.TextClause
+    now: datetime
+
+
+def outcome_statements(
+    dialect: str,
+    *,
+    horizons: Sequence[str],
+    prices: str,
+    interval_minutes: int,
+    until: datetime | None,
+    due_by: Mapping[str, datetime],
+    long_above: Mapping[str, float],
+    short_below: Mapping[str, float],
+    now: datetime,
+) -> OutcomeStatements:
+    """The statements of a run's chunks. A horizon in ``horizons`` is due when the row's
+    reference time is at or before ``due_by[h]``; a return above ``long_above[h]`` is LONG,
+    below ``short_below[h]`` SHORT, else NEUTRAL. Closes come from the table ``prices``;
+    ``now`` stamps ``updated_at`` and ``actuals_filled_at``."""
+    candidates, params = _candidates_from(until)
+    fill_params: dict[str, Any] = {
+        **params,
+        "interval": interval_minutes,
+        **{f"due_{h}": due_by[h] for h in horizons},
+        **{f"long_{h}": long_above[h] for h in horizons},
+        **{f"short_{h}": short_below[h] for h in horizons},
+    }
+    select = _outcome_select(horizons, prices, interval_minutes, dialect, candidates)
+    return OutcomeStatements(
+        fill=sa.text(f"INSERT INTO {_OUTCOME_TABLE} {select}").bindparams(
+            *_typed_binds(fill_params)
+        ),
+        fill_params=fill_params,
+        counts=sa.text(_counts_sql()),
+        update=sa.text(_update_sql()).bindparams(sa.bindparam("now", type_=UTCDateTime)),
+        now=now,
+    )
+
+
+# ---------------------------------------------------------------- the session
+
+
+class BackfillSession:
+    """The one connection of a backfill run; each method is one step of the module docstring."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return str(self._conn.dialect.name)
+
+    def commit(self) -> None:
+        """Commit the transaction in progress."""
+        self._conn.commit()
+
+    def check_source(self, source: str) -> None:
+        """Raise ``InputError`` unless ``source`` is a price table this database has; commits."""
+        if source not in PRICE_SOURCES:
+            raise InputError(f"unknown source '{source}': use {' or '.join(PRICE_SOURCES)}")
+        if not sa.inspect(self._conn).has_table(source):
+            raise InputError(f"source table {source} does not exist in this database")
+        self._conn.commit()
+
+    def lock(self) -> contextlib.AbstractContextManager[bool]:
+        """``store.locks.backfill_lock`` on this connection: yields False when another
+        backfill runs."""
+        return backfill_lock(self._conn.engine, self._conn)
+
+    def symbol_times(self) -> list[SymbolTimes]:
+        """Every symbol with its newest completed and first prediction times (starts the
+        scan transaction; PostgreSQL's JIT is off for it)."""
+        statement = sa.text(_SYMBOL_TIMES).columns(
+            sa.column("symbol", sa.String),
+            sa.column("newest_completed", UTCDateTime),
+            sa.column("first_logged", UTCDateTime),
+        )
+        if not is_sqlite(self._conn):
+            # JIT compiling is priced for the fallback's worst case and costs more than the scans
+            self._conn.exec_driver_sql("SET LOCAL jit = off")
+        return [
+            SymbolTimes(name, newest, first)
+            for name, newest, first in self._conn.execute(statement)
+        ]
+
+    def create_windows(self, starts: Mapping[str, datetime]) -> None:
+        """The temporary table of each symbol's first prediction time to look at."""
+        conn = self._conn
+        start_type = "TEXT" if is_sqlite(conn) else "TIMESTAMPTZ"
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_WINDOW_TABLE}")
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {_WINDOW_TABLE} "
+            f"(symbol VARCHAR(20) PRIMARY KEY, start {start_type} NOT NULL)"
+        )
+        if starts:
+            insert = sa.text(f"INSERT INTO {_WINDOW_TABLE} VALUES (:symbol, :start)").bindparams(
+                sa.bindparam("start", type_=UTCDateTime)
+            )
+            conn.execute(insert, [{"symbol": s, "start": start} for s, start in starts.items()])
+        if not is_sqlite(conn):
+            conn.exec_driver_sql(f"ANALYZE {_WINDOW_TABLE}")
+
+    def count_outside_windows(self) -> int:
+        """Predictions still missing an outcome that lie before their symbol's window."""
+        return int(
+            self._conn.exec_driver_sql(
+                f"SELECT COUNT(*) FROM {_WINDOW_TABLE} w JOIN ml_predictions p "
+                "ON p.symbol = w.symbol AND p.datetime < w.start "
+                "WHERE p.actuals_filled_at IS NULL"
+            ).scalar_one()
+        )
+
+    def candidate_ids(self, until: datetime | None, limit: int | None) -> list[int]:
+        """Ids of the pending rows inside the windows (up to ``until``), ascending, at most
+        ``limit``."""
+        candidates, params = _candidates_from(until)
+        sql = f"SELECT p.id {candidates} ORDER BY p.id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        statement = sa.text(sql).bindparams(*_typed_binds(params))
+        return [int(row[0]) for row in self._conn.execute(statement, params)]
+
+    def candidate_span(self, until: datetime | None) -> tuple[datetime, datetime] | None:
+        """The first and last ``datetime`` of the candidate rows, None when there are none."""
+        candidates, params = _candidates_from(until)
+        statement = (
+            sa.text(f"SELECT MIN(p.datetime), MAX(p.datetime) {candidates}")
+            .bindparams(*_typed_binds(params))
+            .columns(sa.column("first", UTCDateTime), sa.column("last", UTCDateTime))
+        )
+        first, last = self._conn.execute(statement, params).one()
+        return None if first is None else (first, last)
+
+    def copy_raw_prices(self, interval_minutes: int, first: datetime, last: datetime) -> str:
+        """Copy the ``raw_market_data`` closes between ``first`` and ``last`` into a keyed
+        temporary table; returns its name, to read closes from.
+
+        One close per (symbol, open time): duplicates (one row per exchange) resolve to the
+        first by exchange name, then the lowest close. On SQLite the open time is normalised to
+        the stored format, so 'YYYY-MM-DD HH:MM:SS', a 'T' separator, a fraction and a UTC
+        offset or 'Z' all match (the text is read by SQLite's date functions; numbers are not
+        times).
+        """
+        conn = self._conn
+        columns = {column["name"] for column in sa.inspect(conn).get_columns("raw_market_data")}
+        by_exchange = "r.exchange IS NULL, r.exchange, " if "exchange" in columns else ""
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_PRICE_TABLE}")
+        params: dict[str, Any] = {"interval": interval_minutes}
+        if is_sqlite(conn):
+            conn.exec_driver_sql(
+                f"CREATE TEMPORARY TABLE {_PRICE_TABLE} (symbol TEXT, interval_minutes INTEGER, "
+                "datetime TEXT, close REAL, PRIMARY KEY (symbol, interval_minutes, datetime))"
+            )
+            # Any UTC offset moves a time by less than a day: compare whole dates, a prefix that
+            # sorts the same in every ISO text form.
+            params["first"] = (first - timedelta(days=1)).strftime("%Y-%m-%d")
+            params["last"] = (last + timedelta(days=2)).strftime("%Y-%m-%d")
+            opened = "strftime('%Y-%m-%d %H:%M:%S', r.datetime) || '.000000'"
+            conn.execute(
+                sa.text(
+                    f"INSERT OR IGNORE INTO {_PRICE_TABLE} "
+                    f"SELECT r.symbol, r.interval_minutes, {opened} AS opened, r.close "
+                    "FROM raw_market_data r WHERE r.interval_minutes = :interval "
+                    "AND typeof(r.datetime) = 'text' "
+                    "AND r.datetime >= :first AND r.datetime < :last AND opened IS NOT NULL "
+                    f"ORDER BY r.symbol, opened, {by_exchange}r.close"
+                ),
+                params,
+            )
+            return _PRICE_TABLE
+        params.update(first=first, last=last)
+        conn.execute(
+            sa.text(
+                f"CREATE TEMPORARY TABLE {_PRICE_TABLE} AS "
+                "SELECT DISTINCT ON (r.symbol, r.datetime) "
+                "r.symbol, r.interval_minutes, r.datetime, r.close "
+                "FROM raw_market_data r WHERE r.interval_minutes = :interval "
+                "AND r.datetime >= :first AND r.datetime <= :last "
+                f"ORDER BY r.symbol, r.datetime, {by_exchange}r.close"
+            ).bindparams(
+                sa.bindparam("first", type_=UTCDateTime), sa.bindparam("last", type_=UTCDateTime)
+            ),
+            params,
+        )
+        conn.exec_driver_sql(
+            f"ALTER TABLE {_PRICE_TABLE} ADD PRIMARY KEY (symbol, interval_minutes, datetime)"
+        )
+        conn.exec_driver_sql(f"ANALYZE {_PRICE_TABLE}")
+        return _PRICE_TABLE
+
+    def start_chunks(self, *, outcome_table: bool) -> None:
+        """Create the temporary outcome table (when ``outcome_table``) and commit; from here
+        on SQLite transactions begin IMMEDIATE (each chunk writes)."""
+        if outcome_table:
+            columns = ["id BIGINT PRIMARY KEY"]
+            for horizon in HORIZONS:
+                columns += [
+                    f"due_{horizon} INTEGER",
+                    f"r_{horizon} DOUBLE PRECISION",
+                    f"dir_{horizon} VARCHAR(10)",
+                ]
+            self._conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_OUTCOME_TABLE}")
+            self._conn.exec_driver_sql(
+                f"CREATE TEMPORARY TABLE {_OUTCOME_TABLE} ({', '.join(columns)})"
+            )
+            self._conn.commit()
+        self._conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+
+    def fill_chunk(
+        self, statements: OutcomeStatements, lo: int, hi: int, *, write: bool
+    ) -> ChunkOutcome:
+        """One transaction: the outcomes of the candidates with ids in [lo, hi] computed into
+        the outcome table, counted and (when ``write``) applied to ``ml_predictions``."""
+        work = self._conn
+        bounds = {"lo": lo, "hi": hi}
+        rows_updated = 0
+        with work.begin():
+            work.exec_driver_sql(f"DELETE FROM {_OUTCOME_TABLE}")
+            work.execute(statements.fill, {**statements.fill_params, **bounds})
+            if work.dialect.name == "postgresql":
+                work.exec_driver_sql(f"ANALYZE {_OUTCOME_TABLE}")
+            row = work.execute(statements.counts).one()
+            if write:
+                rows_updated = work.execute(
+                    statements.update, {"now": statements.now, **bounds}
+                ).rowcount
+        counts = {
+            horizon: (
+                int(row[3 * index] or 0),
+                int(row[3 * index + 1] or 0),
+                int(row[3 * index + 2] or 0),
+            )
+            for index, horizon in enumerate(HORIZONS)
+        }
+        return ChunkOutcome(counts, rows_updated)
+
+    def finish(self) -> None:
+        """Drop the run's temporary tables and commit."""
+        for table in (_OUTCOME_TABLE, _PRICE_TABLE, _WINDOW_TABLE):
+            self._conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+        self._conn.commit()
+
+
+@contextlib.contextmanager
+def backfill_session(engine: Engine) -> Iterator[BackfillSession]:
+    """A connection for one backfill run, driver errors raised as mlpred errors."""
+    with connection_errors(engine.url), engine.connect() as conn:
+        yield BackfillSession(conn)

@@ -1,0 +1,80 @@
+"""Reads of ``ml_predictions`` for the analysis entry points: each builds its statement
+(so bad options fail before any connection), runs it on the source, and returns a frame.
+
+``reading(source)`` is how every analysis read gets its engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from mlpred_cli.store.database import connection_errors
+from mlpred_cli.store.prediction_queries import (
+    PredictionFilter,
+    accuracy_groups,
+    latest_predictions,
+    read_frame,
+    select_predictions,
+)
+from mlpred_cli.store.source import DatabaseSource, opened
+
+
+@contextmanager
+def reading(source: DatabaseSource) -> Iterator[Engine]:
+    """An engine to read ``source`` with, connection failures raised as
+    ``DatabaseUnavailable``. A URL or path is opened with ``store.source.opened`` (checked to
+    be migrated, disposed afterwards); an ``Engine`` passed in is used as is, without a schema
+    round trip (its owner opened it)."""
+    if isinstance(source, Engine):
+        with connection_errors(source.url):
+            yield source
+        return
+    with opened(source) as engine, connection_errors(engine.url):
+        yield engine
+
+
+def read_predictions(
+    source: DatabaseSource, selection: PredictionFilter, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Rows of the selection, oldest first (all columns but the payloads, or ``columns``)."""
+    statement = select_predictions(selection, columns)
+    with reading(source) as engine:
+        return read_frame(engine, statement)
+
+
+def read_accuracy_counts(
+    source: DatabaseSource,
+    selection: PredictionFilter,
+    by: str,
+    horizons: Sequence[str],
+    min_count: int = 0,
+) -> pd.DataFrame:
+    """``accuracy_groups`` counts of the selection grouped by ``by``."""
+    statement = accuracy_groups(selection, by, horizons, min_count)
+    with reading(source) as engine:
+        return read_frame(engine, statement)
+
+
+def read_latest_predictions(
+    source: DatabaseSource,
+    selection: PredictionFilter,
+    columns: Sequence[str],
+    *,
+    limit: int,
+    min_confidence: float | None = None,
+    include_neutral: bool = True,
+) -> pd.DataFrame:
+    """The newest rows of the selection, newest first (see ``latest_predictions``)."""
+    statement = latest_predictions(
+        selection,
+        columns,
+        limit=limit,
+        min_confidence=min_confidence,
+        include_neutral=include_neutral,
+    )
+    with reading(source) as engine:
+        return read_frame(engine, statement)
