@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mlpred_cli.config import HORIZONS
+from mlpred_cli.config import check_horizons
 from mlpred_cli.errors import InputError
 
 MAX_FEATURE_NAME_LENGTH = 100
@@ -60,8 +60,8 @@ def build_snapshot(
         seen.add(name)
     if not method or len(method) > MAX_METHOD_LENGTH:
         raise InputError(f"method must be 1 to {MAX_METHOD_LENGTH} characters, got {method!r}")
-    if horizon is not None and horizon not in HORIZONS:
-        raise InputError(f"unknown horizon {horizon!r}; use one of {', '.join(HORIZONS)}")
+    if horizon is not None:
+        check_horizons([horizon])
     for label, extra in (("correlations", correlations), ("usage_counts", usage_counts)):
         if extra is not None and len(extra) != len(names):
             raise InputError(f"{label} must have one value per feature")
