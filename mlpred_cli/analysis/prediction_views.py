@@ -67,7 +67,7 @@ def _positive_int(value: int, name: str) -> int:
 
 
 def load_predictions(
-    database_url: DatabaseSource = None,
+    database: DatabaseSource = None,
     *,
     symbol: str | None = None,
     model_version: str | None = None,
@@ -85,11 +85,11 @@ def load_predictions(
     selection = make_filter(
         symbol=symbol, model_version=model_version, days=days, since=since, until=until
     )
-    return read_predictions(database_url, selection, columns)
+    return read_predictions(database, selection, columns)
 
 
 def accuracy_table(
-    database_url: DatabaseSource = None,
+    database: DatabaseSource = None,
     *,
     by: str = "symbol",
     horizons: Sequence[str] | None = None,
@@ -115,12 +115,12 @@ def accuracy_table(
     selection = make_filter(
         symbol=symbol, model_version=model_version, days=days, since=since, until=until
     )
-    counts = read_accuracy_counts(database_url, selection, by, chosen, min_count)
+    counts = read_accuracy_counts(database, selection, by, chosen, min_count)
     return add_accuracy_columns(counts, chosen)[accuracy_columns(by, chosen)]
 
 
 def analyze(
-    database_url: DatabaseSource = None,
+    database: DatabaseSource = None,
     *,
     symbol: str | None = None,
     model_version: str | None = None,
@@ -141,7 +141,7 @@ def analyze(
     selection = make_filter(
         symbol=symbol, model_version=model_version, days=days, since=since, until=until
     )
-    data = read_report_data(database_url, selection, with_rows=target is not None)
+    data = read_report_data(database, selection, with_rows=target is not None)
     report = build_report(data)
     if target is not None and data.rows is not None:
         write_frame(data.rows, target)
@@ -149,7 +149,7 @@ def analyze(
 
 
 def high_confidence(
-    database_url: DatabaseSource = None,
+    database: DatabaseSource = None,
     *,
     min_confidence: float = 0.8,
     limit: int = 100,
@@ -169,7 +169,7 @@ def high_confidence(
         symbol=symbol, model_version=model_version, days=days, since=since, until=until
     )
     return read_latest_predictions(
-        database_url,
+        database,
         selection,
         PREDICTION_VIEW_COLUMNS,
         limit=_positive_int(limit, "limit"),
@@ -179,7 +179,7 @@ def high_confidence(
 
 
 def recent_predictions(
-    database_url: DatabaseSource = None,
+    database: DatabaseSource = None,
     *,
     hours: float | None = None,
     limit: int = 50,
@@ -202,7 +202,7 @@ def recent_predictions(
         until=until,
     )
     return read_latest_predictions(
-        database_url, selection, PREDICTION_VIEW_COLUMNS, limit=_positive_int(limit, "limit")
+        database, selection, PREDICTION_VIEW_COLUMNS, limit=_positive_int(limit, "limit")
     )
 
 
@@ -218,7 +218,7 @@ def check_export_path(path: Path, name: str = "export") -> Path:
 
 def export_predictions(
     path: str | Path,
-    database_url: DatabaseSource = None,
+    database: DatabaseSource = None,
     *,
     symbol: str | None = None,
     model_version: str | None = None,
@@ -230,7 +230,7 @@ def export_predictions(
     .parquet file; times stay UTC. Returns the number of rows written."""
     target = check_export_path(Path(path), "path")
     frame = load_predictions(
-        database_url,
+        database,
         symbol=symbol,
         model_version=model_version,
         days=days,

@@ -24,13 +24,14 @@ import numpy as np
 from mlpred_cli.capture.batch_writer import BatchWriter, WriterOptions
 from mlpred_cli.capture.console_panel import PredictionReporter
 from mlpred_cli.capture.pending_prediction import PendingPrediction
-from mlpred_cli.capture.spool import Spool, default_spool_dir, source_url
+from mlpred_cli.capture.spool import Spool, default_spool_dir
 from mlpred_cli.config import WriterSettings, log_level
 from mlpred_cli.derive.feature_stats import as_feature_array
 from mlpred_cli.derive.importance_snapshot import build_snapshot
 from mlpred_cli.derive.indicators import extract_market_data
 from mlpred_cli.derive.raw_outputs import as_raw_outputs, validate_predictions
 from mlpred_cli.errors import InputError
+from mlpred_cli.store import source as database_source
 from mlpred_cli.store.database import create_engine, mask_url
 from mlpred_cli.store.source import DatabaseSource
 
@@ -95,7 +96,7 @@ class MLPredictionLogger:
             raise InputError(f"max_pending ({max_pending}) must be >= batch_size ({batch_size})")
         if on_duplicate not in ("mark", "skip"):
             raise InputError(f"on_duplicate must be 'mark' or 'skip', got {on_duplicate!r}")
-        url = source_url(database_url)
+        url = database_source.database_url(database_url)
         self.database_url = mask_url(url)
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool_dir(url)
         self._close_timeout_s = close_timeout_s

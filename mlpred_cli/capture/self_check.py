@@ -13,7 +13,6 @@ import numpy as np
 import sqlalchemy as sa
 
 from mlpred_cli.capture.logger import MLPredictionLogger
-from mlpred_cli.capture.spool import source_url
 from mlpred_cli.capture.spool_replay import writable_source
 from mlpred_cli.capture.synthetic_market import (
     feature_window,
@@ -24,7 +23,7 @@ from mlpred_cli.capture.synthetic_market import (
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.database import connection_errors, mask_url
 from mlpred_cli.store.migrations import ensure_schema
-from mlpred_cli.store.source import DatabaseSource, opened
+from mlpred_cli.store.source import DatabaseSource, database_url, opened
 from mlpred_cli.store.tables import predictions_table
 
 CANDLE_INTERVAL = timedelta(minutes=15)
@@ -62,7 +61,7 @@ class LogTestResult:
 
 
 def run_log_test(
-    source: DatabaseSource = None,
+    database: DatabaseSource = None,
     *,
     symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT", "SOLUSDT"),
     count: int = 3,
@@ -73,7 +72,7 @@ def run_log_test(
 ) -> LogTestResult:
     """Log ``count`` synthetic predictions per symbol, flush, and read them back.
 
-    ``source`` is any ``DatabaseSource``; an empty database is migrated first. An ``Engine``
+    ``database`` is any ``DatabaseSource``; an empty database is migrated first. An ``Engine``
     passed in is not disposed (the logger writes through its own engine on its URL).
     """
     if not symbols:
@@ -82,8 +81,8 @@ def run_log_test(
         raise InputError(f"count must be >= 1, got {count}")
     if candles < 1:
         raise InputError(f"candles must be >= 1, got {candles}")
-    url = source_url(source)
-    with opened(writable_source(source), migrated=False) as engine:
+    url = database_url(database)
+    with opened(writable_source(database), migrated=False) as engine:
         ensure_schema(engine)
         return _log_and_read_back(
             engine,

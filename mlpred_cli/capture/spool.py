@@ -21,13 +21,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL
 
 from mlpred_cli.capture.prediction_rows import row_from_json, row_to_json
 from mlpred_cli.config import default_data_dir
 from mlpred_cli.store.driver_errors import describe_error
 from mlpred_cli.store.prediction_row import Row
-from mlpred_cli.store.source import DatabaseSource, database_url
 
 log = logging.getLogger("mlpred.spool")
 
@@ -35,12 +34,6 @@ SPOOL_GLOB = "spool-*.jsonl"
 SNAPSHOT_GLOB = "importance-*.json"
 DEAD_LETTER_NAME = "dead-letter.jsonl"
 REPLAY_CHUNK_ROWS = 5_000
-
-
-def source_url(source: DatabaseSource) -> URL:
-    """The normalized URL a source names; an ``Engine``'s URL is normalized too, so an engine
-    made elsewhere (``postgresql://`` meaning psycopg 2, say) keys the same spool."""
-    return database_url(source.url if isinstance(source, Engine) else source)
 
 
 def default_spool_dir(url: URL) -> Path:

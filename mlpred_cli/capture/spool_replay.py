@@ -7,13 +7,13 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from mlpred_cli.capture.spool import Spool, SpoolStatus, default_spool_dir, source_url
+from mlpred_cli.capture.spool import Spool, SpoolStatus, default_spool_dir
 from mlpred_cli.store.database import connection_errors
 from mlpred_cli.store.driver_errors import is_row_specific
 from mlpred_cli.store.importance_snapshots import write_snapshot
 from mlpred_cli.store.prediction_row import Row
 from mlpred_cli.store.prediction_writes import write_isolating
-from mlpred_cli.store.source import DatabaseSource, opened
+from mlpred_cli.store.source import DatabaseSource, database_url, opened
 
 #: Drivers the write paths speak to directly (binary COPY needs psycopg 3).
 _WRITER_DRIVERS = frozenset({"psycopg", "pysqlite"})
@@ -28,29 +28,31 @@ class ReplayResult:
     remaining: SpoolStatus
 
 
-def writable_source(source: DatabaseSource) -> DatabaseSource:
-    """``source`` as capture writes through it: an ``Engine`` on a driver the write paths
+def writable_source(database: DatabaseSource) -> DatabaseSource:
+    """``database`` as capture writes through it: an ``Engine`` on a driver the write paths
     cannot use (psycopg 2, say) is replaced by the normalized URL of its database, for which
     a new engine is made (and disposed); everything else is returned as is."""
-    if isinstance(source, Engine) and source.dialect.driver not in _WRITER_DRIVERS:
-        return source_url(source)
-    return source
+    if isinstance(database, Engine) and database.dialect.driver not in _WRITER_DRIVERS:
+        return database_url(database)
+    return database
 
 
-def spool_for(source: DatabaseSource = None, spool_dir: str | Path | None = None) -> Spool:
+def spool_for(database: DatabaseSource = None, spool_dir: str | Path | None = None) -> Spool:
     """The spool a logger on this database uses (or the directory given)."""
     if spool_dir is not None:
         return Spool(Path(spool_dir))
-    return Spool(default_spool_dir(source_url(source)))
+    return Spool(default_spool_dir(database_url(database)))
 
 
-def spool_status(source: DatabaseSource = None, spool_dir: str | Path | None = None) -> SpoolStatus:
+def spool_status(
+    database: DatabaseSource = None, spool_dir: str | Path | None = None
+) -> SpoolStatus:
     """Files, rows and bytes waiting in the spool, and rows dead-lettered."""
-    return spool_for(source, spool_dir).status()
+    return spool_for(database, spool_dir).status()
 
 
 def replay_spool(
-    source: DatabaseSource = None, spool_dir: str | Path | None = None
+    database: DatabaseSource = None, spool_dir: str | Path | None = None
 ) -> ReplayResult:
     """Write every spooled row into the database (idempotent), deleting files once written.
 
@@ -58,14 +60,14 @@ def replay_spool(
     when the database cannot be reached (nothing is deleted then) and ``SchemaNotReady``
     when it is not migrated. An ``Engine`` passed in is used, not disposed.
     """
-    spool = spool_for(source, spool_dir)
+    spool = spool_for(database, spool_dir)
     rejected: list[Row] = []
 
     def dead_letter(row: Row, reason: str) -> None:
         spool.dead_letter(row, reason)
         rejected.append(row)
 
-    with opened(writable_source(source)) as engine, connection_errors(engine.url):
+    with opened(writable_source(database)) as engine, connection_errors(engine.url):
         replayed = spool.replay(lambda rows: write_isolating(engine, rows, dead_letter))
         spool.replay_snapshots(lambda rows: write_snapshot(engine, rows), is_row_specific)
     return ReplayResult(replayed=replayed, dead_lettered=len(rejected), remaining=spool.status())

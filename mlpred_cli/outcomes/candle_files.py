@@ -308,7 +308,7 @@ def symbol_ranges(frame: pd.DataFrame) -> list[SymbolRange]:
 
 
 def import_candles(
-    source: DatabaseSource,
+    database: DatabaseSource,
     path: str | Path,
     *,
     file_format: str | None = None,
@@ -317,14 +317,14 @@ def import_candles(
     strict: bool = False,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Read, validate and upsert a candle file into ``market_candles`` of ``source`` (a URL,
+    """Read, validate and upsert a candle file into ``market_candles`` of ``database`` (a URL,
     a SQLite ``Path`` or an ``Engine``; the database must be migrated).
 
     Invalid rows are skipped and listed in the report; with ``strict`` any invalid row raises
     ``InputError`` (naming its line) before anything is written. ``progress`` is called with
     the number of rows written in each batch.
     """
-    with opened(source) as engine:
+    with opened(database) as engine:
         batch = read_candle_file(path, file_format=file_format, symbol=symbol, interval=interval)
         if strict and batch.invalid:
             first = batch.invalid[0]

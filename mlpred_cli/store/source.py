@@ -20,10 +20,11 @@ from mlpred_cli.store.migrations import require_schema, upgrade_to_head
 DatabaseSource = str | Path | URL | Engine | None
 
 
-def database_url(source: DatabaseSource) -> URL:
-    """The normalized URL a source names (an engine's own URL, password included)."""
-    if isinstance(source, Engine):
-        return source.url
+def database_url(database: DatabaseSource) -> URL:
+    """The normalized URL a source names, password included. An ``Engine``'s URL is
+    normalized too, so an engine made elsewhere (``postgresql://`` meaning psycopg 2, say)
+    names the same database as the URL text does (the spool directory is keyed by it)."""
+    source = database.url if isinstance(database, Engine) else database
     if isinstance(source, URL):
         return normalize_url(source.render_as_string(hide_password=False))
     if isinstance(source, Path):
@@ -31,19 +32,19 @@ def database_url(source: DatabaseSource) -> URL:
     return normalize_url(resolve_database_url(source))
 
 
-def engine_for(source: DatabaseSource) -> Engine:
+def engine_for(database: DatabaseSource) -> Engine:
     """An engine for a source: an ``Engine`` is returned as is, anything else gets a new one
     (the caller disposes it). Raises ``ConfigError`` for a malformed URL."""
-    if isinstance(source, Engine):
-        return source
-    return create_engine(database_url(source))
+    if isinstance(database, Engine):
+        return database
+    return create_engine(database_url(database))
 
 
 @contextmanager
-def opened(source: DatabaseSource, *, migrated: bool = True) -> Iterator[Engine]:
-    """An engine for ``source``, checked to be migrated to head (``migrated=False``: only
+def opened(database: DatabaseSource, *, migrated: bool = True) -> Iterator[Engine]:
+    """An engine for ``database``, checked to be migrated to head (``migrated=False``: only
     reachable). An engine passed in is used as is and not disposed; one made here is."""
-    engine = engine_for(source)
+    engine = engine_for(database)
     try:
         if migrated:
             require_schema(engine)
@@ -51,16 +52,16 @@ def opened(source: DatabaseSource, *, migrated: bool = True) -> Iterator[Engine]
             check_connection(engine)
         yield engine
     finally:
-        if engine is not source:
+        if engine is not database:
             engine.dispose()
 
 
-def init_database(source: DatabaseSource = None) -> str:
+def init_database(database: DatabaseSource = None) -> str:
     """Migrate the database to the current schema (safe to run again); returns the
     revision. What ``mlpred init-db`` runs."""
-    engine = engine_for(source)
+    engine = engine_for(database)
     try:
         return upgrade_to_head(engine)
     finally:
-        if engine is not source:
+        if engine is not database:
             engine.dispose()
