@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sqlalchemy as sa
 
 from mlpred_cli.capture.logger import MLPredictionLogger
 from mlpred_cli.capture.spool_replay import writable_source
@@ -21,10 +19,13 @@ from mlpred_cli.capture.synthetic_market import (
     raw_model_outputs,
 )
 from mlpred_cli.errors import InputError
-from mlpred_cli.store.database import connection_errors, mask_url
+from mlpred_cli.store.database import mask_url
 from mlpred_cli.store.migrations import ensure_schema
+from mlpred_cli.store.prediction_reads import read_predictions_by_id
 from mlpred_cli.store.source import DatabaseSource, database_url, opened
-from mlpred_cli.store.tables import predictions_table
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 CANDLE_INTERVAL = timedelta(minutes=15)
 READ_BACK_COLUMNS = (
@@ -97,7 +98,7 @@ def run_log_test(
 
 
 def _log_and_read_back(
-    engine: sa.Engine,
+    engine: Engine,
     database: str,
     *,
     symbols: Sequence[str],
@@ -143,7 +144,7 @@ def _log_and_read_back(
         stats = logger.stats()
     finally:
         logger.close_sync()
-    saved = _read_back(engine, ids)
+    saved = read_predictions_by_id(engine, ids, READ_BACK_COLUMNS)
     found = {str(row["prediction_id"]) for row in saved}
     overheads_us = np.array(overheads_ns) / 1000.0
     mean_batch_ms = stats.get("mean_batch_ms")
@@ -158,16 +159,3 @@ def _log_and_read_back(
         rows_per_second=len(ids) / elapsed if elapsed > 0 else float("inf"),
         stats=stats,
     )
-
-
-def _read_back(engine: sa.Engine, ids: Sequence[str]) -> list[dict[str, Any]]:
-    columns = [predictions_table.c[name] for name in READ_BACK_COLUMNS]
-    wanted = [uuid.UUID(pid) for pid in ids]
-    rows: list[dict[str, Any]] = []
-    with connection_errors(engine.url), engine.connect() as conn:
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            query = sa.select(*columns).where(predictions_table.c.prediction_id.in_(chunk))
-            rows.extend(dict(row) for row in conn.execute(query).mappings())
-    rows.sort(key=lambda row: (row["symbol"], row["datetime"]))
-    return rows

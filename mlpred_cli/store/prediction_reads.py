@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mlpred_cli.store.database import connection_errors
@@ -21,6 +24,7 @@ from mlpred_cli.store.prediction_queries import (
     select_predictions,
 )
 from mlpred_cli.store.source import DatabaseSource, opened
+from mlpred_cli.store.tables import predictions_table
 
 
 @contextmanager
@@ -78,3 +82,24 @@ def read_latest_predictions(
     )
     with reading(source) as engine:
         return read_frame(engine, statement)
+
+
+#: Prediction ids per ``IN (...)`` list of ``read_predictions_by_id``.
+ID_CHUNK = 500
+
+
+def read_predictions_by_id(
+    engine: Engine, ids: Sequence[str], columns: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The rows with these ``prediction_id``s (UUID text), ``columns`` of each, ordered by
+    symbol and time; ids not stored are simply absent."""
+    selected = [predictions_table.c[name] for name in columns]
+    wanted = [uuid.UUID(pid) for pid in ids]
+    rows: list[dict[str, Any]] = []
+    with connection_errors(engine.url), engine.connect() as conn:
+        for start in range(0, len(wanted), ID_CHUNK):
+            chunk = wanted[start : start + ID_CHUNK]
+            query = sa.select(*selected).where(predictions_table.c.prediction_id.in_(chunk))
+            rows.extend(dict(row) for row in conn.execute(query).mappings())
+    rows.sort(key=lambda row: (row["symbol"], row["datetime"]))
+    return rows
