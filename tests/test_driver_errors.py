@@ -19,7 +19,7 @@ from mlpred_cli.errors import (
     MlpredError,
     RowRejected,
 )
-from mlpred_cli.store.database import connection_errors, create_engine, mask_url
+from mlpred_cli.store.database import create_engine, mask_url
 from mlpred_cli.store.driver_errors import (
     database_errors,
     describe_error,
@@ -119,10 +119,10 @@ def test_messages_keep_the_first_line_and_mask_passwords() -> None:
     assert mask_passwords("to sqlite:///a/b.db failed") == "to sqlite:///a/b.db failed"
 
 
-def test_connection_errors_is_the_same_translation() -> None:
-    with pytest.raises(RowRejected), connection_errors(PG_URL):
+def test_database_errors_is_the_same_translation() -> None:
+    with pytest.raises(RowRejected), database_errors(PG_URL):
         raise sqlite3.IntegrityError("CHECK constraint failed")
-    with pytest.raises(DatabaseError, match="syntax"), connection_errors(PG_URL):
+    with pytest.raises(DatabaseError, match="syntax"), database_errors(PG_URL):
         raise psycopg.errors.SyntaxError("syntax error at or near")
 
 

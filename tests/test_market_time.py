@@ -64,6 +64,14 @@ ACCEPTED: dict[str, Case] = {
         _parquet,
     ),
     "datetime index": (_prices().set_axis(pd.DatetimeIndex(TIMES)), _parquet),
+    "non-ISO text (format inferred)": (
+        _prices(time=[t.strftime("%m/%d/%Y %H:%M") for t in TIMES]),
+        _csv,
+    ),
+    "ISO text with a zone name": (
+        _prices(datetime=[t.strftime("%Y-%m-%d %H:%M:%S UTC") for t in TIMES]),
+        _csv,
+    ),
 }
 
 
@@ -91,6 +99,18 @@ def test_a_pandas_written_csv_index_column_is_the_time_for_both(tmp_path: Path) 
     assert batch.frame["datetime"].tolist() == TIMES
 
 
+def test_a_datetime_index_wins_over_a_date_label_column(tmp_path: Path) -> None:
+    """A frame indexed by candle time that also carries the day keeps the candle time."""
+    days = [t.replace(hour=0, minute=0) for t in TIMES]
+    frame = _prices(date=pd.to_datetime(days)).set_axis(pd.DatetimeIndex(TIMES))
+
+    market = extract_market_data(frame)
+    batch = read_candle_file(_parquet(frame, tmp_path), symbol="BTCUSDT", interval="15m")
+
+    assert market is not None and market.last_open_time == LAST
+    assert batch.frame["datetime"].tolist() == TIMES
+
+
 REJECTED: dict[str, tuple[pd.DataFrame, str]] = {
     "seconds and milliseconds": (
         _prices(time=[*_epochs(1)[:3], _epochs(1000)[3]]),
@@ -98,6 +118,10 @@ REJECTED: dict[str, tuple[pd.DataFrame, str]] = {
     ),
     "epoch numbers and iso text": (
         _prices(time=[str(_epochs(1)[0]), *(t.isoformat() for t in TIMES[1:])]),
+        "mixes epoch numbers and ISO text",
+    ),
+    "iso text then an epoch number": (
+        _prices(time=[*(t.isoformat() for t in TIMES[:3]), str(_epochs(1)[3])]),
         "mixes epoch numbers and ISO text",
     ),
     "no time at all": (_prices(), "needs candle times"),

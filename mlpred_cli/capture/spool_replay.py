@@ -8,8 +8,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from mlpred_cli.capture.spool import Spool, SpoolStatus, default_spool_dir
-from mlpred_cli.store.database import connection_errors
-from mlpred_cli.store.driver_errors import is_row_specific
+from mlpred_cli.store.driver_errors import database_errors, is_row_specific
 from mlpred_cli.store.importance_snapshots import write_snapshot
 from mlpred_cli.store.prediction_row import Row
 from mlpred_cli.store.prediction_writes import write_isolating
@@ -67,7 +66,7 @@ def replay_spool(
         spool.dead_letter(row, reason)
         rejected.append(row)
 
-    with opened(writable_source(database)) as engine, connection_errors(engine.url):
+    with opened(writable_source(database)) as engine, database_errors(engine.url):
         replayed = spool.replay(lambda rows: write_isolating(engine, rows, dead_letter))
         spool.replay_snapshots(lambda rows: write_snapshot(engine, rows), is_row_specific)
     return ReplayResult(replayed=replayed, dead_lettered=len(rejected), remaining=spool.status())

@@ -5,19 +5,23 @@ One rule for the candles a caller passes with a prediction (``extract_market_dat
 ``outcomes/candle_files.py``), so a frame one accepts the other accepts too:
 
 * The time is the first column named (case-insensitively, surrounding spaces ignored) one of
-  ``TIME_COLUMNS``; else the frame's DatetimeIndex; else the index column of a pandas-written
-  CSV (a first column named ``Unnamed: 0``).
+  ``TIME_COLUMNS``; else the frame's DatetimeIndex; else a ``date`` column (after the index,
+  so a frame indexed by candle time keeps that time when it also carries a day label); else
+  the index column of a pandas-written CSV (a first column named ``Unnamed: 0``).
 * datetime64 values: naive ones are UTC, aware ones are converted to UTC.
 * Numbers, or text that is all numbers, are epoch times whose unit is told by magnitude:
   below 1e11 seconds, below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds
   (1e11 s is the year 5138, 1e11 ms is March 1973). One column holds one unit: mixing units
   is an error naming the first value in a second unit.
-* Any other text is ISO 8601 (naive times are UTC); text mixing epoch numbers and ISO times
-  is an error.
+* Any other text is a date-time: ISO 8601 first (naive times are UTC); cells that are not
+  ISO 8601 are read by pandas' format inference (``03/01/2026 00:00``, ``2026-03-01 00:00
+  UTC``), as ``log_prediction`` always did. Text mixing epoch numbers and date-times is an
+  error.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Literal
 
@@ -27,7 +31,9 @@ import pandas as pd
 from mlpred_cli.errors import InputError
 
 #: Time column names recognised, in order of preference (matched case-insensitively).
-TIME_COLUMNS: tuple[str, ...] = ("datetime", "timestamp", "time", "date", "open_time")
+TIME_COLUMNS: tuple[str, ...] = ("datetime", "timestamp", "time", "open_time")
+#: A day label: the time only when there is neither a TIME_COLUMNS column nor a DatetimeIndex.
+DATE_COLUMN = "date"
 #: Name pandas gives the unnamed index column when it reads a CSV it wrote.
 PANDAS_INDEX_COLUMN = "Unnamed: 0"
 
@@ -43,8 +49,7 @@ _MICROSECONDS: tuple[float, ...] = (1e6, 1e3, 1.0, 1e-3)
 
 #: Where times may come from, for messages.
 TIME_SOURCES = (
-    f"a column named {', '.join(TIME_COLUMNS[:-1])} or {TIME_COLUMNS[-1]} (any case) "
-    "or a DatetimeIndex"
+    f"a column named {', '.join(TIME_COLUMNS)} or {DATE_COLUMN} (any case) or a DatetimeIndex"
 )
 
 Locate = Callable[[int], str]
@@ -83,6 +88,8 @@ def find_time_source(
             return positions[name]
     if isinstance(index, pd.DatetimeIndex):
         return index
+    if DATE_COLUMN in positions:
+        return positions[DATE_COLUMN]
     if names and str(names[0]).startswith(PANDAS_INDEX_COLUMN):
         return 0
     raise InputError(f"{subject} needs candle times: {TIME_SOURCES}")
@@ -153,19 +160,52 @@ def parse_times(raw: pd.Series, *, what: str, locate: Locate = _row) -> tuple[pd
     if raw.dtype.kind in "iuf":
         numbers = pd.Series(raw.to_numpy(dtype=np.float64, na_value=np.nan), index=raw.index)
         present = raw.notna()
+    elif not _starts_with_number(raw):
+        return _datetime_text(raw, what=what, locate=locate)
     else:
         text = raw.astype("string").str.strip()
         numbers = pd.to_numeric(text, errors="coerce")
         is_epoch = numbers.notna().to_numpy()
         is_text = text.notna().to_numpy() & ~is_epoch
-        if not is_epoch.any():
-            times = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-            return times, times.isna() & text.notna()
         if is_text.any():
-            position = max(int(np.argmax(is_epoch)), int(np.argmax(is_text)))
+            position = int(np.argmax(is_text))
             raise InputError(f"{what} mixes epoch numbers and ISO text ({locate(position)})")
         present = text.notna()
     values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
     unit = single_epoch_unit(values, what=what, locate=locate)
     times = pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
+    return times, times.isna() & present
+
+
+def _starts_with_number(raw: pd.Series) -> bool:
+    """True when the first present cell of a text column reads as a number (an epoch)."""
+    present = raw.dropna()
+    if present.empty:
+        return False
+    try:
+        float(str(present.iloc[0]))
+    except ValueError:
+        return False
+    return True
+
+
+def _datetime_text(raw: pd.Series, *, what: str, locate: Locate) -> tuple[pd.Series, pd.Series]:
+    """Date-time text: ISO 8601 first (the common case costs one parse), then pandas' format
+    inference for the cells ISO 8601 cannot read. An epoch number among them is an error."""
+    present = raw.notna()
+    times = pd.to_datetime(raw, utc=True, format="ISO8601", errors="coerce")
+    unread = times.isna() & present
+    if unread.any():
+        whole = bool(unread.sum() == present.sum())  # no cell is ISO 8601: skip the subset
+        text = (raw if whole else raw[unread]).astype("string").str.strip()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "could not infer format"
+            inferred = pd.to_datetime(text, utc=True, errors="coerce")
+        still = inferred.isna() & text.notna()
+        if still.any() and pd.to_numeric(text[still], errors="coerce").notna().any():
+            numeric = pd.to_numeric(text, errors="coerce").notna().to_numpy()
+            first = int(np.argmax(numeric))
+            position = first if whole else int(np.flatnonzero(unread.to_numpy())[first])
+            raise InputError(f"{what} mixes epoch numbers and ISO text ({locate(position)})")
+        times = inferred if whole else times.where(~unread, inferred)
     return times, times.isna() & present

@@ -18,10 +18,10 @@ from mlpred_cli.errors import DatabaseUnavailable
 from mlpred_cli.store.column_types import UTCDateTime
 from mlpred_cli.store.database import (
     SQLITE_BEGIN_OPTION,
-    connection_errors,
     is_sqlite,
     mask_url,
 )
+from mlpred_cli.store.driver_errors import database_errors
 
 #: Columns of ``market_candles`` an import writes, in the order of a ``CandleRecord``.
 CANDLE_COLUMNS: tuple[str, ...] = (
@@ -118,7 +118,7 @@ def write_candles(
     report = progress or (lambda _rows: None)
     if not records:
         return 0, 0
-    with connection_errors(engine.url), engine.connect() as conn:
+    with database_errors(engine.url), engine.connect() as conn:
         if is_sqlite(conn):
             conn = conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
         with conn.begin():

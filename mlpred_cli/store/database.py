@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +120,6 @@ def create_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
     return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **kwargs)
 
 
-def connection_errors(url: URL) -> AbstractContextManager[None]:
-    """Raise driver errors escaping the block as mlpred errors naming the masked URL:
-    ``DatabaseUnavailable`` for connection failures, ``RowRejected`` / ``DatabaseError`` for
-    refused statements (the table of ``driver_errors``, applied by ``database_errors``)."""
-    return database_errors(url)
-
-
 def run_autocommit(url: URL, *statements: str) -> None:
     """Run statements outside a transaction (CREATE / DROP DATABASE need that)."""
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
@@ -141,5 +133,5 @@ def run_autocommit(url: URL, *statements: str) -> None:
 
 def check_connection(engine: Engine) -> None:
     """Open and close one connection, raising ``DatabaseUnavailable`` on failure."""
-    with connection_errors(engine.url), engine.connect() as conn:
+    with database_errors(engine.url), engine.connect() as conn:
         conn.exec_driver_sql("SELECT 1")

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from mlpred_cli.store.database import connection_errors
+from mlpred_cli.store.driver_errors import database_errors
 from mlpred_cli.store.feature_vectors import FeatureMatrix, load_feature_matrix
 from mlpred_cli.store.prediction_queries import PredictionFilter, distinct_values
 from mlpred_cli.store.prediction_reads import reading
@@ -28,7 +28,7 @@ def read_importance_inputs(
     """On an opened engine, in one connection: the selection's feature matrix with
     ``actual_return_<horizon>`` (``load_feature_matrix``; ``width`` fixes the vector length)
     and the distinct model versions of the selection."""
-    with connection_errors(engine.url), engine.connect() as conn:
+    with database_errors(engine.url), engine.connect() as conn:
         matrix = load_feature_matrix(conn, selection, horizon, width)
         versions = list(conn.execute(distinct_values(selection, "model_version")).scalars().all())
     return matrix, versions

@@ -46,7 +46,9 @@ def backfill_lock(engine: Engine, conn: Connection) -> Iterator[bool]:
     # Imported here: without fcntl, filelock warns at import that it falls back to soft locks.
     from filelock import FileLock, Timeout
 
-    lock = FileLock(backfill_lock_path(engine))
+    # A soft lock (a file that merely exists) would outlive a killed run and block every later
+    # backfill: where the filesystem has no OS locks, fail instead of falling back to one.
+    lock = FileLock(backfill_lock_path(engine), fallback_to_soft=False)
     try:
         lock.acquire(timeout=0)
     except Timeout:

@@ -12,7 +12,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from mlpred_cli.errors import SchemaNotReady
-from mlpred_cli.store.database import connection_errors, mask_url
+from mlpred_cli.store.database import mask_url
+from mlpred_cli.store.driver_errors import database_errors
 
 
 def migrations_dir() -> Path:
@@ -44,13 +45,13 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or ``None`` for an unmigrated database."""
-    with connection_errors(engine.url), engine.connect() as conn:
+    with database_errors(engine.url), engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade_to_head(engine: Engine) -> str:
     """Migrate the database to the newest revision; safe to run again. Returns the revision."""
-    with connection_errors(engine.url), engine.begin() as conn:
+    with database_errors(engine.url), engine.begin() as conn:
         command.upgrade(alembic_config(conn), "head")
     revision = current_revision(engine)
     if revision is None:
@@ -60,7 +61,7 @@ def upgrade_to_head(engine: Engine) -> str:
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Migrate the database down to ``revision`` (``"base"`` empties it)."""
-    with connection_errors(engine.url), engine.begin() as conn:
+    with database_errors(engine.url), engine.begin() as conn:
         command.downgrade(alembic_config(conn), revision)
 
 

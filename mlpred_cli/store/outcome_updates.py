@@ -27,7 +27,8 @@ from sqlalchemy.engine import Connection, Engine
 from mlpred_cli.config import HORIZON_DELTAS, HORIZONS
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.column_types import UTCDateTime
-from mlpred_cli.store.database import SQLITE_BEGIN_OPTION, connection_errors, is_sqlite
+from mlpred_cli.store.database import SQLITE_BEGIN_OPTION, is_sqlite
+from mlpred_cli.store.driver_errors import database_errors
 from mlpred_cli.store.locks import backfill_lock
 
 #: Tables the backfill can read closes from (same columns: symbol, interval_minutes, datetime,
@@ -511,5 +512,5 @@ class BackfillSession:
 @contextlib.contextmanager
 def backfill_session(engine: Engine) -> Iterator[BackfillSession]:
     """A connection for one backfill run, driver errors raised as mlpred errors."""
-    with connection_errors(engine.url), engine.connect() as conn:
+    with database_errors(engine.url), engine.connect() as conn:
         yield BackfillSession(conn)

@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mlpred_cli.store.database import connection_errors
+from mlpred_cli.store.driver_errors import database_errors
 from mlpred_cli.store.prediction_queries import (
     PredictionFilter,
     accuracy_groups,
@@ -34,10 +34,10 @@ def reading(source: DatabaseSource) -> Iterator[Engine]:
     be migrated, disposed afterwards); an ``Engine`` passed in is used as is, without a schema
     round trip (its owner opened it)."""
     if isinstance(source, Engine):
-        with connection_errors(source.url):
+        with database_errors(source.url):
             yield source
         return
-    with opened(source) as engine, connection_errors(engine.url):
+    with opened(source) as engine, database_errors(engine.url):
         yield engine
 
 
@@ -96,7 +96,7 @@ def read_predictions_by_id(
     selected = [predictions_table.c[name] for name in columns]
     wanted = [uuid.UUID(pid) for pid in ids]
     rows: list[dict[str, Any]] = []
-    with connection_errors(engine.url), engine.connect() as conn:
+    with database_errors(engine.url), engine.connect() as conn:
         for start in range(0, len(wanted), ID_CHUNK):
             chunk = wanted[start : start + ID_CHUNK]
             query = sa.select(*selected).where(predictions_table.c.prediction_id.in_(chunk))
