@@ -6,8 +6,9 @@ embedded SQLite file in the user's data directory.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -52,6 +53,23 @@ def check_horizons(horizons: Iterable[str] | None) -> tuple[str, ...]:
     if unknown:
         raise InputError(f"unknown horizon {unknown[0]!r}: use one of {', '.join(HORIZONS)}")
     return tuple(horizon for horizon in HORIZONS if horizon in wanted)
+
+
+def direction_thresholds(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The per-horizon direction thresholds: the defaults with ``overrides`` on top.
+
+    Values are fractions (0.003 = 0.3 %). Raises ``InputError`` for an unknown horizon or a
+    value that is not a finite number >= 0.
+    """
+    thresholds = dict(DEFAULT_DIRECTION_THRESHOLDS)
+    for horizon, value in (overrides or {}).items():
+        check_horizons([horizon])
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"threshold for {horizon} must be a number, got {value!r}")
+        if not 0 <= value < math.inf:
+            raise InputError(f"threshold for {horizon} must be a finite number >= 0")
+        thresholds[horizon] = float(value)
+    return thresholds
 
 
 SIGNAL_TYPES: tuple[str, ...] = ("LONG", "SHORT", "NEUTRAL")

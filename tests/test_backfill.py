@@ -611,3 +611,19 @@ def test_library_messages_name_parameters_not_options(engine: Engine) -> None:
         backfill_actuals(engine, limit=0)
     with pytest.raises(InputError, match="unknown horizon '2h'"):
         backfill_actuals(engine, horizons=["15m", "2h"])
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "reason"),
+    [
+        ({"1h": -0.01}, "threshold for 1h must be a finite number >= 0"),
+        ({"1h": float("nan")}, "threshold for 1h must be a finite number >= 0"),
+        ({"2h": 0.01}, "unknown horizon '2h'"),
+        ({"1h": "0.01"}, "threshold for 1h must be a number"),
+    ],
+)
+def test_the_library_checks_thresholds_as_the_cli_does(
+    engine: Engine, thresholds: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(InputError, match=reason):
+        backfill_actuals(engine, thresholds=thresholds)  # type: ignore[arg-type]

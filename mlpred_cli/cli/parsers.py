@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mlpred_cli.config import DEFAULT_DIRECTION_THRESHOLDS, HORIZONS, check_horizons
+from mlpred_cli.config import HORIZONS, check_horizons, direction_thresholds
 from mlpred_cli.errors import InputError
 
 
@@ -23,10 +23,8 @@ def parse_horizons(text: str | None) -> list[str]:
 
 def parse_thresholds(text: str | None) -> dict[str, float]:
     """``"15m=0.0015,1h=0.003"`` over the defaults; values are fractions (0.003 = 0.3 %)."""
-    thresholds = dict(DEFAULT_DIRECTION_THRESHOLDS)
-    if text is None or not text.strip():
-        return thresholds
-    for part in text.split(","):
+    overrides: dict[str, float] = {}
+    for part in (text or "").split(","):
         if not part.strip():
             continue
         horizon, sep, value = part.partition("=")
@@ -36,13 +34,10 @@ def parse_thresholds(text: str | None) -> dict[str, float]:
                 f"bad threshold '{part.strip()}': expected HORIZON=VALUE, e.g. 1h=0.003"
             )
         try:
-            number = float(value)
+            overrides[horizon] = float(value)
         except ValueError:
             raise InputError(f"bad threshold value '{value.strip()}' for {horizon}") from None
-        if not number >= 0 or number == float("inf"):
-            raise InputError(f"threshold for {horizon} must be a finite number >= 0")
-        thresholds[horizon] = number
-    return thresholds
+    return direction_thresholds(overrides)
 
 
 def parse_moment(text: str | None) -> datetime | None:

@@ -46,9 +46,9 @@ from mlpred_cli.config import (
     BACKFILL_CHUNK_ROWS,
     BACKFILL_RETRY_WINDOW,
     DEFAULT_BACKFILL_INTERVAL,
-    DEFAULT_DIRECTION_THRESHOLDS,
     HORIZON_DELTAS,
     check_horizons,
+    direction_thresholds,
 )
 from mlpred_cli.errors import InputError
 from mlpred_cli.outcomes.candle_files import parse_interval
@@ -180,8 +180,7 @@ def backfill_actuals(
     interval_minutes = parse_interval(interval)
     if limit is not None and limit < 1:
         raise InputError("limit must be a positive number of predictions")
-    levels = dict(DEFAULT_DIRECTION_THRESHOLDS)
-    levels.update(thresholds or {})
+    levels = direction_thresholds(thresholds)
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     report = BackfillReport(
         status="dry-run" if dry_run else "ok",
