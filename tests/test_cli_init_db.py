@@ -70,3 +70,20 @@ def test_version_and_help() -> None:
     code, out, _ = run_cli("init-db", "--help")
     assert code == 0
     assert "mlpred init-db" in out
+
+
+def test_init_db_on_a_revision_this_version_does_not_know_is_one_line(db_url: str) -> None:
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'from_the_future'")
+    engine.dispose()
+    code, _, err = run_cli("--db", db_url, "init-db")
+    assert code == 1
+    assert "cannot migrate" in err and "from_the_future" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_infinite_window_is_bad_input_not_a_traceback(db_url: str) -> None:
+    code, _, err = run_cli("--db", db_url, "analyze", "--days", "inf")
+    assert code == 2
+    assert "--days must be a finite number" in err and "Traceback" not in err

@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 
 from mlpred_cli.errors import SchemaNotReady
@@ -51,8 +52,11 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade_to_head(engine: Engine) -> str:
     """Migrate the database to the newest revision; safe to run again. Returns the revision."""
-    with database_errors(engine.url), engine.begin() as conn:
-        command.upgrade(alembic_config(conn), "head")
+    try:
+        with database_errors(engine.url), engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+    except CommandError as error:  # e.g. a revision newer than this mlpred knows
+        raise SchemaNotReady(f"cannot migrate {mask_url(engine.url)}: {error}") from None
     revision = current_revision(engine)
     if revision is None:
         raise SchemaNotReady(f"database {mask_url(engine.url)} has no revision after upgrading")

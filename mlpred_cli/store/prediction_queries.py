@@ -6,6 +6,7 @@ Times are timezone-aware UTC; ``since`` is inclusive and ``until`` exclusive.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -113,6 +114,8 @@ def make_filter(
     for name, amount in (("days", days), ("hours", hours)):
         if amount is not None and not amount > 0:
             raise InputError(f"{name} must be positive, got {amount:g}")
+        if amount is not None and not math.isfinite(amount):
+            raise InputError(f"{name} must be a finite number, got {amount:g}")
     since_at = parse_time(since, "since") if since is not None else None
     until_at = parse_time(until, "until") if until is not None else None
     if since_at is not None and until_at is not None and since_at >= until_at:
