@@ -88,3 +88,18 @@ def candle_row(
         "close": close,
         "volume": 10.0,
     }
+
+
+def install_poison_rule(engine: Engine) -> None:
+    """Make the database reject every ``ml_predictions`` row whose symbol is ``POISON`` (a
+    CHECK constraint on PostgreSQL, a RAISE trigger on SQLite)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "ALTER TABLE ml_predictions ADD CONSTRAINT no_poison CHECK (symbol <> 'POISON')"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER no_poison BEFORE INSERT ON ml_predictions "
+                "WHEN NEW.symbol = 'POISON' BEGIN SELECT RAISE(ABORT, 'poison row'); END"
+            )

@@ -31,6 +31,7 @@ from mlpred_cli.store.importance_snapshots import write_snapshot
 from mlpred_cli.store.prediction_row import WRITE_COLUMNS, Row
 from mlpred_cli.store.prediction_writes import write_rows
 from mlpred_cli.store.tables import feature_importance_table
+from tests.factories import install_poison_rule
 
 PG_URL = make_url("postgresql+psycopg://trader:s3cret-pw@db.example:5432/mlpred")
 
@@ -183,16 +184,7 @@ def test_write_snapshot_raises_row_rejected_not_a_driver_error(engine: Engine) -
 
 
 def test_write_rows_raises_row_rejected_for_a_bad_row(engine: Engine) -> None:
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.exec_driver_sql(
-                "ALTER TABLE ml_predictions ADD CONSTRAINT no_poison CHECK (symbol <> 'POISON')"
-            )
-        else:
-            conn.exec_driver_sql(
-                "CREATE TRIGGER no_poison BEFORE INSERT ON ml_predictions "
-                "WHEN NEW.symbol = 'POISON' BEGIN SELECT RAISE(ABORT, 'poison row'); END"
-            )
+    install_poison_rule(engine)
     poison = list(_row())
     poison[WRITE_COLUMNS.index("symbol")] = "POISON"
     with pytest.raises(RowRejected):

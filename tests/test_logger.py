@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from mlpred_cli import MLPredictionLogger
 from mlpred_cli.capture.synthetic_market import raw_model_outputs
 from mlpred_cli.store.tables import predictions_table
+from tests.factories import install_poison_rule
 
 RAW_OUTPUTS = np.array(
     [
@@ -296,23 +297,10 @@ def test_close_writes_pending_rows(db_url: str, engine: Engine) -> None:
         logger.log_prediction_sync(symbol="BTCUSDT", features=np.ones(3), model_outputs=RAW_OUTPUTS)
 
 
-def _install_poison_rule(engine: Engine) -> None:
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.exec_driver_sql(
-                "ALTER TABLE ml_predictions ADD CONSTRAINT no_poison CHECK (symbol <> 'POISON')"
-            )
-        else:
-            conn.exec_driver_sql(
-                "CREATE TRIGGER no_poison BEFORE INSERT ON ml_predictions "
-                "WHEN NEW.symbol = 'POISON' BEGIN SELECT RAISE(ABORT, 'poison row'); END"
-            )
-
-
 def test_poison_row_is_dead_lettered_and_the_rest_saved(
     db_url: str, engine: Engine, spool_dir: Path
 ) -> None:
-    _install_poison_rule(engine)
+    install_poison_rule(engine)
     with MLPredictionLogger(
         db_url, batch_size=1000, flush_interval_s=0.05, spool_dir=spool_dir
     ) as logger:
