@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import uuid
 from datetime import UTC, datetime
@@ -19,8 +20,10 @@ from mlpred_cli.errors import (
     MlpredError,
     RowRejected,
 )
+from mlpred_cli.store import driver_errors
 from mlpred_cli.store.database import create_engine, mask_url
 from mlpred_cli.store.driver_errors import (
+    BATCH_LEVEL_SQLSTATES,
     database_errors,
     describe_error,
     is_row_specific,
@@ -68,6 +71,14 @@ def _wrapped(
          RowRejected, "database error:"),
         (psycopg.errors.NumericValueOutOfRange("out of range"), RowRejected, "database error:"),
         (psycopg.errors.RaiseException("trigger said no"), RowRejected, "database error:"),
+        (_wrapped(sa.exc.ProgrammingError, psycopg.errors.InsufficientPrivilege("denied")),
+         RowRejected, "database error:"),
+        # psycopg files a trigger's 2F / 39 SQLSTATE under OperationalError: still a row
+        (_wrapped(sa.exc.OperationalError, psycopg.errors.lookup("2F005")("no RETURN")),
+         RowRejected, "database error:"),
+        (psycopg.errors.QueryCanceled("statement timeout"), DatabaseUnavailable,
+         "cannot connect to"),
+        (sqlite3.OperationalError("malformed JSON"), RowRejected, "database error:"),
         (_wrapped(sa.exc.ProgrammingError, psycopg.errors.UndefinedTable("no table")),
          DatabaseError, "database error:"),
         (sqlite3.ProgrammingError("closed cursor"), DatabaseError, "database error:"),
@@ -98,13 +109,203 @@ def test_is_row_specific_keeps_its_rules() -> None:
     assert not is_row_specific(
         _wrapped(sa.exc.IntegrityError, integrity, connection_invalidated=True)
     )
-    assert not is_row_specific(_wrapped(sa.exc.OperationalError, sqlite3.OperationalError("x")))
+    locked = sqlite3.OperationalError("database is locked")
+    assert not is_row_specific(_wrapped(sa.exc.OperationalError, locked))
+    assert is_row_specific(
+        _wrapped(sa.exc.OperationalError, sqlite3.OperationalError("malformed JSON"))
+    )
     for error in (TypeError("bad"), ValueError("bad"), OverflowError("big")):
         assert is_row_specific(error)
     assert not is_row_specific(RuntimeError("boom"))
     assert is_row_specific(RowRejected("database error: x", "x"))
     assert not is_row_specific(DatabaseError("database error: x", "x"))
     assert not is_row_specific(DatabaseUnavailable("cannot connect", "x"))
+
+
+# ------------------------------------------------------------------ row-specific or batch-level
+
+#: SQLSTATE -> row-specific? Batch-level: connection, server availability, transient
+#: conflicts, the schema. Everything else (whatever psycopg's class for it) is about a row.
+PG_SQLSTATES = {
+    "08000": False, "08001": False, "08003": False, "08006": False, "08P01": False,
+    "28000": False, "28P01": False,
+    "40001": False, "40P01": False,
+    "53100": False, "53200": False, "53300": False,
+    "57014": False, "57P01": False, "57P02": False, "57P03": False,
+    "58030": False, "XX000": False, "XX001": False,
+    "55P03": False, "25006": False,
+    "42P01": False, "42703": False, "3F000": False, "3D000": False, "42883": False,
+    "22023": True, "22001": True, "22003": True, "22P02": True, "22021": True,
+    "23505": True, "23514": True, "23502": True, "23503": True,
+    "P0001": True, "P0002": True, "P0004": True,
+    "42501": True, "42601": True, "42804": True, "42P10": True,
+    "2F005": True, "39P01": True, "38001": True,
+    "54000": True, "55000": True, "25P02": True, "0A000": True,
+}  # fmt: skip
+
+
+_SA_WRAPPERS: list[tuple[type[Exception], type[sa.exc.DBAPIError]]] = [
+    (psycopg.OperationalError, sa.exc.OperationalError),
+    (psycopg.IntegrityError, sa.exc.IntegrityError),
+    (psycopg.DataError, sa.exc.DataError),
+    (psycopg.ProgrammingError, sa.exc.ProgrammingError),
+    (psycopg.InternalError, sa.exc.InternalError),
+    (psycopg.NotSupportedError, sa.exc.NotSupportedError),
+    (psycopg.DatabaseError, sa.exc.DatabaseError),
+]
+
+
+@pytest.mark.parametrize(("sqlstate", "row_specific"), sorted(PG_SQLSTATES.items()))
+def test_postgresql_sqlstates_are_classified_by_the_table(
+    sqlstate: str, row_specific: bool
+) -> None:
+    kind = psycopg.errors.lookup(sqlstate)
+    raw = kind(f"server says {sqlstate}")
+    assert raw.sqlstate == sqlstate
+    wrapper = next(w for base, w in _SA_WRAPPERS if isinstance(raw, base))  # as SQLAlchemy does
+    for error in (raw, _wrapped(wrapper, raw)):
+        assert is_row_specific(error) is row_specific, (sqlstate, type(error))
+        translated = translate(error, PG_URL)
+        assert translated is not None
+        assert isinstance(translated, RowRejected) is row_specific
+        assert is_row_specific(translated) is row_specific
+    # a connection SQLAlchemy invalidated is never about a row, whatever the SQLSTATE
+    assert not is_row_specific(_wrapped(wrapper, raw, connection_invalidated=True))
+
+
+@pytest.mark.parametrize(
+    ("error", "row_specific"),
+    [
+        (psycopg.OperationalError("consuming input failed: server closed the connection"),
+         False),
+        (psycopg.InterfaceError("the connection is closed"), False),
+        (psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes"), True),
+        (psycopg.IntegrityError("client-side"), True),
+        (psycopg.ProgrammingError("the query has 2 placeholders but 1 parameters"), False),
+    ],
+)  # fmt: skip
+def test_psycopg_errors_without_a_sqlstate(error: psycopg.Error, row_specific: bool) -> None:
+    assert error.sqlstate is None
+    assert is_row_specific(error) is row_specific
+    assert isinstance(translate(error), RowRejected) is row_specific
+
+
+def test_every_batch_level_sqlstate_is_in_the_module_table() -> None:
+    doc = driver_errors.__doc__ or ""
+    table = doc[doc.index("SQLSTATE  what it means") :]
+    for prefix in BATCH_LEVEL_SQLSTATES:
+        assert f"\n{prefix:<8}  " in table, prefix
+    listed = re.findall(r"^([0-9A-Z]{2}|[0-9A-Z]{5}) +\w", table.split("\n\n")[0], re.M)
+    assert sorted(listed) == sorted(BATCH_LEVEL_SQLSTATES)
+
+
+_SQLITE_WRAPPERS: dict[type[Exception], type[sa.exc.DBAPIError]] = {
+    sqlite3.IntegrityError: sa.exc.IntegrityError,
+    sqlite3.OperationalError: sa.exc.OperationalError,
+}
+
+
+def _sqlite_error(tmp_path: Path, statement: str) -> sqlite3.Error:
+    """The error SQLite itself raises running ``statement`` on a small schema with a CHECK,
+    a STRICT table, RAISE triggers of every kind and a trigger that parses JSON."""
+    conn = sqlite3.connect(tmp_path / "errors.db", isolation_level=None)
+    try:
+        conn.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, s TEXT CHECK (s <> 'CHK'),
+                                          n INTEGER NOT NULL DEFAULT 0, j TEXT);
+            CREATE TABLE IF NOT EXISTS strict_t (n INTEGER) STRICT;
+            CREATE TRIGGER IF NOT EXISTS t_abort BEFORE INSERT ON t WHEN NEW.s = 'ABORT'
+                BEGIN SELECT RAISE(ABORT, 'denied'); END;
+            CREATE TRIGGER IF NOT EXISTS t_fail BEFORE INSERT ON t WHEN NEW.s = 'FAIL'
+                BEGIN SELECT RAISE(FAIL, 'denied'); END;
+            CREATE TRIGGER IF NOT EXISTS t_rollback BEFORE INSERT ON t WHEN NEW.s = 'ROLLBACK'
+                BEGIN SELECT RAISE(ROLLBACK, 'denied'); END;
+            CREATE TRIGGER IF NOT EXISTS t_json BEFORE INSERT ON t WHEN NEW.s = 'JSON'
+                BEGIN SELECT json_extract(NEW.j, '$.a'); END;
+            """
+        )
+        with pytest.raises(sqlite3.Error) as raised:
+            conn.execute(statement)
+        return raised.value
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("statement", "row_specific", "message"),
+    [
+        ("INSERT INTO t (s) VALUES ('ABORT')", True, "denied"),
+        ("INSERT INTO t (s) VALUES ('FAIL')", True, "denied"),
+        ("INSERT INTO t (s) VALUES ('ROLLBACK')", True, "denied"),
+        ("INSERT INTO t (s) VALUES ('CHK')", True, "CHECK constraint failed"),
+        ("INSERT INTO t (s, n) VALUES ('x', NULL)", True, "NOT NULL constraint failed"),
+        ("INSERT INTO t (id, s) VALUES ('abc', 'x')", True, "datatype mismatch"),
+        ("INSERT INTO strict_t (n) VALUES ('abc')", True, "cannot store TEXT value"),
+        ("INSERT INTO t (s, j) VALUES ('JSON', 'not json')", True, "malformed JSON"),
+        ("INSERT INTO missing VALUES (1)", False, "no such table"),
+        ("INSERT INTO t (zz) VALUES (1)", False, "has no column named"),
+        ("SELECT zz FROM t", False, "no such column"),
+        ("INSERT INTO t (s) VALUES (no_such_function(1))", False, "no such function"),
+        ("COMMIT", False, "no transaction is active"),
+    ],
+)  # fmt: skip
+def test_sqlite_errors_are_classified_by_what_they_are_about(
+    tmp_path: Path, statement: str, row_specific: bool, message: str
+) -> None:
+    error = _sqlite_error(tmp_path, statement)
+    assert message in str(error)
+    for candidate in (error, _wrapped(_SQLITE_WRAPPERS[type(error)], error)):
+        assert is_row_specific(candidate) is row_specific, (statement, type(candidate))
+        assert isinstance(translate(candidate), RowRejected) is row_specific
+
+
+def test_sqlite_database_level_errors_are_retried(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+    waiter = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    errors: list[sqlite3.Error] = []
+    try:
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            waiter.execute("INSERT INTO t VALUES (1)")
+        errors.append(locked.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        waiter.close()
+    with pytest.raises(sqlite3.OperationalError) as cannot_open:
+        sqlite3.connect(tmp_path / "no-such-dir" / "x.db")
+    errors.append(cannot_open.value)
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    with pytest.raises(sqlite3.OperationalError) as read_only:
+        reader.execute("INSERT INTO t VALUES (1)")
+    reader.close()
+    errors.append(read_only.value)
+    assert [str(e) for e in errors] == [
+        "database is locked",
+        "unable to open database file",
+        "attempt to write a readonly database",
+    ]
+    for error in errors:
+        assert not is_row_specific(error), error
+        assert not is_row_specific(_wrapped(sa.exc.OperationalError, error))
+        assert type(translate(error)) is DatabaseUnavailable
+    # the same messages without a result code (raised by hand, or by an older sqlite3)
+    for text in ("database is locked", "disk I/O error", "unable to open database file",
+                 "no such table: ml_predictions", "database or disk is full"):  # fmt: skip
+        assert not is_row_specific(sqlite3.OperationalError(text)), text
+
+
+def test_sqlite_errors_binding_a_value_are_about_the_row(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "bind.db")
+    conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(sqlite3.ProgrammingError) as raised:
+        conn.execute("INSERT INTO t VALUES (?)", (object(),))
+    conn.close()
+    assert is_row_specific(raised.value)
+    assert not is_row_specific(sqlite3.ProgrammingError("Cannot operate on a closed database."))
 
 
 def test_messages_keep_the_first_line_and_mask_passwords() -> None:

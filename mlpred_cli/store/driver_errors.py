@@ -1,20 +1,77 @@
-"""What a driver error means, decided in one place: the table from SQLAlchemy / psycopg /
-sqlite3 errors to mlpred's own (``mlpred_cli.errors``), and ``database_errors``, the context
-manager that applies it.
+"""What a driver error means, decided in one place: whether a failure is about some row's
+data (``is_row_specific``), the table from SQLAlchemy / psycopg / sqlite3 errors to mlpred's
+own (``mlpred_cli.errors``), and ``database_errors``, the context manager that applies it.
+
+Row-specific or batch-level
+---------------------------
+A batch is written in one transaction. When it fails the writer either retries it later
+(*batch-level*: the connection, the server or the schema is at fault, and every row would
+fail the same way now) or splits it until each row at fault is alone and dead-letters that
+row with its error (*row-specific*). Only the failures listed as batch-level below are
+retried; **every other failure of the database is row-specific**, so a rejection nobody
+foresaw (a trigger's own SQLSTATE, say) is dead-lettered instead of retried forever.
+
+PostgreSQL: batch-level SQLSTATEs (``BATCH_LEVEL_SQLSTATES``; a class or one condition)
+
+========  ========================================================================
+SQLSTATE  what it means
+========  ========================================================================
+08        connection exception
+28        invalid authorization specification (role, password)
+40        transaction rollback: serialization failure, deadlock
+53        insufficient resources: disk full, out of memory, too many connections
+57        operator intervention: admin / crash shutdown, cannot connect now, query
+          canceled (57014: a statement timeout is retried, not dead-lettered)
+58        system error (I/O outside PostgreSQL)
+XX        internal error
+25006     read-only SQL transaction (a standby, or a primary demoted by a failover)
+55P03     lock not available (lock_timeout)
+3D000     invalid catalog name (the database does not exist)
+3F000     invalid schema name
+42P01     undefined table
+42703     undefined column
+42883     undefined function
+========  ========================================================================
+
+Any other SQLSTATE is row-specific: 22 (a bad value), 23 (a constraint), P0 (a trigger's
+``RAISE``), 42501 (insufficient privilege, which a trigger may raise for some rows; a role
+that lacks INSERT altogether therefore dead-letters every row, visibly, rather than retrying
+forever), the rest of 42, 2F, 39, 54000 (an index row too large), ... -- even when psycopg
+files it under ``OperationalError``. A psycopg error without a SQLSTATE is a client-side
+failure: batch-level (refused, closed socket), except ``DataError`` / ``IntegrityError``
+(a value psycopg cannot send, such as a NUL in text), which is row-specific.
+
+SQLite: ``IntegrityError`` (a constraint, a CHECK, "datatype mismatch", a STRICT column,
+a trigger's ``RAISE(ABORT|FAIL|ROLLBACK, ...)``) and ``DataError`` are row-specific. An
+``OperationalError`` is batch-level when its result code is anything but ``SQLITE_ERROR``
+("database is locked", "disk I/O error", "unable to open database file", "attempt to write
+a readonly database", "database or disk is full", ...) or its message says the schema or
+the transaction is at fault (``_SQLITE_DATABASE_MESSAGES``: "no such table", "no such
+column", "has no column named", "no such function", ...); any other ``SQLITE_ERROR`` comes
+from evaluating a row ("malformed JSON", "integer overflow" in a trigger) and is
+row-specific. So is a ``ProgrammingError`` binding a parameter.
+
+Anywhere: a connection SQLAlchemy invalidated and the pool's ``TimeoutError`` are
+batch-level; ``TypeError`` / ``ValueError`` / ``OverflowError`` (a value the driver cannot
+convert) are row-specific; anything else is not row-specific.
+
+Translation
+-----------
 
 ==========================================================  ========================
 driver error                                                mlpred error
 ==========================================================  ========================
+a row-specific driver error (above)                         ``RowRejected``
+                                                            ("database error: ...")
 ``OperationalError`` (SQLAlchemy, psycopg, sqlite3),        ``DatabaseUnavailable``
 SQLAlchemy's pool ``TimeoutError``                          ("cannot connect to ...")
 a ``DBAPIError`` whose connection was invalidated           ``DatabaseUnavailable``
                                                             ("lost connection to ...")
-``IntegrityError`` / ``DataError``, SQLSTATE class 22,      ``RowRejected``
-23 or P0 (a bad value, a constraint, a trigger's RAISE)
 any other ``DBAPIError`` / ``psycopg.Error`` /              ``DatabaseError``
-``sqlite3.Error``
+``sqlite3.Error``                                           ("database error: ...")
 ==========================================================  ========================
 
+The first matching line wins, so ``RowRejected`` means row-specific and nothing else does.
 Messages carry the first line of the driver's message, with any password masked.
 Anything else (a bug, an ``MlpredError``) passes through unchanged.
 """
@@ -41,16 +98,57 @@ _CONNECT_ERRORS = (
     sqlite3.OperationalError,
     sa.exc.TimeoutError,
 )
-_ROW_ERRORS = (
-    psycopg.IntegrityError,
-    psycopg.DataError,
-    sqlite3.IntegrityError,
-    sqlite3.DataError,
-    TypeError,
-    ValueError,
-    OverflowError,
+#: Python-level errors of converting a row's value for the driver.
+_VALUE_ERRORS = (TypeError, ValueError, OverflowError)
+
+#: PostgreSQL SQLSTATEs that fail a whole batch (retried, never dead-lettered): a class (two
+#: characters) or one condition (five). Every other SQLSTATE is about a row. The module
+#: docstring shows the same table.
+BATCH_LEVEL_SQLSTATES: dict[str, str] = {
+    "08": "connection exception",
+    "28": "invalid authorization specification",
+    "40": "transaction rollback: serialization failure, deadlock",
+    "53": "insufficient resources: disk full, out of memory, too many connections",
+    "57": "operator intervention: shutdown, cannot connect now, query canceled (timeout)",
+    "58": "system error",
+    "XX": "internal error",
+    "25006": "read-only SQL transaction",
+    "55P03": "lock not available",
+    "3D000": "invalid catalog name",
+    "3F000": "invalid schema name",
+    "42P01": "undefined table",
+    "42703": "undefined column",
+    "42883": "undefined function",
+}
+_BATCH_LEVEL_PREFIXES = tuple(BATCH_LEVEL_SQLSTATES)
+
+#: sqlite3's primary result code of an SQL error met while running a statement (the only
+#: code under which an ``OperationalError`` can be about a row).
+_SQLITE_ERROR = 1
+#: Messages of a sqlite3 ``OperationalError`` about the database, its schema or the
+#: transaction, not a row (lower case; also what tells errors without a result code apart).
+_SQLITE_DATABASE_MESSAGES = (
+    "database is locked",
+    "database table is locked",
+    "database schema is locked",
+    "disk i/o error",
+    "unable to open",
+    "readonly database",
+    "database or disk is full",
+    "disk image is malformed",
+    "file is not a database",
+    "database schema has changed",
+    "not authorized",
+    "interrupted",
+    "out of memory",
+    "no such table",
+    "no such column",
+    "has no column named",
+    "no such function",
+    "unknown database",
+    "within a transaction",
+    "no transaction is active",
 )
-_ROW_SQLSTATE_CLASSES = ("22", "23", "P0")
 _URL_PASSWORD = re.compile(r"(\b[\w+.-]+://[^:/@\s]*:)[^@\s]+@")
 _CONNINFO_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
@@ -72,20 +170,45 @@ def describe_error(error: BaseException) -> str:
     return lines[0] if lines else type(original).__name__
 
 
-def _row_data_at_fault(original: BaseException | None) -> bool:
-    if isinstance(original, _ROW_ERRORS):
+def _pg_row_at_fault(error: psycopg.Error) -> bool:
+    sqlstate = error.sqlstate
+    if not sqlstate:  # raised by psycopg itself, before or after talking to the server
+        return isinstance(error, psycopg.DataError | psycopg.IntegrityError)
+    return not sqlstate.startswith(_BATCH_LEVEL_PREFIXES)
+
+
+def _sqlite_row_at_fault(error: sqlite3.Error) -> bool:
+    if isinstance(error, sqlite3.IntegrityError | sqlite3.DataError):
         return True
-    sqlstate = getattr(original, "sqlstate", None) or ""
-    return sqlstate.startswith(_ROW_SQLSTATE_CLASSES)
+    message = str(error).lower()
+    if isinstance(error, sqlite3.OperationalError):
+        code = getattr(error, "sqlite_errorcode", _SQLITE_ERROR)
+        if code & 0xFF != _SQLITE_ERROR:  # busy, locked, I/O, read-only, full, ...
+            return False
+        return not any(fragment in message for fragment in _SQLITE_DATABASE_MESSAGES)
+    return isinstance(error, sqlite3.ProgrammingError | sqlite3.InterfaceError) and (
+        message.startswith("error binding parameter")
+    )
+
+
+def _row_at_fault(original: BaseException) -> bool:
+    """The module's table for a driver's own error (or a Python error met converting a
+    value)."""
+    if isinstance(original, psycopg.Error):
+        return _pg_row_at_fault(original)
+    if isinstance(original, sqlite3.Error):
+        return _sqlite_row_at_fault(original)
+    return isinstance(original, _VALUE_ERRORS)
 
 
 def is_row_specific(error: BaseException) -> bool:
-    """True when the failure is caused by the data of some row (constraint, bad value,
-    a trigger's RAISE), so isolating the row helps; False for connection-level failures
-    (lost connection, server restarting, database locked), which are retried.
+    """True when the failure is caused by the data of some row, so isolating and
+    dead-lettering the row is right; False for a batch-level failure (connection, server
+    availability, a transient conflict, the schema), which is retried. The module's table
+    decides: on PostgreSQL every SQLSTATE not in ``BATCH_LEVEL_SQLSTATES`` is row-specific.
 
-    Accepts raw driver errors and translated ones (``RowRejected`` is row-specific, any other
-    ``DatabaseError`` or ``DatabaseUnavailable`` is not).
+    Accepts raw driver errors, SQLAlchemy's wrappers and translated errors (``RowRejected``
+    is row-specific, any other ``DatabaseError`` or ``DatabaseUnavailable`` is not).
     """
     if isinstance(error, RowRejected):
         return True
@@ -93,8 +216,7 @@ def is_row_specific(error: BaseException) -> bool:
         return False
     if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
         return False
-    original = error.orig if isinstance(error, sa.exc.DBAPIError) else error
-    return _row_data_at_fault(original)
+    return _row_at_fault(_original(error))
 
 
 def _refused_connection(error: BaseException) -> bool:
@@ -106,20 +228,22 @@ def _lost_connection(error: BaseException) -> bool:
 
 
 def _rejected_row(error: BaseException) -> bool:
-    return isinstance(error, _DRIVER_ERRORS) and _row_data_at_fault(_original(error))
+    return isinstance(error, _DRIVER_ERRORS) and is_row_specific(error)
 
 
 def _refused_statement(error: BaseException) -> bool:
     return isinstance(error, _DRIVER_ERRORS)
 
 
-#: Driver error -> mlpred error and its message; the first matching line wins.
+#: Driver error -> mlpred error and its message; the first matching line wins, so a
+#: row-specific error is ``RowRejected`` whatever its driver class (psycopg files a trigger's
+#: 2F or 39 SQLSTATE under ``OperationalError``), and nothing else is.
 TRANSLATIONS: tuple[
     tuple[Callable[[BaseException], bool], type[DatabaseUnavailable | DatabaseError], str], ...
 ] = (
+    (_rejected_row, RowRejected, "database error: {reason}"),
     (_refused_connection, DatabaseUnavailable, "cannot connect to {url}: {reason}"),
     (_lost_connection, DatabaseUnavailable, "lost connection to {url}: {reason}"),
-    (_rejected_row, RowRejected, "database error: {reason}"),
     (_refused_statement, DatabaseError, "database error: {reason}"),
 )
 

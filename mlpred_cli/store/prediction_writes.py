@@ -1,12 +1,15 @@
 """Writing built rows to the database: COPY on PostgreSQL, one executemany on SQLite.
 
 Both paths are idempotent on ``prediction_id``: a replayed batch never duplicates rows.
+``write_isolating`` writes a batch that may hold rows the database rejects: it splits the
+batch until each such row is alone, dead-letters it, and writes the rest.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -167,25 +170,84 @@ def _write_sqlite(engine: Engine, rows: Sequence[Row]) -> int:
     return len(values)
 
 
+@dataclass(frozen=True)
+class UndeliveredRow:
+    """A row the database rejected whose ``dead_letter`` call raised: the caller still holds
+    the only copy."""
+
+    row: Row
+    reason: str
+    error: Exception
+
+
+@dataclass(frozen=True)
+class IsolatedWrite:
+    """What ``write_isolating`` did with a batch: every row is in exactly one of ``written``,
+    ``dead_lettered`` or ``undelivered``."""
+
+    written: int
+    """Rows committed (or already stored under their ``prediction_id``)."""
+    dead_lettered: int
+    """Rows the database rejected that ``dead_letter`` took."""
+    undelivered: tuple[UndeliveredRow, ...] = ()
+    """Rows the database rejected that ``dead_letter`` failed to take, in batch order."""
+
+    @property
+    def rejected(self) -> int:
+        """Rows the database rejected, dead-lettered or not."""
+        return self.dead_lettered + len(self.undelivered)
+
+
+@dataclass
+class _Tally:
+    written: int = 0
+    dead_lettered: int = 0
+    undelivered: list[UndeliveredRow] = field(default_factory=list)
+
+
 def write_isolating(
     engine: Engine, rows: Sequence[Row], dead_letter: Callable[[Row, str], None]
-) -> int:
-    """Write rows; when the database rejects some, split the batch until each culprit is
-    alone and hand it to ``dead_letter`` with the reason. Returns how many were rejected.
+) -> IsolatedWrite:
+    """Write rows; when the database rejects some (``is_row_specific``), split the batch until
+    each culprit is alone and hand it to ``dead_letter`` with the reason (the first line of
+    the database's message). Every other row is written, each half in its own transaction.
 
-    Connection-level failures (``DatabaseUnavailable``, a ``DatabaseError`` not about a row)
-    are raised for the caller to retry.
+    ``dead_letter`` must not raise. If it does anyway (an ``OSError``: the disk is full, say)
+    the row is reported in ``IsolatedWrite.undelivered`` with the error, and the remaining
+    rows are still written and isolated: a failure to dead-letter never fails the batch, so
+    it never makes the caller retry rows already written.
+
+    A batch-level failure (``DatabaseUnavailable``, a ``DatabaseError`` not about a row:
+    a lost connection, a statement timeout, a missing table) is raised for the caller to
+    retry the batch. Halves written and rows dead-lettered before it stay so; retrying the
+    whole batch is safe (the write is idempotent), though a row rejected again is handed to
+    ``dead_letter`` again.
     """
+    tally = _Tally()
+    _write_or_split(engine, rows, dead_letter, tally)
+    return IsolatedWrite(tally.written, tally.dead_lettered, tuple(tally.undelivered))
+
+
+def _write_or_split(
+    engine: Engine, rows: Sequence[Row], dead_letter: Callable[[Row, str], None], tally: _Tally
+) -> None:
+    if not rows:
+        return
     try:
-        write_rows(engine, rows)
-        return 0
+        tally.written += write_rows(engine, rows)
+        return
     except Exception as error:
         if not is_row_specific(error):
             raise
-        if len(rows) == 1:
-            dead_letter(rows[0], describe_error(error))
-            return 1
-        middle = len(rows) // 2
-        return write_isolating(engine, rows[:middle], dead_letter) + write_isolating(
-            engine, rows[middle:], dead_letter
-        )
+        reason = describe_error(error)
+    if len(rows) == 1:
+        try:
+            dead_letter(rows[0], reason)
+        except Exception as failure:  # the callback's bug or I/O must not cost other rows
+            tally.undelivered.append(UndeliveredRow(rows[0], reason, failure))
+        else:
+            tally.dead_lettered += 1
+        return
+    middle = len(rows) // 2
+    _write_or_split(engine, rows[:middle], dead_letter, tally)
+    _write_or_split(engine, rows[middle:], dead_letter, tally)
