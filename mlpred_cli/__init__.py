@@ -3,8 +3,9 @@
 The public API, by job (everything else is internal and may change):
 
 - **log**: ``MLPredictionLogger`` (``await logger.log_prediction(...)``), the environment-
-  configured ``ml_prediction_logger``, ``run_log_test`` (a self-check), the spool
-  (``spool_status``, ``replay_spool``) and the helpers the logger uses on its input
+  configured ``ml_prediction_logger``, ``CloseReport`` (what ``close()`` returns),
+  ``run_log_test`` (a self-check), the spool directory (``spool_status``, ``replay_spool``,
+  ``export_spool``) and the helpers the logger uses on its input
   (``feature_hash``, ``compute_indicators``, ``extract_market_data``, ``interpret_raw_outputs``).
 - **outcomes**: ``import_candles`` / ``read_candle_file`` and ``backfill_actuals``.
 - **analysis**: ``load_predictions``, ``accuracy_table``, ``analyze``, ``high_confidence``,
@@ -31,9 +32,12 @@ _EXPORTS: dict[str, str] = {
     "ml_prediction_logger": "mlpred_cli.capture.logger",
     "LogTestResult": "mlpred_cli.capture.self_check",
     "run_log_test": "mlpred_cli.capture.self_check",
+    "CloseReport": "mlpred_cli.capture.writer_stats",
     "ReplayResult": "mlpred_cli.capture.spool_replay",
+    "SpoolStatus": "mlpred_cli.capture.spool_replay",
     "replay_spool": "mlpred_cli.capture.spool_replay",
     "spool_status": "mlpred_cli.capture.spool_replay",
+    "export_spool": "mlpred_cli.capture.spool_replay",
     "feature_hash": "mlpred_cli.derive.feature_stats",
     "format_feature_hash": "mlpred_cli.derive.feature_stats",
     "MarketArrays": "mlpred_cli.derive.indicators",
@@ -83,9 +87,12 @@ __all__ = [
     "ml_prediction_logger",
     "LogTestResult",
     "run_log_test",
+    "CloseReport",
     "ReplayResult",
+    "SpoolStatus",
     "replay_spool",
     "spool_status",
+    "export_spool",
     "feature_hash",
     "format_feature_hash",
     "MarketArrays",
@@ -146,7 +153,14 @@ if TYPE_CHECKING:
     from mlpred_cli.analysis.report import AnalysisReport
     from mlpred_cli.capture.logger import MLPredictionLogger, ml_prediction_logger
     from mlpred_cli.capture.self_check import LogTestResult, run_log_test
-    from mlpred_cli.capture.spool_replay import ReplayResult, replay_spool, spool_status
+    from mlpred_cli.capture.spool_replay import (
+        ReplayResult,
+        SpoolStatus,
+        export_spool,
+        replay_spool,
+        spool_status,
+    )
+    from mlpred_cli.capture.writer_stats import CloseReport
     from mlpred_cli.derive.feature_stats import feature_hash, format_feature_hash
     from mlpred_cli.derive.indicators import MarketArrays, compute_indicators, extract_market_data
     from mlpred_cli.derive.raw_outputs import interpret_raw_outputs

@@ -89,7 +89,10 @@ class WriterSettings:
     close_timeout_s: float = 10.0
     retry_initial_s: float = 0.05
     retry_max_s: float = 5.0
-    spool_after_s: float = 5.0  # a batch failing this long goes to disk, not just memory
+    spool_after_s: float = 5.0  # memory-only mode: a batch failing this long goes to disk
+    write_timeout_s: float = 15.0  # a write unanswered this long breaks its connection
+    fsync_interval_s: float = 1.0  # the journal's fsync period under fsync="interval"
+    segment_bytes: int = 16 * 1024 * 1024  # a journal segment is sealed past this size
     duplicate_window: int = 10_000
 
 

@@ -1,4 +1,5 @@
-"""The writer under failure: killed connections, an unreachable database, spool and replay."""
+"""The writer under failure: killed connections, an unreachable or blocked database, the
+journal and its replay, in journal mode and memory-only mode."""
 
 from __future__ import annotations
 
@@ -79,7 +80,8 @@ def test_connection_killed_mid_stream_every_row_lands_once(
     assert kills > 0
     assert len(stored) == len(set(stored)) == 3000
     assert set(stored) == set(ids)
-    assert stats["saved"] + stats["spooled"] >= 3000
+    assert stats["saved"] >= 3000
+    assert stats["lost"] == 0
 
 
 def _unavailable_url(backend: str, db_url: str, tmp_path: Path) -> tuple[str, Callable[[], None]]:
@@ -115,28 +117,32 @@ def _drop_later(backend: str, db_url: str) -> None:
         engine.dispose()
 
 
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "memory"])
 @pytest.mark.parametrize("replay_by", ["logger", "cli"])
-def test_unreachable_database_spools_then_replays_every_row_once(
-    backend: str, db_url: str, tmp_path: Path, replay_by: str
+def test_unreachable_database_keeps_rows_on_disk_then_replays_every_row_once(
+    backend: str, db_url: str, tmp_path: Path, replay_by: str, journal: bool
 ) -> None:
     url, make_available = _unavailable_url(backend, db_url, tmp_path)
     spool_dir = tmp_path / "spool"
     try:
         logger = MLPredictionLogger(
-            url, batch_size=10, flush_interval_s=0.02, max_pending=20, spool_dir=spool_dir
-        )
+            url, batch_size=10, flush_interval_s=0.02, max_pending=20, spool_dir=spool_dir,
+            journal=journal,
+        )  # fmt: skip
         ids = [
             logger.log_prediction_sync(
                 symbol="BTCUSDT", features=np.full(240, i), model_outputs=RAW
             )
             for i in range(120)
         ]
-        logger.close_sync(timeout=2)
+        report = logger.close_sync(timeout=2)
         stats = logger.stats()
         assert stats["saved"] == 0
-        assert stats["spooled"] == 120
+        assert stats["journaled"] == (120 if journal else 0)
+        assert (report.saved, report.on_disk, report.lost) == (0, 120, 0)
         status = spool_status(url, spool_dir)
         assert status.rows == 120
+        assert status.live_rows == 0
 
         make_available()
         if replay_by == "logger":
@@ -154,6 +160,7 @@ def test_unreachable_database_spools_then_replays_every_row_once(
             # replaying again writes nothing new
             assert replay_spool(url, spool_dir).replayed == 0
         assert spool_status(url, spool_dir).rows == 0
+        assert not list(spool_dir.glob("journal-*.seg"))
         engine = create_engine(url)
         stored = _stored_ids(engine)
         engine.dispose()
@@ -199,15 +206,17 @@ def _hold_write_lock(backend: str, db_url: str) -> tuple[Engine, sa.Connection]:
     return engine, conn
 
 
-def test_blocked_database_keeps_memory_bounded_and_close_spools_the_stuck_batch(
-    backend: str, db_url: str, tmp_path: Path
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "memory"])
+def test_blocked_database_keeps_memory_bounded_and_every_row_on_disk(
+    backend: str, db_url: str, tmp_path: Path, journal: bool
 ) -> None:
     spool_dir = tmp_path / "spool"
     lock_engine, lock = _hold_write_lock(backend, db_url)
     try:
         logger = MLPredictionLogger(
-            db_url, batch_size=10, flush_interval_s=0.02, max_pending=50, spool_dir=spool_dir
-        )
+            db_url, batch_size=10, flush_interval_s=0.02, max_pending=50, spool_dir=spool_dir,
+            journal=journal,
+        )  # fmt: skip
 
         def log(start: int, stop: int) -> list[str]:
             return [
@@ -220,20 +229,24 @@ def test_blocked_database_keeps_memory_bounded_and_close_spools_the_stuck_batch(
         ids = log(0, 10)
         time.sleep(0.5)  # the writer takes these 10 and blocks on the lock
         ids += log(10, 400)
+        if journal:  # on disk the moment each call returned
+            assert spool_status(db_url, spool_dir).live_rows == 400
         deadline = time.monotonic() + 10
-        while spool_status(db_url, spool_dir).rows < 340 and time.monotonic() < deadline:
+        while logger.stats()["evicted"] < 340 and time.monotonic() < deadline:
             time.sleep(0.05)
-        # Spilled while still blocked: all but the stuck batch and <= max_pending queued.
-        assert spool_status(db_url, spool_dir).rows >= 340
-        pending = logger.stats()["pending"]
-        assert isinstance(pending, int)
-        assert pending <= 10 + 50
-        logger.close_sync(timeout=0.5)  # the writer is still blocked: everything is spooled
-        assert spool_status(db_url, spool_dir).rows == 400
+        # Memory bounded while still blocked: the stuck batch and <= max_pending queued.
+        stats = logger.stats()
+        assert isinstance(stats["evicted"], int) and stats["evicted"] >= 340
+        assert isinstance(stats["pending"], int) and stats["pending"] <= 10 + 50
+        assert spool_status(db_url, spool_dir).live_rows >= 340
+        report = logger.close_sync(timeout=0.5)  # the writer is still blocked
+        assert report.lost == 0
+        assert spool_status(db_url, spool_dir).rows >= 390
     finally:
         lock.rollback()
         lock.close()
         lock_engine.dispose()
+    time.sleep(0.5)  # the blocked write may commit now that the lock is gone
     replay_spool(db_url, spool_dir)
     engine = create_engine(db_url)
     stored = _stored_ids(engine)
@@ -279,16 +292,17 @@ def test_ancient_datetimes_round_trip(engine: Engine) -> None:
     assert stored == ancient
 
 
-def test_flush_is_not_fooled_by_newer_rows_spilled_while_older_ones_wait(
-    backend: str, db_url: str, tmp_path: Path
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "memory"])
+def test_flush_is_not_fooled_by_newer_rows_evicted_while_older_ones_wait(
+    backend: str, db_url: str, tmp_path: Path, journal: bool
 ) -> None:
-    """flush() waits for the oldest rows, not for a count that newer spilled rows can fill."""
+    """flush() waits for the oldest rows, not for a count that newer evicted rows can fill."""
     url, make_available = _unavailable_url(backend, db_url, tmp_path)
     spool_dir = tmp_path / "spool"
     try:
         logger = MLPredictionLogger(
             url, batch_size=10, flush_interval_s=0.02, max_pending=20, spool_after_s=60,
-            spool_dir=spool_dir,
+            spool_dir=spool_dir, journal=journal,
         )  # fmt: skip
         first = [
             logger.log_prediction_sync(
@@ -302,11 +316,12 @@ def test_flush_is_not_fooled_by_newer_rows_spilled_while_older_ones_wait(
                 symbol="BTCUSDT", features=np.full(240, i), model_outputs=RAW
             )
         deadline = time.monotonic() + 10
-        while spool_status(url, spool_dir).rows < 150 and time.monotonic() < deadline:
+        while logger.stats()["evicted"] < 150 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert spool_status(url, spool_dir).rows >= 150  # newer rows went to disk meanwhile
-        assert logger.flush_sync(timeout=1.0) is False  # ... but the first 10 are not durable
-        logger.close_sync(timeout=0.5)
+        assert logger.stats()["evicted"] >= 150  # newer rows left memory meanwhile
+        assert logger.flush_sync(timeout=1.0) is False  # ... but the first 10 are not written
+        report = logger.close_sync(timeout=0.5)
+        assert (report.on_disk, report.lost) == (210, 0)
         assert spool_status(url, spool_dir).rows == 210
         make_available()
         replay_spool(url, spool_dir)
@@ -319,11 +334,11 @@ def test_flush_is_not_fooled_by_newer_rows_spilled_while_older_ones_wait(
         _drop_later(backend, db_url)
 
 
-def test_rows_the_spool_refuses_are_written_later_without_false_duplicates(
+def test_rows_the_journal_refuses_are_written_later_without_false_duplicates(
     backend: str, db_url: str, tmp_path: Path
 ) -> None:
     spool_dir = tmp_path / "spool"
-    spool_dir.write_text("not a directory")  # the spool cannot be written
+    spool_dir.write_text("not a directory")  # the journal cannot be written
     lock_engine, lock = _hold_write_lock(backend, db_url)
     try:
         logger = MLPredictionLogger(
@@ -336,7 +351,8 @@ def test_rows_the_spool_refuses_are_written_later_without_false_duplicates(
             )
             for i in range(100)
         ]
-        time.sleep(1.5)  # the spill thread tries, fails, and hands its rows to the writer
+        time.sleep(1.5)  # nothing can be evicted: every row is in memory only
+        assert logger.stats()["pending"] == 100
     finally:
         lock.rollback()
         lock.close()
@@ -354,5 +370,6 @@ def test_rows_the_spool_refuses_are_written_later_without_false_duplicates(
     engine.dispose()
     assert sorted(stored) == sorted(ids)
     assert flagged == 0
+    assert stats["journal_errors"] == 100
     assert stats["duplicates"] == 0
     assert stats["lost"] == 0

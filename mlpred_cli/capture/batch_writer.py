@@ -1,12 +1,20 @@
-"""BatchWriter: a bounded queue drained by a background thread that never loses a row.
+"""BatchWriter: the journal, a bounded in-memory queue, and the thread that drains it.
 
-The caller's path only appends to a deque. The writer thread builds rows for whole batches,
-writes them in one transaction, retries transient failures with backoff (keeping order) and
-isolates rows the database rejects (dead-letter file). A second thread keeps memory bounded:
-whenever more than ``max_pending`` predictions wait (the database is away or slower than the
-producers) it spills the oldest to the spool, which the writer replays, in order, before
-newer rows once the database takes writes again. ``close()`` writes what it can within its
-timeout and spools everything else, including a batch stuck in a database call.
+The caller's path appends the prediction's record to the journal (one ``write``) and the
+prediction to a deque, under one lock, so the queue and the journal hold the same order.
+The writer thread builds rows for whole batches, writes them in one transaction, retries
+connection-level failures with backoff, dead-letters rows the database rejects, and marks
+each committed record resolved in the journal (a segment is deleted once all its records
+are). A maintenance thread keeps memory bounded: past ``max_pending`` predictions it drops
+the oldest whole segments from memory (they are on disk) for the writer to replay from disk
+later, and it breaks a write the database has not answered for ``write_timeout_s``.
+
+On start the writer replays what loggers that are gone left behind (their journal segments,
+and spool files of earlier versions), idempotently on ``prediction_id``.
+
+Memory-only mode (``journal=False``) skips the caller's ``write``: predictions reach the disk
+only when they must leave memory (the queue is over ``max_pending``, a batch has failed for
+``spool_after_s``, or ``close()`` could not write them), so a crash loses the queue.
 """
 
 from __future__ import annotations
@@ -14,19 +22,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from mlpred_cli.capture.console_panel import PredictionReporter
+from mlpred_cli.capture.journal import NOT_JOURNALED, Journal, claimed_orphans
+from mlpred_cli.capture.journal_reader import read_segment
+from mlpred_cli.capture.journal_records import encode_prediction, encode_snapshot
 from mlpred_cli.capture.pending_prediction import PendingPrediction
 from mlpred_cli.capture.prediction_rows import BuiltBatch, DuplicateTracker, build_rows
 from mlpred_cli.capture.spool import Spool
+from mlpred_cli.capture.writer_stats import CloseReport, WriterStats
 from mlpred_cli.config import WriterSettings
 from mlpred_cli.errors import LoggerClosed
+from mlpred_cli.store.connection_breaker import ConnectionBreaker
 from mlpred_cli.store.driver_errors import describe_error, is_row_specific
 from mlpred_cli.store.importance_snapshots import write_snapshot
 from mlpred_cli.store.migrations import ensure_schema
@@ -34,6 +48,9 @@ from mlpred_cli.store.prediction_row import WRITE_COLUMNS, Row
 from mlpred_cli.store.prediction_writes import write_isolating
 
 log = logging.getLogger("mlpred.writer")
+
+#: close() stops waiting for a database that has committed nothing for this long (journal on).
+_STALL_AT_CLOSE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,84 +60,60 @@ class WriterOptions(WriterSettings):
     on_duplicate: str = "mark"
     store_features: bool = False
     auto_migrate: bool = True
-
-
-@dataclass
-class WriterStats:
-    """Counters since the writer started; ``pending`` is filled in when read."""
-
-    logged: int = 0
-    saved: int = 0
-    duplicates: int = 0
-    retried: int = 0
-    spooled: int = 0
-    replayed: int = 0
-    dead_lettered: int = 0
-    snapshots: int = 0
-    lost: int = 0
-    pending: int = 0
-    batches: int = 0
-    batch_seconds: float = 0.0
-    last_error: str | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        """The public counters (what ``MLPredictionLogger.stats()`` returns)."""
-        return {
-            "logged": self.logged,
-            "saved": self.saved,
-            "duplicates": self.duplicates,
-            "retried": self.retried,
-            "spooled": self.spooled,
-            "replayed": self.replayed,
-            "dead_lettered": self.dead_lettered,
-            "importance_snapshots": self.snapshots,
-            "lost": self.lost,
-            "pending": self.pending,
-            "batches": self.batches,
-            "mean_batch_ms": (1000 * self.batch_seconds / self.batches) if self.batches else None,
-            "last_error": self.last_error,
-        }
-
-
-class _GiveUp(Exception):
-    """Raised inside the retry loop when a failing batch should go to the spool instead."""
+    journal: bool = True
 
 
 @dataclass
 class _Held:
-    """A batch taken from the queue, owned by one thread until it is durable (or counted)."""
+    """A batch taken from the queue, owned by the writer until it is resolved."""
 
     items: list[PendingPrediction]
     rows: list[Row] | None = None  # once built
 
 
-class BatchWriter:
-    """Owns the queue, the writer and spill threads, the database engine and the spool.
+@dataclass
+class _Snapshot:
+    rows: list[dict[str, Any]]
+    segment: int = NOT_JOURNALED
 
-    Every prediction taken from the queue belongs to exactly one held batch until it is
-    written, spooled, dead-lettered, skipped as a duplicate or counted as lost; ``flush()``
-    waits until nothing logged before it is still queued or held.
+
+@dataclass
+class _BatchOutcome:
+    """Prediction ids of one write whose rejection could not be recorded."""
+
+    unkept: set[object] = field(default_factory=set)
+
+
+class BatchWriter:
+    """Owns the queue, the writer and maintenance threads, the engine and the journal.
+
+    Every accepted prediction is, at any moment, queued, held by the writer, or resolved:
+    committed, skipped as a duplicate, dead-lettered, on disk only (evicted / spilled, to be
+    replayed) or counted as lost. ``flush()`` waits until nothing logged before it is queued
+    or held.
     """
 
     def __init__(
         self,
         engine: Engine,
+        journal: Journal,
         spool: Spool,
         options: WriterOptions,
         reporter: PredictionReporter | None = None,
     ) -> None:
         self._engine = engine
+        self._journal = journal
         self._spool = spool
         self._options = options
         self._reporter = reporter
+        self._breaker = ConnectionBreaker(engine)
         self._queue: deque[PendingPrediction] = deque()
         self._held: dict[int, _Held] = {}
         self._next_token = 0
         self._writer_token: int | None = None
-        self._orphans: deque[tuple[int, list[Row]]] = deque()  # built, spool refused them
-        self._snapshots: deque[list[dict[str, Any]]] = deque()
+        self._backlog: deque[Path] = deque()  # own segments to replay from disk, oldest first
+        self._snapshots: deque[_Snapshot] = deque()
         self._lock = threading.Lock()  # queue, held batches, counters and the closed flag
-        self._build_lock = threading.Lock()  # the duplicate tracker is shared by both threads
         self._close_lock = threading.Lock()
         self._wake = threading.Event()
         self._overflow = threading.Event()
@@ -133,20 +126,29 @@ class BatchWriter:
         self._stopping = False
         self._deadline = float("inf")
         self._closed = False
-        self._finished = False
-        self._spool_waiting = spool.has_files()
+        self._report: CloseReport | None = None
+        self._failing = False  # the last write attempt failed
+        self._last_commit = 0.0  # monotonic time of the last committed batch
+        self._write_started: float | None = None
+        self._stall_reported = False
+        self._orphans_checked = False
+        self._legacy_waiting = spool.has_files()
         self._writer = threading.Thread(target=self._run, name="mlpred-writer", daemon=True)
-        self._spiller = threading.Thread(target=self._spill_loop, name="mlpred-spill", daemon=True)
+        self._keeper = threading.Thread(target=self._keep_loop, name="mlpred-keeper", daemon=True)
         self._writer.start()
-        self._spiller.start()
+        self._keeper.start()
 
     # ------------------------------------------------------------ caller's side
 
     def submit(self, item: PendingPrediction) -> None:
-        """Queue one prediction (the caller's path: an append and a counter)."""
+        """Accept one prediction: journal it (unless memory-only) and queue it."""
+        item.store_payload = self._options.store_features
+        record = encode_prediction(item) if self._options.journal else None
         with self._lock:
             if self._closed:
                 raise LoggerClosed("the logger is closed")
+            if record is not None:
+                self._journal_record(item, record)
             self._stats.logged += 1
             item.sequence = self._stats.logged
             self._queue.append(item)
@@ -156,12 +158,36 @@ class BatchWriter:
         if waiting > self._options.max_pending and not self._overflow.is_set():
             self._overflow.set()
 
+    def _journal_record(self, item: PendingPrediction, record: bytes) -> None:
+        """Append under ``_lock``; a failure keeps the prediction in memory only, loudly."""
+        try:
+            item.segment = self._journal.append(record)
+            self._stats.journaled += 1
+        except OSError as error:
+            self._stats.journal_errors += 1
+            self._stats.last_error = f"journal write failed: {error}"
+            if self._stats.journal_errors == 1 or self._stats.journal_errors % 1000 == 0:
+                log.error(
+                    "cannot write the journal in %s (%s): %d predictions so far are in memory "
+                    "only and are lost if the process dies before the database takes them",
+                    self._journal.directory,
+                    error,
+                    self._stats.journal_errors,
+                )
+
     def submit_snapshot(self, rows: list[dict[str, Any]]) -> None:
-        """Queue one feature-importance snapshot (already validated and ranked)."""
+        """Accept one feature-importance snapshot (already validated and ranked)."""
+        snapshot = _Snapshot(rows)
+        record = encode_snapshot(rows) if self._options.journal else None
         with self._lock:
             if self._closed:
                 raise LoggerClosed("the logger is closed")
-            self._snapshots.append(rows)
+            if record is not None:
+                try:
+                    snapshot.segment = self._journal.append(record)
+                except OSError as error:
+                    log.error("cannot journal a feature-importance snapshot: %s", error)
+            self._snapshots.append(snapshot)
             self._submitted_snapshots += 1
         self._wake.set()
 
@@ -170,10 +196,11 @@ class BatchWriter:
         with self._lock:
             held = sum(len(batch.items) for batch in self._held.values())
             self._stats.pending = len(self._queue) + held
+            self._stats.on_disk = self._journal.unresolved()
             return self._stats.as_dict()
 
     def _oldest_outstanding(self) -> float:
-        """Sequence number of the oldest prediction not yet durable (inf when none); call
+        """Sequence number of the oldest prediction queued or held (inf when none); call
         with ``_lock`` held."""
         oldest = float(self._queue[0].sequence) if self._queue else float("inf")
         for batch in self._held.values():
@@ -181,8 +208,9 @@ class BatchWriter:
         return oldest
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything logged so far is written, spooled, dead-lettered or counted
-        as lost (see ``stats()``). False when ``timeout`` seconds pass first."""
+        """Wait until everything logged so far is committed, dead-lettered, on disk only
+        (evicted or spilled, see ``stats()``) or counted as lost. False when ``timeout``
+        seconds pass first."""
         with self._lock:
             target = self._stats.logged
             snapshot_target = self._submitted_snapshots
@@ -202,38 +230,74 @@ class BatchWriter:
                 self._progress.wait(0.1 if remaining is None else min(remaining, 0.1))
                 self._wake.set()
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Write what is pending within ``timeout`` seconds, spool the rest, stop the threads.
-
-        Safe to call twice or from two threads: the second call waits for the first.
-        """
+    def close(self, timeout: float = 10.0) -> CloseReport:
+        """Stop accepting, write what can be written within ``timeout`` seconds, keep the
+        rest on disk, stop the threads. Safe to call twice or from two threads."""
         with self._close_lock:
-            if self._finished:
-                return
+            if self._report is not None:
+                return self._report
             with self._lock:
                 self._closed = True
             self._deadline = time.monotonic() + timeout
+            self._drain_until_deadline()
             self._stopping = True
             self._wake.set()
-            self._writer.join(timeout + 5.0)
-            if self._writer.is_alive():
-                self._spool_stuck_batch(timeout)
+            self._writer.join(max(self._deadline - time.monotonic(), 0.0) + 1.0)
             self._overflow.set()
-            self._spiller.join(timeout + 5.0)
-            while self._orphans:
-                token, rows = self._orphans.popleft()
-                self._spool_or_lose(token, rows)
-            self._spool_queue()
+            self._keeper.join(2.0)
+            self._spill_everything_left()
             if not self._writer.is_alive():
                 self._engine.dispose()
-            self._finished = True
+            on_disk = self._journal.close()
+            with self._lock:
+                held = sum(len(batch.items) for batch in self._held.values())
+                self._stats.pending = len(self._queue) + held
+                report = CloseReport(
+                    logged=self._stats.logged,
+                    saved=self._stats.saved,
+                    on_disk=on_disk,
+                    dead_lettered=self._stats.dead_lettered,
+                    lost=self._stats.lost,
+                )
+            if report.lost:
+                log.error(
+                    "logger closed with %d predictions lost (neither committed nor on disk); "
+                    "see stats() and the errors logged before",
+                    report.lost,
+                )
+            elif on_disk:
+                log.warning(
+                    "%d predictions are kept in the journal at %s; the next logger on this "
+                    "database (or `mlpred spool replay`) writes them",
+                    on_disk,
+                    self._journal.directory,
+                )
+            self._report = report
+            return report
 
-    # ------------------------------------------------------------ shared helpers
+    def _drain_until_deadline(self) -> None:
+        """close(): let the writer work while it makes progress. With the journal on, a
+        database that fails or has committed nothing for ``_STALL_AT_CLOSE_S`` is not waited
+        for (everything is on disk already)."""
+        started = time.monotonic()
+        while time.monotonic() < self._deadline:
+            if self.flush(min(0.1, max(self._deadline - time.monotonic(), 0.0))):
+                return
+            if not self._options.journal:
+                continue
+            quiet = time.monotonic() - max(started, self._last_commit)
+            if self._failing or quiet > _STALL_AT_CLOSE_S:
+                return
 
-    def _count_lost(self, count: int) -> None:
-        """Count predictions neither written nor spooled (the one outcome to avoid)."""
+    # ------------------------------------------------------------ bookkeeping
+
+    def _count_lost(self, count: int, why: str) -> None:
+        """Count predictions neither committed nor on disk (the one outcome to avoid)."""
+        if count <= 0:
+            return
         with self._lock:
             self._stats.lost += count
+        log.error("%d predictions lost: %s", count, why)
 
     def _take(self, limit: int) -> tuple[int, list[PendingPrediction]] | None:
         """Move up to ``limit`` predictions from the queue into a new held batch."""
@@ -248,31 +312,40 @@ class BatchWriter:
         return token, items
 
     def _release(self, token: int) -> None:
-        """The held batch is durable (or counted): it no longer holds flush() back."""
+        """The held batch is resolved: it no longer holds flush() back."""
         with self._lock:
             self._held.pop(token, None)
         with self._progress:
             self._progress.notify_all()
 
-    def _requeue(self, token: int) -> None:
-        """Give a held batch back to the front of the queue, in order (nothing was built)."""
-        with self._lock:
-            batch = self._held.pop(token, None)
-            if batch is not None:
-                self._queue.extendleft(reversed(batch.items))
+    def _resolve(self, items: Iterable[PendingPrediction], unkept: set[object]) -> None:
+        """Committed (or dead-lettered) items free their journal records; a rejected row
+        whose dead letter could not be written stays in the journal (or, memory-only, is
+        lost)."""
+        counts: Counter[int] = Counter()
+        lost = 0
+        for item in items:
+            if item.prediction_id in unkept:
+                if item.segment == NOT_JOURNALED:
+                    lost += 1
+                continue
+            if item.segment != NOT_JOURNALED:
+                counts[item.segment] += 1
+        if counts:
+            self._journal.resolve(dict(counts))
+        self._count_lost(lost, "rejected by the database and the dead-letter file failed")
 
     def _build(self, batch: Sequence[PendingPrediction]) -> BuiltBatch:
-        with self._build_lock:
-            try:
-                built = build_rows(
-                    batch,
-                    self._duplicates,
-                    on_duplicate=self._options.on_duplicate,
-                    store_features=self._options.store_features,
-                )
-            except Exception:  # a bug must not lose the batch: go one prediction at a time
-                log.exception("building rows failed; retrying one prediction at a time")
-                built = self._build_one_by_one(batch)
+        try:
+            built = build_rows(
+                batch,
+                self._duplicates,
+                on_duplicate=self._options.on_duplicate,
+                store_features=self._options.store_features,
+            )
+        except Exception:  # a bug must not lose the batch: go one prediction at a time
+            log.exception("building rows failed; retrying one prediction at a time")
+            built = self._build_one_by_one(batch)
         duplicates = built.skipped_duplicates + built.marked_duplicates
         if duplicates:
             with self._lock:
@@ -292,96 +365,156 @@ class BatchWriter:
                 )
             except Exception as error:
                 log.error("prediction %s could not be built: %s", item.prediction_id, error)
-                self._dead_letter(_minimal_row(item), f"build failed: {error}")
+                self._dead_letter(_minimal_row(item), f"build failed: {error}", None)
                 continue
             rows.extend(built.rows)
             skipped += built.skipped_duplicates
             marked += built.marked_duplicates
         return BuiltBatch(rows=rows, skipped_duplicates=skipped, marked_duplicates=marked)
 
-    def _append_to_spool(self, rows: Sequence[Row]) -> bool:
-        """Spool rows durably; False (and logged) when the spool itself fails."""
+    def _dead_letter(self, row: Row, reason: str, outcome: _BatchOutcome | None) -> None:
+        """Keep a rejected row with its reason; never raises (a full disk must not block
+        the good rows of the batch)."""
         try:
-            self._spool.append(rows)
+            self._spool.dead_letter(row, reason)
         except OSError as error:
-            self._stats.last_error = f"spool failed: {error}"
-            log.critical("cannot write the spool at %s: %s", self._spool.directory, error)
-            return False
+            with self._lock:
+                self._stats.dead_letter_errors += 1
+                self._stats.last_error = f"dead-letter write failed: {error}"
+            if outcome is not None:
+                outcome.unkept.add(row[0])
+            log.critical(
+                "row %s rejected by the database (%s) and the dead-letter file failed (%s); "
+                "it stays in the journal",
+                row[0],
+                reason,
+                error,
+            )
+            return
         with self._lock:
-            self._stats.spooled += len(rows)
-        self._spool_waiting = True
+            self._stats.dead_lettered += 1
+        log.error("row %s rejected by the database: %s", row[0], reason)
+
+    # ------------------------------------------------------------ on-disk backlog
+
+    def _spill(self, items: list[PendingPrediction]) -> bool:
+        """Memory-only mode: put predictions on disk in a segment of their own, to be
+        replayed; False (logged) when the disk refuses."""
+        try:
+            number = self._journal.append_sealed(encode_prediction(item) for item in items)
+        except OSError as error:
+            self._stats.last_error = f"journal write failed: {error}"
+            log.critical(
+                "cannot write %d predictions to %s: %s", len(items), self._journal.directory, error
+            )
+            return False
+        path = self._journal.evict(number)
+        if path is not None:
+            with self._lock:
+                self._backlog.append(path)
+                self._stats.evicted += len(items)
         return True
 
-    def _spool_or_lose(self, token: int, rows: list[Row]) -> None:
-        """At close: spool a held batch's rows, or count them as lost."""
-        if not self._append_to_spool(rows):
-            self._count_lost(len(rows))
-            log.critical("%d predictions lost: neither database nor spool writable", len(rows))
-        self._release(token)
-
-    def _spool_queue(self) -> None:
-        """At close: everything still queued goes to the spool (or is counted as lost)."""
-        while taken := self._take(self._options.max_batch_rows):
-            token, items = taken
-            self._spool_or_lose(token, self._build(items).rows)
-
-    def _spool_stuck_batch(self, timeout: float) -> None:
-        """close() gave up waiting for a writer stuck in a database call: spool its batch
-        too (replay is idempotent, so a write that completes after all costs nothing)."""
-        token = self._writer_token
-        if token is None:
-            return
-        with self._lock:
-            batch = self._held.get(token)
-        if batch is None:
-            return
-        rows = batch.rows
-        if rows is None and self._build_lock.acquire(timeout=1.0):
-            self._build_lock.release()
-            rows = self._build(batch.items).rows
-        if rows is None:  # stuck while building: nothing to spool
-            self._count_lost(len(batch.items))
-            self._release(token)
-            return
-        log.error("writer busy after %.1f s: its %d rows spooled", timeout, len(rows))
-        self._spool_or_lose(token, rows)
-
-    # ------------------------------------------------------------ spill thread
-
-    def _spill_loop(self) -> None:
-        """Keep at most ``max_pending`` predictions in memory by spooling the oldest."""
+    def _evict_segments(self) -> None:
+        """Journal mode: drop the oldest segments' predictions from memory (they are on disk)
+        until the queue is at half of ``max_pending``. An evicted segment is replayed from
+        disk whole, including records the writer held or committed meanwhile (idempotent)."""
         limit = self._options.max_pending
+        self._journal.seal()
+        with self._lock:
+            while len(self._queue) > limit // 2:
+                number = self._queue[0].segment
+                if number == NOT_JOURNALED:
+                    break
+                if not self._journal.is_sealed(number):
+                    break
+                path = self._journal.evict(number)
+                if path is None:
+                    break
+                dropped = 0
+                while self._queue and self._queue[0].segment == number:
+                    self._queue.popleft()
+                    dropped += 1
+                self._backlog.append(path)
+                self._stats.evicted += dropped
+        with self._progress:
+            self._progress.notify_all()
+
+    def _spill_everything_left(self) -> None:
+        """close(): what is neither written nor in the journal goes to disk in a segment of
+        its own (or is counted as lost). With the journal on, only predictions whose journal
+        write failed are left to do."""
+        with self._lock:
+            items = [item for batch in self._held.values() for item in batch.items]
+            items.extend(self._queue)
+            self._queue.clear()
+            snapshots = list(self._snapshots)
+            self._snapshots.clear()
+        items = [item for item in items if item.segment == NOT_JOURNALED]
+        snapshots = [snapshot for snapshot in snapshots if snapshot.segment == NOT_JOURNALED]
+        if items and not self._spill(items):
+            self._count_lost(len(items), "the database and the journal both refused them")
+        if snapshots:
+            try:
+                self._journal.append_sealed(encode_snapshot(s.rows) for s in snapshots)
+            except OSError as error:
+                log.critical("%d feature-importance snapshots lost: %s", len(snapshots), error)
+
+    # ------------------------------------------------------------ maintenance thread
+
+    def _keep_loop(self) -> None:
+        """Bound memory and watch for a write the database never answers."""
         while not self._stopping:
-            self._overflow.wait(0.5)
+            self._overflow.wait(0.25)
             self._overflow.clear()
             try:
-                while len(self._queue) > limit and not self._stopping:
-                    excess = len(self._queue) - limit // 2
-                    taken = self._take(min(excess, self._options.max_batch_rows))
-                    if taken is None:
-                        break
-                    if not self._spill(*taken):
-                        time.sleep(1.0)  # the spool is broken: rows wait for the writer
-                        break
+                self._check_stalled_write()
+                if len(self._queue) > self._options.max_pending and not self._stopping:
+                    self._bound_memory()
             except Exception:
-                log.exception("spilling to the spool failed")
+                log.exception("journal maintenance failed")
+                time.sleep(0.5)
 
-    def _spill(self, token: int, items: list[PendingPrediction]) -> bool:
-        """Spool one taken batch; if the spool refuses it, hand the built rows to the writer."""
-        try:
-            rows = self._build(items).rows
-        except Exception:
-            log.exception("could not build rows to spool; they go back to the queue")
-            self._requeue(token)
-            return False
-        if self._append_to_spool(rows):
-            self._release(token)
-            return True
+    def _bound_memory(self) -> None:
+        if self._options.journal:
+            self._evict_segments()
+            return
+        limit = self._options.max_pending
+        while len(self._queue) > limit and not self._stopping:
+            taken = self._take(min(len(self._queue) - limit // 2, self._options.max_batch_rows))
+            if taken is None:
+                return
+            token, items = taken
+            if self._spill(items):
+                self._release(token)
+                continue
+            with self._lock:  # the disk refuses: give them back, in order, and wait
+                batch = self._held.pop(token, None)
+                if batch is not None:
+                    self._queue.extendleft(reversed(batch.items))
+            time.sleep(1.0)
+            return
+
+    def _check_stalled_write(self) -> None:
+        started = self._write_started
+        if started is None:
+            self._stall_reported = False
+            return
+        waited = time.monotonic() - started
+        if waited < self._options.write_timeout_s or self._stall_reported:
+            return
+        self._stall_reported = True
+        broken = self._breaker.break_all()
         with self._lock:
-            self._held[token].rows = rows
-        self._orphans.append((token, rows))  # still held: flush() waits for the writer
-        self._wake.set()
-        return False
+            self._stats.stalled_writes += 1
+            self._stats.last_error = f"database did not answer for {waited:.0f} s"
+        log.error(
+            "the database has not answered a write for %.0f s; %d connection(s) broken to "
+            "retry (the rows are %s)",
+            waited,
+            broken,
+            "safe in the journal" if self._options.journal else "in memory",
+        )
 
     # ------------------------------------------------------------ writer thread
 
@@ -397,34 +530,32 @@ class BatchWriter:
     def _run_once(self) -> bool:
         """One wake-up of the writer; True when it is time to stop."""
         options = self._options
-        if len(self._queue) < options.batch_size and not self._orphans and not self._stopping:
+        if len(self._queue) < options.batch_size and not self._stopping:
             self._wake.wait(options.flush_interval_s)
         self._wake.clear()
-        if self._spool_waiting and not self._stopping:
-            self._replay_spool()
-        if self._orphans:
-            token, rows = self._orphans.popleft()
-            self._writer_token = token
-            try:
-                self._persist(rows)
-            finally:
-                self._writer_token = None
-                self._release(token)
-            return False
+        if not self._orphans_checked and not self._stopping:
+            self._orphans_checked = True
+            self._replay_orphans()
+        if self._legacy_waiting and not self._stopping:
+            self._replay_legacy_spool()
+        if self._backlog and not self._past_deadline():
+            self._replay_backlog_segment()
         taken = self._take(options.max_batch_rows)
         if taken is not None:
             token, items = taken
             self._writer_token = token
             try:
                 self._process(token, items)
-            except Exception:
-                log.critical("writer lost a batch of %d", len(items), exc_info=True)
-                self._count_lost(len(items))
             finally:
                 self._writer_token = None
                 self._release(token)
         self._write_snapshots()
-        return self._stopping and taken is None and not self._snapshots and not self._orphans
+        if self._stopping and (self._past_deadline() or self._failing):
+            return True
+        return self._stopping and taken is None and not self._snapshots and not self._backlog
+
+    def _past_deadline(self) -> bool:
+        return self._stopping and time.monotonic() >= self._deadline
 
     def _process(self, token: int, items: list[PendingPrediction]) -> None:
         built = self._build(items)
@@ -437,73 +568,85 @@ class BatchWriter:
                 self._reporter.predictions(built.rows)
             except Exception:  # printing must never cost a row
                 log.exception("could not render predictions")
-        self._persist(built.rows)
+        outcome = _BatchOutcome()
+        if self._persist(built.rows, outcome):
+            self._resolve(items, outcome.unkept)
+            return
+        # Not written. With the journal the rows are on disk; memory-only, spill them.
+        in_memory = [item for item in items if item.segment == NOT_JOURNALED]
+        if in_memory and not self._spill(in_memory):
+            if self._past_deadline():
+                self._count_lost(len(in_memory), "the database and the journal both refused them")
+            else:
+                with self._lock:  # keep them: back to the front of the queue
+                    self._held.pop(token, None)
+                    self._queue.extendleft(reversed(in_memory))
 
-    def _persist(self, rows: list[Row]) -> None:
-        """Write with retries. A batch failing for ``spool_after_s`` (or past close()'s
-        deadline) goes to the spool; if the spool fails too it stays in memory and is retried,
-        unless close() has run out of time, when it is counted as lost."""
+    def _persist(self, rows: list[Row], outcome: _BatchOutcome) -> bool:
+        """Write with retries until committed (True). False when close()'s deadline passed,
+        or, memory-only, after failing for ``spool_after_s`` (the caller spills the rows)."""
         delay = self._options.retry_initial_s
         failing_since: float | None = None
-        while rows:
+        while True:
             try:
                 started = time.perf_counter()
+                self._write_started = time.monotonic()
                 self._ensure_schema()
-                saved = self._write_isolating(rows)
+                saved = self._write_isolating(rows, outcome)
             except Exception as error:
+                self._failing = True
                 with self._lock:
                     self._stats.retried += 1
-                self._stats.last_error = describe_error(error)
+                    self._stats.last_error = describe_error(error)
                 log.warning("write failed (%s); retrying", self._stats.last_error)
-                if failing_since is None:
-                    failing_since = time.monotonic()
-                try:
-                    self._backoff(delay, failing_since)
-                except _GiveUp:
-                    if self._append_to_spool(rows):
-                        return
-                    if self._stopping and time.monotonic() >= self._deadline:
-                        self._count_lost(len(rows))
-                        return
-                    failing_since = time.monotonic()  # try the spool again later
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                if self._past_deadline() or (self._stopping and self._options.journal):
+                    return False
+                if not self._options.journal and now - failing_since >= self._options.spool_after_s:
+                    return False
+                self._sleep(delay)
                 delay = min(delay * 2, self._options.retry_max_s)
                 continue
+            finally:
+                self._write_started = None
             elapsed = time.perf_counter() - started
+            self._failing = False
+            self._last_commit = time.monotonic()
             with self._lock:
                 self._stats.saved += saved
                 self._stats.batches += 1
                 self._stats.batch_seconds += elapsed
-            self._stats.last_error = None
+                self._stats.last_error = None
             if self._reporter is not None:
                 try:
                     self._reporter.batch_saved(len(rows), elapsed)
                 except Exception:
                     log.exception("could not report a saved batch")
-            return
+            return True
 
-    def _backoff(self, delay: float, failing_since: float) -> None:
-        """Sleep ``delay`` seconds in short slices; raise ``_GiveUp`` when the batch should go
-        to the spool (close()'s deadline passed, or failing for ``spool_after_s``)."""
+    def _sleep(self, delay: float) -> None:
+        """Back off in short slices, cut short by close()'s deadline."""
         end = time.monotonic() + delay
-        while True:
-            now = time.monotonic()
-            if self._stopping and now >= self._deadline:
-                raise _GiveUp
-            if now - failing_since >= self._options.spool_after_s:
-                raise _GiveUp
-            if now >= end:
-                return
+        while (now := time.monotonic()) < end and not self._past_deadline():
             time.sleep(min(end - now, 0.05))
 
-    def _write_isolating(self, rows: Sequence[Row]) -> int:
+    def _write_isolating(self, rows: Sequence[Row], outcome: _BatchOutcome) -> int:
         """Write rows, dead-lettering those the database rejects; returns rows saved."""
-        return len(rows) - write_isolating(self._engine, rows, self._dead_letter)
-
-    def _dead_letter(self, row: Row, reason: str) -> None:
-        self._spool.dead_letter(row, reason)
-        with self._lock:
-            self._stats.dead_lettered += 1
-        log.error("row %s rejected by the database: %s", row[0], reason)
+        result = write_isolating(
+            self._engine, rows, lambda row, reason: self._dead_letter(row, reason, outcome)
+        )
+        for undelivered in result.undelivered:  # _dead_letter raised something not OSError
+            outcome.unkept.add(undelivered.row[0])
+            with self._lock:
+                self._stats.dead_letter_errors += 1
+            log.critical(
+                "row %s rejected (%s) and not dead-lettered: %r",
+                undelivered.row[0],
+                undelivered.reason,
+                undelivered.error,
+            )
+        return result.written
 
     def _ensure_schema(self) -> None:
         if not self._schema_ready:
@@ -511,40 +654,100 @@ class BatchWriter:
             self._schema_ready = True
 
     def _write_snapshots(self) -> None:
-        """Write queued importance snapshots. One the database rejects is dead-lettered;
-        one it cannot take now goes to the spool, to be replayed with the rows."""
-        while self._snapshots:
-            rows = self._snapshots[0]
+        """Write queued importance snapshots. One the database rejects is dead-lettered; one
+        it cannot take now waits (journal) or goes to disk (memory-only)."""
+        while self._snapshots and not self._past_deadline():
+            snapshot = self._snapshots[0]
             try:
                 self._ensure_schema()
-                write_snapshot(self._engine, rows)
+                write_snapshot(self._engine, snapshot.rows)
                 with self._lock:
                     self._stats.snapshots += 1
             except Exception as error:
                 reason = describe_error(error)
                 self._stats.last_error = reason
-                try:
-                    if is_row_specific(error):
-                        self._spool.dead_letter_snapshot(rows, reason)
+                if is_row_specific(error):
+                    try:
+                        self._spool.dead_letter_snapshot(snapshot.rows, reason)
                         log.error("feature-importance snapshot rejected: %s", reason)
-                    else:
-                        self._spool.append_snapshot(rows)
-                        self._spool_waiting = True
-                        log.warning("feature-importance snapshot spooled: %s", reason)
-                except OSError as spool_error:
-                    log.critical("cannot spool a feature-importance snapshot: %s", spool_error)
-                    return  # keep it queued; the next wake-up tries again
+                    except OSError as spool_error:
+                        log.critical("cannot dead-letter a snapshot: %s", spool_error)
+                        return
+                elif self._options.journal and snapshot.segment != NOT_JOURNALED:
+                    return  # on disk already: the next wake-up tries again
+                else:
+                    try:
+                        self._journal.append_sealed([encode_snapshot(snapshot.rows)])
+                        log.warning("feature-importance snapshot kept on disk: %s", reason)
+                    except OSError as disk_error:
+                        log.critical("cannot keep a feature-importance snapshot: %s", disk_error)
+                        return
             self._snapshots.popleft()
+            if snapshot.segment != NOT_JOURNALED:
+                self._journal.resolve({snapshot.segment: 1})
             with self._progress:
                 self._resolved_snapshots += 1
                 self._progress.notify_all()
 
-    def _replay_spool(self) -> None:
-        # Cleared first: a file spooled while we replay sets it again and is not forgotten.
-        self._spool_waiting = False
+    # ------------------------------------------------------------ replaying from disk
+
+    def _replay_orphans(self) -> None:
+        """Segments of loggers that are gone: replay each, delete it once written."""
+        with claimed_orphans(self._journal.directory, exclude=self._journal.owner) as orphans:
+            for path in orphans:
+                if self._stopping or not self._replay_segment(path):
+                    return
+
+    def _replay_backlog_segment(self) -> None:
+        path = self._backlog[0]
+        if self._replay_segment(path):
+            with self._lock:
+                self._backlog.popleft()
+
+    def _replay_segment(self, path: Path) -> bool:
+        """Write every record of a segment on disk, then delete it. False when the database
+        could not take it before close()'s deadline (the segment stays)."""
+        try:
+            contents = read_segment(path)
+        except FileNotFoundError:
+            return True
+        except OSError as error:
+            log.error("cannot read journal segment %s: %s", path.name, error)
+            return True  # left on disk for `mlpred spool replay`
+        if contents.quarantined_regions:
+            with self._lock:
+                self._stats.quarantined += contents.quarantined_regions
+        chunk = self._options.max_batch_rows
+        predictions = contents.predictions
+        unkept: set[object] = set()
+        for start in range(0, len(predictions), chunk):
+            built = self._build(predictions[start : start + chunk])
+            outcome = _BatchOutcome()
+            if not self._persist(built.rows, outcome):
+                return False
+            unkept |= outcome.unkept
+            with self._lock:
+                self._stats.replayed += len(built.rows)
+        for snapshot in contents.snapshots:
+            self._snapshots.append(_Snapshot(snapshot.rows))
+            with self._lock:
+                self._submitted_snapshots += 1
+        if unkept:
+            return True  # a rejected row is kept nowhere else: leave the segment for later
+        self._journal.discard(path)
+        if contents.predictions:
+            log.warning("replayed %d predictions from %s", len(contents.predictions), path.name)
+        return True
+
+    def _replay_legacy_spool(self) -> None:
+        """Spool files written by earlier versions (built rows as JSON lines)."""
+        self._legacy_waiting = False
         try:
             self._ensure_schema()
-            self._spool.replay(self._write_isolating, on_rows=self._count_replayed)
+            outcome = _BatchOutcome()
+            self._spool.replay(
+                lambda rows: self._write_isolating(rows, outcome), on_rows=self._count_replayed
+            )
             written = self._spool.replay_snapshots(
                 lambda rows: write_snapshot(self._engine, rows), is_row_specific
             )
@@ -552,13 +755,11 @@ class BatchWriter:
                 self._stats.snapshots += written
         except Exception as error:
             self._stats.last_error = describe_error(error)
-            self._spool_waiting = True
+            self._legacy_waiting = True
 
     def _count_replayed(self, count: int) -> None:
         with self._lock:
             self._stats.replayed += count
-        if count:
-            log.warning("replayed %d spooled rows", count)
 
 
 def _minimal_row(item: PendingPrediction) -> Row:

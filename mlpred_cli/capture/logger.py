@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import math
 import numbers
 import os
@@ -21,10 +22,13 @@ from typing import Any, Literal, Self
 
 import numpy as np
 
+from mlpred_cli.capture import shutdown_signals
 from mlpred_cli.capture.batch_writer import BatchWriter, WriterOptions
 from mlpred_cli.capture.console_panel import PredictionReporter
+from mlpred_cli.capture.journal import FSYNC_POLICIES, FsyncPolicy, Journal
 from mlpred_cli.capture.pending_prediction import PendingPrediction
 from mlpred_cli.capture.spool import Spool, default_spool_dir
+from mlpred_cli.capture.writer_stats import CloseReport
 from mlpred_cli.config import WriterSettings, log_level
 from mlpred_cli.derive.feature_stats import as_feature_array
 from mlpred_cli.derive.importance_snapshot import build_snapshot
@@ -45,6 +49,8 @@ def _check_text(name: str, value: object, limit: int) -> str:
         raise InputError(f"{name} must be a non-empty string, got {value!r}")
     if len(value) > limit:
         raise InputError(f"{name} is longer than {limit} characters: {value!r}")
+    if not value.isprintable():
+        raise InputError(f"{name} must not contain control characters, got {value!r}")
     return value
 
 
@@ -63,7 +69,18 @@ class MLPredictionLogger:
     """Logs predictions to PostgreSQL or SQLite through a batched background writer.
 
     Usable from asyncio (``await log_prediction``, ``async with``) and from threads
-    (``log_prediction_sync``, ``with``). Pending rows are flushed at interpreter exit.
+    (``log_prediction_sync``, ``with``). Pending rows are flushed at interpreter exit and on
+    SIGTERM (see ``handle_signals``).
+
+    Durability: with ``journal=True`` (the default) a prediction is in a local journal
+    segment (``spool_dir``) before ``log_prediction`` returns, so a crash of the process loses
+    nothing; ``fsync`` chooses what survives power loss: ``"none"`` (default; a crash of the
+    machine can lose what the OS had not written), ``"interval"`` (at most ``fsync_interval_s``
+    of predictions), ``"always"`` (nothing; one disk flush per call). ``journal=False`` keeps
+    predictions in memory until written and loses the queue if the process dies.
+    ``handle_signals`` installs a SIGTERM handler (where the application has none) that closes
+    every logger within ``close_timeout_s`` and then lets the signal end the process as it
+    would have.
 
     ``database_url`` is any ``DatabaseSource``: a URL string or ``URL``, a ``Path`` to a
     SQLite file, an ``Engine``, or None for the configured default. The background writer
@@ -86,6 +103,12 @@ class MLPredictionLogger:
         close_timeout_s: float = WriterSettings.close_timeout_s,
         spool_after_s: float = WriterSettings.spool_after_s,
         auto_migrate: bool = True,
+        journal: bool = True,
+        fsync: FsyncPolicy = "none",
+        fsync_interval_s: float = WriterSettings.fsync_interval_s,
+        write_timeout_s: float = WriterSettings.write_timeout_s,
+        segment_bytes: int = WriterSettings.segment_bytes,
+        handle_signals: bool = True,
     ) -> None:
         self.model_version = _check_text("model_version", model_version, MAX_MODEL_VERSION_LENGTH)
         if batch_size < 1:
@@ -96,6 +119,17 @@ class MLPredictionLogger:
             raise InputError(f"max_pending ({max_pending}) must be >= batch_size ({batch_size})")
         if on_duplicate not in ("mark", "skip"):
             raise InputError(f"on_duplicate must be 'mark' or 'skip', got {on_duplicate!r}")
+        if fsync not in FSYNC_POLICIES:
+            raise InputError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
+        for name, value in (
+            ("close_timeout_s", close_timeout_s),
+            ("fsync_interval_s", fsync_interval_s),
+            ("write_timeout_s", write_timeout_s),
+        ):
+            if not value > 0:
+                raise InputError(f"{name} must be > 0, got {value}")
+        if segment_bytes < 4096:
+            raise InputError(f"segment_bytes must be >= 4096, got {segment_bytes}")
         url = database_source.database_url(database_url)
         self.database_url = mask_url(url)
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool_dir(url)
@@ -108,17 +142,28 @@ class MLPredictionLogger:
             max_pending=max_pending,
             max_batch_rows=max(max_batch_rows, batch_size),
             spool_after_s=spool_after_s,
+            write_timeout_s=write_timeout_s,
             on_duplicate=on_duplicate,
             store_features=store_features,
             auto_migrate=auto_migrate,
+            journal=journal,
+        )
+        journal_files = Journal(
+            self.spool_dir,
+            fsync=fsync,
+            fsync_interval_s=fsync_interval_s,
+            segment_bytes=segment_bytes,
         )
         self._writer = BatchWriter(
             create_engine(url),
+            journal_files,
             Spool(self.spool_dir),
             options,
             reporter if reporter.active else None,
         )
         atexit.register(self._close_at_exit)
+        if handle_signals:
+            shutdown_signals.register(self)
 
     # ------------------------------------------------------------------ logging
 
@@ -215,12 +260,12 @@ class MLPredictionLogger:
     # ------------------------------------------------------------------ lifecycle
 
     def stats(self) -> dict[str, object]:
-        """Counters: logged, saved, duplicates, retried, spooled, replayed, dead_lettered,
-        pending, batches, mean_batch_ms, last_error."""
+        """The writer's counters (each one is described in the README, "Durability")."""
         return self._writer.stats()
 
     def flush_sync(self, timeout: float | None = None) -> bool:
-        """Block until every prediction logged so far is saved (or spooled).
+        """Block until every prediction logged so far is saved, dead-lettered, or on disk
+        only (evicted from memory while the database was away).
 
         Returns False if ``timeout`` seconds passed first.
         """
@@ -230,17 +275,23 @@ class MLPredictionLogger:
         """Async form of ``flush_sync``."""
         return await asyncio.to_thread(self._writer.flush, timeout)
 
-    def close_sync(self, timeout: float | None = None) -> None:
-        """Flush within ``timeout`` seconds (default 10), spool what is left, stop the writer."""
+    def close_sync(self, timeout: float | None = None) -> CloseReport:
+        """Write what is pending within ``timeout`` seconds (default ``close_timeout_s``),
+        keep the rest on disk, stop the writer. Returns what was saved, kept on disk and lost
+        (a loss is also logged as an error)."""
         atexit.unregister(self._close_at_exit)
-        self._writer.close(self._close_timeout_s if timeout is None else timeout)
+        shutdown_signals.unregister(self)
+        return self._writer.close(self._close_timeout_s if timeout is None else timeout)
 
-    async def close(self, timeout: float | None = None) -> None:
+    async def close(self, timeout: float | None = None) -> CloseReport:
         """Async form of ``close_sync``."""
-        await asyncio.to_thread(self.close_sync, timeout)
+        return await asyncio.to_thread(self.close_sync, timeout)
 
     def _close_at_exit(self) -> None:
-        self._writer.close(self._close_timeout_s)
+        try:
+            self._writer.close(self._close_timeout_s)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, the journal keeps the rest
+            logging.getLogger("mlpred").warning("close interrupted; unsaved rows stay on disk")
 
     def __enter__(self) -> Self:
         return self

@@ -29,3 +29,5 @@ class PendingPrediction:
     inference_time_ms: float | None
     logged_at: float
     sequence: int = 0  # set by the writer when queued: the order of logging
+    segment: int = -1  # the journal segment holding it (-1: in memory only)
+    store_payload: bool = False  # journaled by a logger with store_features=True

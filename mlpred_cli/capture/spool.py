@@ -1,8 +1,11 @@
-"""The spool: rows the database could not take yet, kept on disk as JSON lines.
+"""The spool directory's files besides the journal: dead letters, and spool files of
+earlier versions.
 
-Files named ``spool-*.jsonl`` wait to be replayed (automatically by the writer once the
-database is back, or by ``mlpred spool replay``); ``dead-letter.jsonl`` keeps rows the
-database rejected, each with its error, for a human to look at.
+``dead-letter.jsonl`` keeps rows the database rejected, each with its error, for a human to
+look at (``mlpred spool replay --dead-letters`` tries them again once the cause is fixed).
+Files named ``spool-*.jsonl`` (built rows as JSON lines, written by mlpred before the
+journal) are still replayed; a line that cannot be read goes to a ``quarantine-*`` file of
+its own and the rest of the file is replayed. Files are created 0600 in a 0700 directory.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from mlpred_cli.capture.journal import ensure_private_directory, fsync_directory, open_private
 from mlpred_cli.capture.prediction_rows import row_from_json, row_to_json
 from mlpred_cli.config import default_data_dir
 from mlpred_cli.store.driver_errors import describe_error
@@ -66,7 +70,7 @@ class Spool:
         self._lock = threading.Lock()
 
     def _ensure_directory(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        ensure_private_directory(self.directory)
 
     def _write_durably(self, prefix: str, suffix: str, text_lines: Iterator[str]) -> Path:
         """Write a new file atomically: a uniquely named partial file, fsync, rename, fsync
@@ -76,7 +80,8 @@ class Spool:
         final = self.directory / name
         partial = self.directory / f".{name}.partial"
         try:
-            with partial.open("x", encoding="utf-8") as handle:
+            fd = open_private(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 for line in text_lines:
                     handle.write(line)
                 handle.flush()
@@ -85,7 +90,7 @@ class Spool:
         except BaseException:
             partial.unlink(missing_ok=True)  # e.g. a full disk: leave no half file behind
             raise
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         return final
 
     def append(self, rows: Sequence[Row]) -> Path | None:
@@ -149,7 +154,10 @@ class Spool:
         with self._lock:
             self._ensure_directory()
             record = {"error": error, "logged_at": time.time(), "row": row_to_json(row)}
-            with (self.directory / DEAD_LETTER_NAME).open("a", encoding="utf-8") as handle:
+            fd = open_private(
+                self.directory / DEAD_LETTER_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            )
+            with os.fdopen(fd, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -178,49 +186,44 @@ class Spool:
         write: Callable[[Sequence[Row]], object],
         on_rows: Callable[[int], None] | None = None,
     ) -> int:
-        """Hand every spooled row to ``write`` in order, deleting each file once written.
+        """Hand every row of the spool files of earlier versions to ``write`` in order,
+        deleting each file once written.
 
         ``write`` must be idempotent (the database skips ``prediction_id``s it has), so a
-        crash between writing and deleting never duplicates rows. A file with a line that
-        cannot be read is quarantined (renamed ``quarantine-*``) so it never blocks the
-        others. ``on_rows`` hears each chunk's row count as it is written. Returns rows
-        replayed.
+        crash between writing and deleting never duplicates rows. A line that cannot be read
+        goes to ``quarantine-<file>`` and the file's other rows are replayed. ``on_rows``
+        hears each chunk's row count as it is written. Returns rows replayed.
         """
         replayed = 0
         for path in self.files():
+            bad: list[str] = []
             try:
-                for chunk in _read_chunks(path, REPLAY_CHUNK_ROWS):
+                for chunk in _read_chunks(path, REPLAY_CHUNK_ROWS, bad):
                     write(chunk)
                     replayed += len(chunk)
                     if on_rows is not None:
                         on_rows(len(chunk))
             except FileNotFoundError:
                 continue  # another process replayed it
-            except (ValueError, KeyError, TypeError) as error:
-                self._quarantine(path, error)
-                continue
+            if bad:
+                self._quarantine_lines(path, bad)
             path.unlink(missing_ok=True)
         return replayed
+
+    def _quarantine_lines(self, path: Path, lines: list[str]) -> None:
+        target = path.with_name(f"quarantine-{path.name}")
+        log.error("%d unreadable lines of %s moved to %s", len(lines), path.name, target.name)
+        fd = open_private(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            handle.writelines(line if line.endswith("\n") else line + "\n" for line in lines)
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def _quarantine(self, path: Path, error: BaseException) -> None:
         target = path.with_name(f"quarantine-{path.name}")
         log.error("unreadable spool file %s moved to %s: %s", path.name, target.name, error)
         with contextlib.suppress(FileNotFoundError):  # another replayer moved it first
             path.rename(target)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
-    try:
-        handle = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
 
 
 def _snapshot_json(rows: Sequence[dict[str, Any]]) -> str:
@@ -245,13 +248,18 @@ def _count_lines(path: Path) -> int:
         return sum(1 for line in handle if line.strip())
 
 
-def _read_chunks(path: Path, size: int) -> Iterator[list[Row]]:
+def _read_chunks(path: Path, size: int, bad: list[str]) -> Iterator[list[Row]]:
+    """Rows of a spool file in chunks; lines that cannot be read are appended to ``bad``."""
     chunk: list[Row] = []
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8", errors="surrogateescape") as handle:
         for line in handle:
             if not line.strip():
                 continue
-            chunk.append(row_from_json(json.loads(line)))
+            try:
+                chunk.append(row_from_json(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                bad.append(line)
+                continue
             if len(chunk) >= size:
                 yield chunk
                 chunk = []

@@ -90,7 +90,8 @@ def spool_status_command(
     spool_dir: Path | None = SPOOL_DIR_OPTION,
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
-    """Show what waits in the spool and how many rows were dead-lettered.
+    """Show what waits on disk: journal segments of loggers that are gone (replayable), of
+    loggers still running, dead-lettered rows and quarantined bytes.
 
     Example:
 
@@ -101,41 +102,61 @@ def spool_status_command(
 
     with cli_errors():
         status = spool_status(database_url(ctx), spool_dir)
-    emit_object(
-        {
-            "directory": str(status.directory),
-            "files": status.files,
-            "rows": status.rows,
-            "bytes": status.bytes,
-            "dead_lettered": status.dead_lettered,
-        },
-        fmt,
-    )
+    emit_object(status.as_dict(), fmt)
 
 
 @spool_app.command("replay")
 def spool_replay_command(
     ctx: typer.Context,
     spool_dir: Path | None = SPOOL_DIR_OPTION,
+    dead_letters: bool = typer.Option(
+        False, "--dead-letters", help="Also try the dead-lettered rows again (cause fixed)."
+    ),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
-    """Write spooled rows into the database now (safe to repeat: no row is written twice).
+    """Write what loggers that are gone left on disk into the database now (safe to repeat:
+    no row is written twice; a running logger's journal is left to it).
 
     Example:
 
-        mlpred spool replay
+        mlpred spool replay --dead-letters
     """
     from mlpred_cli.capture.spool_replay import replay_spool
     from mlpred_cli.render.output import emit_object
 
     with cli_errors():
-        result = replay_spool(database_url(ctx), spool_dir)
+        result = replay_spool(database_url(ctx), spool_dir, dead_letters=dead_letters)
     emit_object(
         {
             "replayed": result.replayed,
             "dead_lettered": result.dead_lettered,
+            "quarantined_regions": result.quarantined_regions,
             "remaining_rows": result.remaining.rows,
+            "live_rows": result.remaining.live_rows,
             "directory": str(result.remaining.directory),
         },
         fmt,
+    )
+
+
+@spool_app.command("export")
+def spool_export_command(
+    ctx: typer.Context,
+    out: Path = typer.Argument(..., help="New JSON-lines file to write (0600)."),
+    spool_dir: Path | None = SPOOL_DIR_OPTION,
+) -> None:
+    """Write the dead-lettered rows and everything quarantined to a JSON-lines file, one
+    object per item with a "kind", for a human to inspect or repair.
+
+    Example:
+
+        mlpred spool export rejected.jsonl
+    """
+    from mlpred_cli.capture.spool_replay import export_spool
+
+    with cli_errors():
+        result = export_spool(out, database_url(ctx), spool_dir)
+    typer.echo(
+        f"Wrote {result.dead_letters} dead letters and {result.quarantined_items} "
+        f"quarantined items to {result.path}."
     )
