@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import platformdirs
 
-from mlpred_cli.errors import InputError
+from mlpred_cli.errors import ConfigError, InputError
 
 DATABASE_URL_ENV = "MLPRED_DATABASE_URL"
 LOG_LEVEL_ENV = "LOG_LEVEL"
@@ -96,24 +97,39 @@ class WriterSettings:
     duplicate_window: int = 10_000
 
 
+#: Mode of the data directory when mlpred creates it (an existing one keeps its mode).
+DATA_DIR_MODE = 0o700
+
+
 def default_data_dir() -> Path:
     """The per-user data directory that holds the embedded database and the spool."""
     return Path(platformdirs.user_data_dir("mlpred", appauthor=False))
 
 
 def default_sqlite_url() -> str:
-    """URL of the embedded SQLite database, creating its directory if needed."""
+    """URL of the embedded SQLite database, creating its directory (mode 0700, parents
+    with the usual mode) if needed; an existing directory keeps its mode."""
     data_dir = default_data_dir()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{data_dir / DEFAULT_SQLITE_NAME}"
+    data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+    # Percent-encoded, so a '%', '?' or '#' in the home directory stays part of the path.
+    return f"sqlite:///{quote(str(data_dir / DEFAULT_SQLITE_NAME))}"
 
 
 def resolve_database_url(cli_value: str | None = None) -> str:
-    """Apply the precedence ``--db`` > ``MLPRED_DATABASE_URL`` > embedded SQLite."""
-    if cli_value:
+    """Apply the precedence ``--db`` > ``MLPRED_DATABASE_URL`` > embedded SQLite.
+
+    An empty ``cli_value`` is returned as is (the URL parser refuses it); a set but empty
+    ``MLPRED_DATABASE_URL`` raises ``ConfigError``: neither falls back to the embedded file.
+    """
+    if cli_value is not None:
         return cli_value
-    env_value = os.environ.get(DATABASE_URL_ENV, "").strip()
-    if env_value:
+    env_value = os.environ.get(DATABASE_URL_ENV)
+    if env_value is not None:
+        if not env_value.strip():
+            raise ConfigError(
+                f"{DATABASE_URL_ENV} is set but empty: set it to a database URL, or unset it "
+                "to use the embedded SQLite file"
+            )
         return env_value
     return default_sqlite_url()
 

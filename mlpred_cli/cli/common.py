@@ -43,8 +43,12 @@ FORMAT_OPTION = typer.Option(
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error to stderr and return the ``Exit`` to raise."""
+    from rich.markup import escape
+
     first_line = message.strip().splitlines()[0] if message.strip() else "unknown error"
-    stderr_console().print(f"[bold red]Error:[/] {first_line}", markup=True, highlight=False)
+    stderr_console().print(
+        f"[bold red]Error:[/] {escape(first_line)}", markup=True, highlight=False
+    )
     return typer.Exit(code=code)
 
 

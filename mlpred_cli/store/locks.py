@@ -17,8 +17,13 @@ ADVISORY_LOCK_KEY = int.from_bytes(
 )
 
 
+#: Mode of a backfill lock file when it is created (filelock applies it despite the umask).
+LOCK_FILE_MODE = 0o600
+
+
 def backfill_lock_path(engine: Engine) -> Path:
-    """The lock file of a SQLite database's backfill: ``<db>.backfill.lock`` beside it."""
+    """The lock file of a SQLite database's backfill: ``<db>.backfill.lock`` beside it,
+    created mode 0600."""
     database = Path(engine.url.database or "").expanduser().resolve()
     return database.with_name(database.name + ".backfill.lock")
 
@@ -29,7 +34,8 @@ def backfill_lock(engine: Engine, conn: Connection) -> Iterator[bool]:
 
     PostgreSQL: a session-level advisory lock on ``conn`` (taken and released in their own
     committed transactions). SQLite: an OS lock on a file next to the database
-    (``filelock``), tried once, so the loser never waits on a busy timeout.
+    (``filelock``; the file is created mode 0600 and left in place), tried once, so the
+    loser never waits on a busy timeout.
     """
     if not is_sqlite(engine):
         got = bool(
@@ -48,7 +54,8 @@ def backfill_lock(engine: Engine, conn: Connection) -> Iterator[bool]:
 
     # A soft lock (a file that merely exists) would outlive a killed run and block every later
     # backfill: where the filesystem has no OS locks, fail instead of falling back to one.
-    lock = FileLock(backfill_lock_path(engine), fallback_to_soft=False)
+    # A new lock file is private like the database beside it; an existing one keeps its mode.
+    lock = FileLock(backfill_lock_path(engine), mode=LOCK_FILE_MODE, fallback_to_soft=False)
     try:
         lock.acquire(timeout=0)
     except Timeout:
