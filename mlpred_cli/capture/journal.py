@@ -265,14 +265,25 @@ class Journal:
                 self._seal_active()
 
     def sync(self) -> None:
-        """``fsync`` the active segment if it has unsynced records."""
+        """``fsync`` the active segment if it has unsynced records (on a duplicate of its
+        descriptor, outside the lock, so appends never wait for the disk)."""
         with self._lock:
-            if self._fd is not None and self._dirty:
-                try:
-                    os.fsync(self._fd)
-                    self._dirty = False
-                except OSError as error:
-                    self.counters.last_error = str(error)
+            if self._fd is None or not self._dirty:
+                return
+            try:
+                fd = os.dup(self._fd)
+            except OSError as error:
+                self.counters.last_error = str(error)
+                return
+            self._dirty = False
+        try:
+            os.fsync(fd)
+        except OSError as error:
+            self.counters.last_error = str(error)
+            with self._lock:
+                self._dirty = True
+        finally:
+            os.close(fd)
 
     def _sync_loop(self, interval_s: float) -> None:
         while not self._stop_sync.wait(interval_s):
@@ -370,13 +381,22 @@ class OwnerLock:
         except ImportError:
             raise OSError("the journal needs POSIX file locks (fcntl)") from None
         path = directory / f"{OWNER_PREFIX}{owner}.lock"
-        fd = open_private(path, os.O_RDWR | os.O_CREAT)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        while True:
+            fd = open_private(path, os.O_RDWR | os.O_CREAT)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return None
+            # Someone may have deleted the file between our open and flock (a cleaner that
+            # had the lock): a lock on an unlinked file protects nothing, so start over.
+            try:
+                same = os.fstat(fd).st_ino == path.stat().st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return cls(path, fd)
             os.close(fd)
-            return None
-        return cls(path, fd)
 
     def release(self, *, delete: bool) -> None:
         """Release the lock, deleting its file first when ``delete``."""
@@ -420,6 +440,21 @@ def claimed_orphans(directory: Path, exclude: str | None = None) -> Iterator[lis
         for owner, claim in claims.items():
             left = any(directory.glob(f"journal-{owner}-*.seg"))
             claim.release(delete=not left)
+        _remove_stale_owner_locks(directory, exclude, set(claims))
+
+
+def _remove_stale_owner_locks(directory: Path, exclude: str | None, done: set[str]) -> None:
+    """Delete lock files of loggers that are gone and left no segment (a killed process)."""
+    for path in directory.glob(f"{OWNER_PREFIX}*.lock"):
+        owner = path.name[len(OWNER_PREFIX) : -len(".lock")]
+        if owner == exclude or owner in done or any(directory.glob(f"journal-{owner}-*.seg")):
+            continue
+        try:
+            claim = OwnerLock.acquire(directory, owner)
+        except OSError:
+            continue
+        if claim is not None:
+            claim.release(delete=True)
 
 
 def _write_all(fd: int, data: bytes) -> None:
