@@ -626,9 +626,12 @@ class BatchWriter:
             return True
 
     def _sleep(self, delay: float) -> None:
-        """Back off in short slices, cut short by close()'s deadline."""
+        """Back off in short slices, cut short by close()'s deadline (with the journal on, by
+        close() itself: the rows are on disk, waiting buys nothing)."""
         end = time.monotonic() + delay
         while (now := time.monotonic()) < end and not self._past_deadline():
+            if self._stopping and self._options.journal:
+                return
             time.sleep(min(end - now, 0.05))
 
     def _write_isolating(self, rows: Sequence[Row], outcome: _BatchOutcome) -> int:
