@@ -242,7 +242,7 @@ class BatchWriter:
             self._drain_until_deadline()
             self._stopping = True
             self._wake.set()
-            self._writer.join(max(self._deadline - time.monotonic(), 0.0) + 1.0)
+            self._join_writer()
             self._overflow.set()
             self._keeper.join(2.0)
             self._spill_everything_left()
@@ -274,6 +274,20 @@ class BatchWriter:
                 )
             self._report = report
             return report
+
+    def _join_writer(self) -> None:
+        """Wait for the writer to stop. With the journal on, a write still in progress after
+        the drain is stuck (the drain stopped waiting for it): break its connection and wait
+        briefly, since its rows are on disk; memory-only, wait until the deadline."""
+        remaining = max(self._deadline - time.monotonic(), 0.0)
+        if not self._options.journal:
+            self._writer.join(remaining + 1.0)
+            return
+        if self._write_started is not None:
+            self._breaker.break_all()
+        self._writer.join(min(remaining, _STALL_AT_CLOSE_S) + 0.5)
+        if self._writer.is_alive():
+            log.warning("the writer is stuck in a database call; its rows stay in the journal")
 
     def _drain_until_deadline(self) -> None:
         """close(): let the writer work while it makes progress. With the journal on, a
@@ -385,7 +399,7 @@ class BatchWriter:
                 outcome.unkept.add(row[0])
             log.critical(
                 "row %s rejected by the database (%s) and the dead-letter file failed (%s); "
-                "it stays in the journal",
+                "retried from the journal by the next logger (lost if it was not journaled)",
                 row[0],
                 reason,
                 error,
@@ -721,7 +735,8 @@ class BatchWriter:
             with self._lock:
                 self._stats.quarantined += contents.quarantined_regions
         chunk = self._options.max_batch_rows
-        predictions = contents.predictions
+        rejected_before = self._spool.dead_lettered_ids() if contents.predictions else set()
+        predictions = [p for p in contents.predictions if p.prediction_id not in rejected_before]
         unkept: set[object] = set()
         for start in range(0, len(predictions), chunk):
             built = self._build(predictions[start : start + chunk])

@@ -162,6 +162,27 @@ class Spool:
                 handle.flush()
                 os.fsync(handle.fileno())
 
+    def dead_lettered_ids(self) -> set[uuid.UUID]:
+        """``prediction_id``s in the dead-letter files (the current one and any being
+        replayed): a journal replayed after a crash skips them instead of dead-lettering them
+        twice."""
+        ids: set[uuid.UUID] = set()
+        if not self.directory.is_dir():
+            return ids
+        paths = [self.directory / DEAD_LETTER_NAME]
+        paths += sorted(self.directory.glob("dead-letter.replaying-*.jsonl"))
+        for path in paths:
+            try:
+                with path.open(encoding="utf-8", errors="replace") as handle:
+                    for line in handle:
+                        try:
+                            ids.add(uuid.UUID(json.loads(line)["row"]["prediction_id"]))
+                        except (ValueError, KeyError, TypeError):
+                            continue
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                continue
+        return ids
+
     def files(self) -> list[Path]:
         """Spool files, oldest first."""
         if not self.directory.is_dir():

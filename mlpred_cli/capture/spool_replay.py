@@ -191,6 +191,7 @@ def replay_spool(
     with opened(writable_source(database)) as engine, database_errors(engine.url):
         tracker = DuplicateTracker(WriterSettings.duplicate_window)
         with claimed_orphans(spool.directory) as orphans:
+            rejected_before = spool.dead_lettered_ids() if orphans else set()
             for path in orphans:
                 try:
                     contents = read_segment(path)
@@ -200,7 +201,11 @@ def replay_spool(
                 chunk = WriterSettings.max_batch_rows
                 undelivered = 0
                 for store in (False, True):
-                    group = [p for p in contents.predictions if p.store_payload is store]
+                    group = [
+                        p
+                        for p in contents.predictions
+                        if p.store_payload is store and p.prediction_id not in rejected_before
+                    ]
                     for start in range(0, len(group), chunk):
                         part = group[start : start + chunk]
                         built = build_rows(part, tracker, on_duplicate="mark", store_features=store)

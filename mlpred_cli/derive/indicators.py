@@ -40,7 +40,6 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
 from mlpred_cli.config import MAX_INDICATOR_CANDLES
 from mlpred_cli.derive.finite_values import floats_or_none
@@ -237,6 +236,8 @@ def _recursive_series(series: np.ndarray, period: int, alpha: float) -> np.ndarr
     rest = series[:, period:]
     if rest.shape[1] == 0:
         return seed[:, None]
+    from scipy.signal import lfilter  # 1.6 s to import: loaded by the writer, not at start-up
+
     smoothed: np.ndarray
     smoothed, _ = lfilter(
         [alpha], [1.0, alpha - 1.0], rest, axis=1, zi=((1.0 - alpha) * seed)[:, None]
