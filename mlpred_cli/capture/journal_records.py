@@ -18,7 +18,7 @@ import math
 import struct
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -99,14 +99,28 @@ def encode_prediction(item: PendingPrediction) -> bytes:
     return frame(b"".join(parts))
 
 
-def encode_snapshot(rows: list[dict[str, Any]]) -> bytes:
-    """The framed record of one feature-importance snapshot."""
+def snapshot_to_json(rows: Sequence[dict[str, Any]]) -> str:
+    """A feature-importance snapshot's rows as JSON (datetimes as ISO text)."""
     records = [
         {**row, "calculated_at": row["calculated_at"].isoformat(),
          "created_at": row["created_at"].isoformat()}
         for row in rows
     ]  # fmt: skip
-    return frame(bytes([KIND_SNAPSHOT, _FORMAT_VERSION]) + json.dumps(records).encode())
+    return json.dumps(records)
+
+
+def snapshot_from_json(text: str | bytes) -> list[dict[str, Any]]:
+    """The inverse of ``snapshot_to_json``."""
+    records: list[dict[str, Any]] = json.loads(text)
+    for record in records:
+        record["calculated_at"] = datetime.fromisoformat(record["calculated_at"])
+        record["created_at"] = datetime.fromisoformat(record["created_at"])
+    return records
+
+
+def encode_snapshot(rows: Sequence[dict[str, Any]]) -> bytes:
+    """The framed record of one feature-importance snapshot."""
+    return frame(bytes([KIND_SNAPSHOT, _FORMAT_VERSION]) + snapshot_to_json(rows).encode())
 
 
 def decode(payload: bytes) -> PendingPrediction | SnapshotRecord:
@@ -175,11 +189,7 @@ def _decode_prediction(payload: bytes) -> PendingPrediction:
 
 
 def _decode_snapshot(body: bytes) -> SnapshotRecord:
-    records: list[dict[str, Any]] = json.loads(body)
-    for record in records:
-        record["calculated_at"] = datetime.fromisoformat(record["calculated_at"])
-        record["created_at"] = datetime.fromisoformat(record["created_at"])
-    return SnapshotRecord(records)
+    return SnapshotRecord(snapshot_from_json(body))
 
 
 class _Reader:

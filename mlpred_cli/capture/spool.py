@@ -20,13 +20,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import URL
 
 from mlpred_cli.capture.journal import ensure_private_directory, fsync_directory, open_private
+from mlpred_cli.capture.journal_records import snapshot_from_json, snapshot_to_json
 from mlpred_cli.capture.prediction_rows import row_from_json, row_to_json
 from mlpred_cli.config import default_data_dir
 from mlpred_cli.store.driver_errors import describe_error
@@ -104,12 +104,12 @@ class Spool:
     def append_snapshot(self, rows: Sequence[dict[str, Any]]) -> Path:
         """Keep one feature-importance snapshot the database could not take (one file)."""
         with self._lock:
-            return self._write_durably("importance", ".json", iter([_snapshot_json(rows)]))
+            return self._write_durably("importance", ".json", iter([snapshot_to_json(rows)]))
 
     def dead_letter_snapshot(self, rows: Sequence[dict[str, Any]], error: str) -> Path:
         """Keep a snapshot the database rejected, with the reason, for a human to look at."""
         with self._lock:
-            payload = json.dumps({"error": error, "rows": json.loads(_snapshot_json(rows))})
+            payload = json.dumps({"error": error, "rows": json.loads(snapshot_to_json(rows))})
             return self._write_durably("dead-importance", ".json", iter([payload]))
 
     def snapshot_files(self) -> list[Path]:
@@ -132,7 +132,7 @@ class Spool:
         replayed = 0
         for path in self.snapshot_files():
             try:
-                records = _snapshot_rows(path.read_text(encoding="utf-8"))
+                records = snapshot_from_json(path.read_text(encoding="utf-8"))
             except FileNotFoundError:
                 continue  # another process replayed it
             except (ValueError, KeyError, TypeError) as error:
@@ -196,10 +196,10 @@ class Spool:
     def status(self) -> SpoolStatus:
         """Counts of files, rows and bytes waiting, and rows dead-lettered."""
         files = self.files()
-        rows = sum(_count_lines(path) for path in files)
+        rows = sum(count_lines(path) for path in files)
         size = sum(path.stat().st_size for path in files)
         dead = self.directory / DEAD_LETTER_NAME
-        dead_count = _count_lines(dead) if dead.exists() else 0
+        dead_count = count_lines(dead) if dead.exists() else 0
         return SpoolStatus(self.directory, len(files), rows, size, dead_count)
 
     def replay(
@@ -247,24 +247,8 @@ class Spool:
             path.rename(target)
 
 
-def _snapshot_json(rows: Sequence[dict[str, Any]]) -> str:
-    records = [
-        {**row, "calculated_at": row["calculated_at"].isoformat(),
-         "created_at": row["created_at"].isoformat()}
-        for row in rows
-    ]  # fmt: skip
-    return json.dumps(records)
-
-
-def _snapshot_rows(text: str) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = json.loads(text)
-    for record in records:
-        record["calculated_at"] = datetime.fromisoformat(record["calculated_at"])
-        record["created_at"] = datetime.fromisoformat(record["created_at"])
-    return records
-
-
-def _count_lines(path: Path) -> int:
+def count_lines(path: Path) -> int:
+    """Non-blank lines of a JSON-lines file."""
     with path.open("rb") as handle:
         return sum(1 for line in handle if line.strip())
 

@@ -29,7 +29,7 @@ from mlpred_cli.capture.journal import (
 from mlpred_cli.capture.journal_reader import quarantine_files, read_segment
 from mlpred_cli.capture.journal_records import BadRegion, scan
 from mlpred_cli.capture.prediction_rows import DuplicateTracker, build_rows, row_from_json
-from mlpred_cli.capture.spool import DEAD_LETTER_NAME, Spool, default_spool_dir
+from mlpred_cli.capture.spool import DEAD_LETTER_NAME, Spool, count_lines, default_spool_dir
 from mlpred_cli.config import WriterSettings
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.driver_errors import database_errors, is_row_specific
@@ -148,9 +148,9 @@ def _status(spool: Spool) -> SpoolStatus:
             rows += records
             size += length
     legacy = spool.status()
-    replaying = sum(_count_lines(path) for path in directory.glob(f"{_REPLAYING_PREFIX}*.jsonl"))
+    replaying = sum(count_lines(path) for path in directory.glob(f"{_REPLAYING_PREFIX}*.jsonl"))
     quarantined = quarantine_files(directory)
-    lines = sum(_count_lines(path) for path in quarantined if path.suffix == ".jsonl")
+    lines = sum(count_lines(path) for path in quarantined if path.suffix == ".jsonl")
     return SpoolStatus(
         directory=directory,
         files=files + legacy.files,
@@ -351,8 +351,3 @@ def _quarantined_items(directory: Path) -> Iterator[dict[str, Any]]:
 
 def _count_records(path: Path) -> int:
     return sum(1 for found in scan(path.read_bytes()) if not isinstance(found, BadRegion))
-
-
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as handle:
-        return sum(1 for line in handle if line.strip())
