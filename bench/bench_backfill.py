@@ -15,6 +15,12 @@ from EXPLAIN (ANALYZE, WAL)) and HOT updates (pg_stat_user_tables).
 
 SQLite: ``--sqlite-rows`` predictions, the same comparison (target: <= 20 s for 100,000).
 
+Then, on both, what cron pays once the history is filled: a rerun with nothing new, and
+``--ticks`` cron ticks (each inserts one new prediction per symbol, then runs a plain
+backfill; median seconds reported), and a journal replay: one prediction per symbol for each
+of the 100 quarter-hours from 30 days (at most half the history) before the newest one,
+inserted late, then one plain run (how many it filled, how many it left ``outside_window``).
+
 It creates and drops its own PostgreSQL databases and SQLite file.
 """
 
@@ -35,7 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from throwaway import admin_execute
 
-from mlpred_cli.outcomes.backfill import backfill_actuals
+from mlpred_cli.outcomes.backfill import BackfillReport, backfill_actuals
 from mlpred_cli.store.database import create_engine, is_sqlite, normalize_url
 from mlpred_cli.store.migrations import upgrade_to_head
 from mlpred_cli.store.tables import candles_table, predictions_table
@@ -206,7 +212,60 @@ def timed_baseline(engine: Engine) -> tuple[float, int, int | None]:
     return elapsed, int(filled), wal_bytes
 
 
-def bench_postgres(admin_url: sa.URL, rows: int) -> None:
+def late_predictions(moments: list[datetime]) -> list[dict[str, object]]:
+    """One prediction per symbol at each of ``moments`` (inserted after the history)."""
+    return [
+        {
+            "prediction_id": uuid.uuid4(),
+            "symbol": f"SYM{index:02d}USDT",
+            "timestamp": int(moment.timestamp() * 1000),
+            "datetime": moment,
+            "close_price": 100.0 * (index + 1),
+            "features_count": 240,
+            "signal_type": "LONG",
+            "signal_confidence": 0.5,
+            "model_version": "bench-v1",
+            **{f"predicted_return_{h}": 0.001 for h in ("15m", "1h", "4h", "12h")},
+            **{f"direction_{h}": "LONG" for h in ("15m", "1h", "4h", "12h")},
+        }
+        for moment in moments
+        for index in range(SYMBOLS)
+    ]
+
+
+def cron_costs(engine: Engine, rows: int, ticks: int) -> None:
+    """Print what plain runs cost once the history is filled: reruns with nothing new, cron
+    ticks of one new prediction per symbol, and a journal replay of old predictions."""
+
+    def timed(label: str, runs: list[BackfillReport]) -> None:
+        seconds = sorted(run.elapsed_s for run in runs)
+        print(
+            f"  {label}: median {seconds[len(seconds) // 2]:.3f} s "
+            f"(min {seconds[0]:.3f}, max {seconds[-1]:.3f}; {len(runs)} runs), "
+            f"{sum(run.rows_updated for run in runs):,} rows written"
+        )
+
+    timed("rerun with nothing new", [backfill_actuals(engine) for _ in range(3)])
+    newest = START + STEP * (rows // SYMBOLS - 1)
+    tick_runs = []
+    for tick in range(1, ticks + 1):
+        with engine.begin() as conn:
+            conn.execute(predictions_table.insert(), late_predictions([newest + STEP * tick]))
+        tick_runs.append(backfill_actuals(engine))
+    timed(f"cron tick (+{SYMBOLS} predictions)", tick_runs)
+    age = min(timedelta(days=30), STEP * (rows // SYMBOLS) / 2)  # candles exist there
+    replayed = [newest - age + STEP * i for i in range(100)]
+    with engine.begin() as conn:
+        conn.execute(predictions_table.insert(), late_predictions(replayed))
+    replay = backfill_actuals(engine)
+    print(
+        f"  journal replay of {len(replayed) * SYMBOLS:,} predictions {age.days} days old: "
+        f"{replay.elapsed_s:.3f} s, {replay.rows_updated:,} filled, "
+        f"outside_window {replay.outside_window:,}"
+    )
+
+
+def bench_postgres(admin_url: sa.URL, rows: int, ticks: int) -> None:
     tag = uuid.uuid4().hex[:8]
     ours_db, base_db = f"mlpred_bench_{tag}", f"mlpred_bench_{tag}_baseline"
     admin_execute(admin_url, f'CREATE DATABASE "{ours_db}"')
@@ -256,8 +315,7 @@ def bench_postgres(admin_url: sa.URL, rows: int) -> None:
             f"  ratio ours/baseline: time {ours_s / base_s:.2f} (target <= 1.5), "
             f"WAL {ours_wal / max(base_wal, 1):.2f}"
         )
-        rerun = backfill_actuals(ours)
-        print(f"  rerun with nothing new: {rerun.elapsed_s:.2f} s, {rerun.rows_updated} rows")
+        cron_costs(ours, rows, ticks)
     finally:
         ours.dispose()
         if base is not None:
@@ -303,7 +361,7 @@ def load_sqlite(engine: Engine, rows: int) -> None:
         conn.execute(predictions_table.insert(), predictions)
 
 
-def bench_sqlite(rows: int) -> None:
+def bench_sqlite(rows: int, ticks: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
         ours_path = Path(directory) / "ours.db"
         ours = create_engine(f"sqlite:///{ours_path}")
@@ -331,6 +389,7 @@ def bench_sqlite(rows: int) -> None:
             f"{report.rows_updated:,} rows  (target <= 20 s; WAL file {wal_size / 2**20:.0f} MiB)"
         )
         print(f"  ratio ours/baseline: time {report.elapsed_s / base_s:.2f}")
+        cron_costs(ours, rows, ticks)
         base.dispose()
         ours.dispose()
 
@@ -346,13 +405,14 @@ def main() -> None:
         ),
         help="admin URL; the benchmark creates and drops its own databases",
     )
+    parser.add_argument("--ticks", type=int, default=9, help="cron ticks measured")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
     if not args.skip_postgres:
-        bench_postgres(normalize_url(args.pg_url), args.rows)
+        bench_postgres(normalize_url(args.pg_url), args.rows, args.ticks)
     if not args.skip_sqlite:
-        bench_sqlite(args.sqlite_rows)
+        bench_sqlite(args.sqlite_rows, args.ticks)
 
 
 if __name__ == "__main__":

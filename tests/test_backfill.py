@@ -611,6 +611,8 @@ def test_library_messages_name_parameters_not_options(engine: Engine) -> None:
         backfill_actuals(engine, limit=0)
     with pytest.raises(InputError, match="unknown horizon '2h'"):
         backfill_actuals(engine, horizons=["15m", "2h"])
+    with pytest.raises(InputError, match=r"^chunk_rows must be a positive number"):
+        backfill_actuals(engine, chunk_rows=0)
 
 
 @pytest.mark.parametrize(

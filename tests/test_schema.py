@@ -20,7 +20,12 @@ from mlpred_cli.store.migrations import (
 )
 from mlpred_cli.store.tables import ORIGINAL_PREDICTION_COLUMNS, predictions_table
 
-EXPECTED_TABLES = {"ml_predictions", "ml_feature_importance", "market_candles"}
+EXPECTED_TABLES = {
+    "ml_predictions",
+    "ml_feature_importance",
+    "market_candles",
+    "ml_backfill_progress",
+}
 
 
 def _tables(engine: Engine) -> set[str]:

@@ -19,11 +19,37 @@ computed chunk by chunk into a temporary table and applied with one ``UPDATE ...
 update touches no indexed column (``actuals_filled_at``, set once every horizon is filled,
 is not indexed either), so PostgreSQL can apply it as a HOT update (migration 0002).
 
-Windows: without ``since`` each symbol is scanned from ``BACKFILL_RETRY_WINDOW`` before its
-own newest completed prediction (from its first prediction when none is complete), found by
-index scans over (symbol, datetime), so a cron run stays cheap however long the table grows
-and a symbol whose candles arrive late is still retried. Rows still missing an outcome before
-their symbol's window are counted (``outside_window``), not retried.
+Which rows a run looks at. With ``since`` the rows from ``since`` on (to ``until``). Without
+it, each symbol's pending rows (``actuals_filled_at`` null) that are
+
+(a) inside its retry window: from ``BACKFILL_RETRY_WINDOW`` before its own newest completed
+    prediction (from its first prediction when none is complete), by an index scan of
+    (symbol, datetime) per symbol, so a symbol whose candles arrive late is still retried; or
+(b) above its *examined id* (``ml_backfill_progress``), whatever their ``datetime``, by one
+    range scan of the primary key: rows inserted late with old times (a journal replayed
+    days later, rows a killed run had not reached while it had already completed newer
+    ones) are always looked at, and cron runs stay cheap (no index may name an outcome
+    column or ``actuals_filled_at``: outcome updates must stay HOT).
+
+A symbol's examined id is the highest id such that every row of the symbol at or below it was
+looked at by a run of every horizon while all its horizons were due: it is complete, or a
+candle was missing (then it is retried in the retry window only, like any gap, and counted in
+``outside_window`` once before it). It is raised only in the transaction that writes the
+outcomes of the rows it passes (a killed or failed run keeps what it committed and nothing
+else), never past the lowest row with a horizon not yet due (which (b) therefore finds again
+when it is due, whatever its ``datetime``), and never past the id *frontier*: the highest id
+with no lower id still being inserted (ids are taken in insert order, not commit order; see
+``store/outcome_updates.py`` ``frontier``). Only runs without ``since``/``until``, of every
+horizon, not ``dry_run`` raise it. Why ids and not a set of pending rows: the primary key
+already orders every insert, so one number per symbol bounds what is new, costs one range
+scan, and needs no index over outcome columns.
+
+A symbol without an examined id is looked at from its first prediction; the first run on a
+database with none at all (a new database, or the first run after migration 0003) looks at
+every row once, and so also fills rows earlier versions had left outside their windows.
+``outside_window`` counts, once the run is done, the rows still missing an outcome before their
+symbol's window at or below its examined id: those no run without ``since`` will look at
+again.
 
 ``raw_market_data`` (the original bot's table) is read through a per-run keyed copy of the
 closes the run needs: duplicates of (symbol, interval, datetime), e.g. one row per exchange,
@@ -47,13 +73,16 @@ from mlpred_cli.config import (
     BACKFILL_RETRY_WINDOW,
     DEFAULT_BACKFILL_INTERVAL,
     HORIZON_DELTAS,
+    HORIZONS,
     check_horizons,
     direction_thresholds,
 )
 from mlpred_cli.errors import InputError
 from mlpred_cli.outcomes.candle_files import parse_interval
 from mlpred_cli.store.outcome_updates import (
+    ProgressStep,
     SymbolTimes,
+    Window,
     backfill_session,
     outcome_statements,
 )
@@ -86,7 +115,7 @@ class BackfillReport:
     dry_run: bool
     scanned_since: datetime | None = None  # earliest prediction time looked at (None: all)
     candidates: int = 0
-    outside_window: int = 0  # rows missing an outcome before their symbol's window (not retried)
+    outside_window: int = 0  # rows missing an outcome that no run without since looks at again
     rows_updated: int = 0
     chunks: int = 0
     elapsed_s: float = 0.0
@@ -144,6 +173,58 @@ def symbol_windows(
     return windows
 
 
+def scan_plan(
+    times: Sequence[SymbolTimes],
+    windows: Mapping[str, SymbolWindow],
+    examined: Mapping[str, int],
+    since: datetime | None,
+) -> dict[str, Window]:
+    """Per symbol of ``windows``, what a run lists (module docstring, "Which rows")."""
+    first_logged = {entry.symbol: entry.first_logged for entry in times}
+    plan: dict[str, Window] = {}
+    for name, window in windows.items():
+        known = examined.get(name)
+        if since is not None:
+            plan[name] = Window(window.start, known or 0, scan_window=True, scan_ids=False)
+        elif not examined:  # nothing examined anywhere yet: one range scan of every id
+            plan[name] = Window(window.start, 0, scan_window=False, scan_ids=True)
+        elif known is None:  # a symbol new to the backfill: all of its rows by its index
+            plan[name] = Window(first_logged[name], 0, scan_window=True, scan_ids=False)
+        else:
+            plan[name] = Window(window.start, known, scan_window=True, scan_ids=True)
+    return plan
+
+
+@dataclass
+class ExaminedIds:
+    """The examined ids a run may record as its chunks commit (module docstring).
+
+    ``examined`` holds each symbol's examined id at the start of the run (0: none); every row
+    of the run's symbols above it and up to ``frontier`` that is still pending is among the
+    run's candidates.
+    """
+
+    examined: dict[str, int]
+    frontier: int
+    first_not_due: dict[str, int] = field(default_factory=dict)
+
+    def step(self, reach: int) -> ProgressStep:
+        """The progress step of a chunk after which every candidate up to ``reach`` has been
+        looked at."""
+
+        def record(first_not_due: Mapping[str, int]) -> dict[str, int]:
+            for name, first in first_not_due.items():
+                self.first_not_due[name] = min(first, self.first_not_due.get(name, first))
+            raised: dict[str, int] = {}
+            for name, current in self.examined.items():
+                target = min(reach, self.frontier, self.first_not_due.get(name, reach + 1) - 1)
+                if target > current:
+                    raised[name] = self.examined[name] = target
+            return raised
+
+        return record
+
+
 def backfill_actuals(
     database: DatabaseSource = None,
     *,
@@ -167,11 +248,13 @@ def backfill_actuals(
     database); it must be migrated. ``source`` is the price table, ``market_candles`` or
     ``raw_market_data``. Only null outcome columns are written (idempotent; a rerun with
     nothing new writes nothing). ``since``/``until`` bound the prediction ``datetime`` (aware
-    UTC; naive taken as UTC). Without ``since`` each symbol's run starts ``retry_window``
-    before that symbol's newest completed prediction (all its predictions when none is
-    complete yet); rows missing an outcome before that are counted in ``outside_window`` and
-    retried only when ``since`` reaches them. ``horizons`` (default all) are filled in schema
-    order. ``limit`` caps how many pending predictions this run looks at. ``dry_run`` counts
+    UTC; naive taken as UTC). Without ``since`` a run looks at each symbol's pending rows
+    from ``retry_window`` before that symbol's newest completed prediction (all its
+    predictions when none is complete yet) and at every row inserted since earlier runs
+    examined the symbol, whatever its ``datetime``; rows still missing an outcome before the
+    window that were already examined are counted in ``outside_window`` and retried only
+    when ``since`` reaches them. ``horizons`` (default all) are filled in schema order.
+    ``limit`` caps how many pending predictions this run looks at. ``dry_run`` counts
     without writing. When another backfill holds the lock, returns at once with status
     ``locked``.
     """
@@ -180,6 +263,8 @@ def backfill_actuals(
     interval_minutes = parse_interval(interval)
     if limit is not None and limit < 1:
         raise InputError("limit must be a positive number of predictions")
+    if chunk_rows < 1:
+        raise InputError("chunk_rows must be a positive number of predictions")
     levels = direction_thresholds(thresholds)
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     report = BackfillReport(
@@ -192,6 +277,9 @@ def backfill_actuals(
     since = since.astimezone(UTC) if since else None
     until = until.astimezone(UTC) if until else None
     candle_span = timedelta(minutes=interval_minutes)
+    # Only a run that looks at every pending row of its symbols, at every horizon, may say
+    # which rows are examined.
+    records = since is None and until is None and not dry_run and set(chosen) == set(HORIZONS)
 
     with opened(database) as engine, backfill_session(engine) as session:
         session.check_source(source)
@@ -200,13 +288,17 @@ def backfill_actuals(
                 report.status = "locked"
                 report.elapsed_s = time.perf_counter() - started
                 return report
-            windows = symbol_windows(session.symbol_times(), symbol, since, retry_window)
-            report.scanned_since = _earliest(windows, since)
-            session.create_windows({name: window.start for name, window in windows.items()})
-            report.outside_window = session.count_outside_windows()
-            ids = session.candidate_ids(until, limit)
+            times = session.symbol_times()
+            examined = session.examined_ids()
+            windows = symbol_windows(times, symbol, since, retry_window)
+            plan = scan_plan(times, windows, examined, since)
+            report.scanned_since = _earliest(windows, plan, since)
+            session.create_windows(plan)
+            frontier = session.frontier() if records else None
+            lowest = min((w.examined for w in plan.values() if w.scan_ids), default=None)
+            ids = session.list_candidates(until, limit, lowest)
             report.candidates = len(ids)
-            span = session.candidate_span(until) if ids and source == "raw_market_data" else None
+            span = session.candidate_span() if ids and source == "raw_market_data" else None
             prices = source
             if span is not None:
                 latest = max(HORIZON_DELTAS[h] for h in chosen)
@@ -219,16 +311,26 @@ def backfill_actuals(
                 horizons=chosen,
                 prices=prices,
                 interval_minutes=interval_minutes,
-                until=until,
                 due_by={h: moment - HORIZON_DELTAS[h] - candle_span for h in chosen},
                 long_above={h: float(levels[h]) + RETURN_TOLERANCE for h in chosen},
                 short_below={h: -float(levels[h]) - RETURN_TOLERANCE for h in chosen},
                 now=moment,
             )
+            tracker = None
+            if frontier is not None:
+                tracker = ExaminedIds({name: w.examined for name, w in plan.items()}, frontier)
+            # with a limit, rows above the last candidate may not have been looked at
+            complete = limit is None or len(ids) < limit
             session.start_chunks(outcome_table=bool(ids))
             for start in range(0, len(ids), chunk_rows):
                 chunk = ids[start : start + chunk_rows]
-                outcome = session.fill_chunk(statements, chunk[0], chunk[-1], write=not dry_run)
+                last = start + chunk_rows >= len(ids)
+                step = None
+                if tracker is not None:
+                    step = tracker.step(tracker.frontier if last and complete else chunk[-1])
+                outcome = session.fill_chunk(
+                    statements, chunk[0], chunk[-1], write=not dry_run, progress=step
+                )
                 for entry in report.horizons:
                     filled, pending, missing = outcome.counts[entry.horizon]
                     entry.filled += filled
@@ -238,16 +340,30 @@ def backfill_actuals(
                 report.chunks += 1
                 if progress is not None:
                     progress(start + len(chunk), len(ids))
+            if tracker is not None and not ids:
+                session.record_progress(tracker.step(tracker.frontier)({}), moment)
+            report.outside_window = session.count_outside_windows()
             session.finish()
     report.elapsed_s = time.perf_counter() - started
     return report
 
 
-def _earliest(windows: Mapping[str, SymbolWindow], since: datetime | None) -> datetime | None:
+def _earliest(
+    windows: Mapping[str, SymbolWindow],
+    plan: Mapping[str, Window],
+    since: datetime | None,
+) -> datetime | None:
     """The report's ``scanned_since``: ``since``, else None when some symbol is scanned from
-    its first prediction (nothing complete yet), else the earliest window start."""
+    its first prediction (nothing complete yet, or new to the backfill), else the earliest
+    window start."""
     if since is not None or not windows:
         return since
-    if any(window.from_first for window in windows.values()):
+    from_first = any(window.from_first for window in windows.values())
+    # a symbol new to the backfill is listed from its first prediction, and the first run of
+    # all through every id
+    widened = any(
+        not entry.scan_window or entry.start != windows[name].start for name, entry in plan.items()
+    )
+    if from_first or widened:
         return None
     return min(window.start for window in windows.values())

@@ -46,6 +46,8 @@ def backfill_lock(engine: Engine, conn: Connection) -> Iterator[bool]:
             yield got
         finally:
             if got:
+                if conn.in_transaction():  # an error inside aborted it: unlock in a new one
+                    conn.rollback()
                 conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
                 conn.commit()
         return

@@ -1,13 +1,22 @@
 """The SQL of the backfill of actual outcomes (``outcomes/backfill.py`` decides what to run).
 
-A run uses one connection (``backfill_session``) through these steps, in this order:
-``check_source`` (committed), the lock, then one transaction that reads each symbol's times
-(``symbol_times``), fills the temporary window table (``create_windows``), counts the rows
-outside the windows, lists the candidate ids and, for ``raw_market_data``, copies the closes
-the run needs into a keyed temporary table; ``commit``; ``start_chunks`` (the temporary
-outcome table, committed); then one transaction per chunk (``fill_chunk``: outcomes computed
-into the outcome table, counted, applied with one ``UPDATE ... FROM``); ``finish`` drops the
-temporary tables.
+A run uses one connection (``backfill_session``; READ COMMITTED on PostgreSQL) through these
+steps, in this order: ``check_source`` (committed), the lock, then one transaction that reads
+each symbol's times (``symbol_times``) and how far earlier runs examined it
+(``examined_ids``), fills the temporary window table (``create_windows``), reads the id
+``frontier``, lists the candidates into a temporary table (``list_candidates``) and, for
+``raw_market_data``, copies the closes the run needs into a keyed temporary table;
+``commit``; ``start_chunks`` (the temporary outcome table, committed); then one transaction
+per chunk (``fill_chunk``: outcomes computed into the outcome table, counted, applied with
+one ``UPDATE ... FROM``, and the symbols' examined ids advanced in ``ml_backfill_progress``);
+``record_progress`` when there was no chunk; ``count_outside_windows`` (a read transaction,
+after the run has raised the examined ids); ``finish`` drops the temporary tables.
+
+Candidates are the pending rows (``actuals_filled_at`` null) of each symbol that are inside its
+``datetime`` window (an index scan of (symbol, datetime) per symbol: a LATERAL subquery on
+PostgreSQL, whose planner otherwise prices the join with an unknown window start as a
+sequential scan of the whole table) or above its examined id (one range scan of the primary
+key from the lowest examined id). No index names an outcome column.
 
 The reference time, entry price, due-ness and direction rules are described in the docstring
 of ``outcomes/backfill.py``; here they are written as SQL for each backend.
@@ -16,7 +25,8 @@ of ``outcomes/backfill.py``; here they are written as SQL for each backend.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,8 +46,17 @@ from mlpred_cli.store.locks import backfill_lock
 PRICE_SOURCES: tuple[str, ...] = ("market_candles", "raw_market_data")
 
 _WINDOW_TABLE = "backfill_windows"
+_CANDIDATE_TABLE = "backfill_candidates"
 _PRICE_TABLE = "backfill_prices"
 _OUTCOME_TABLE = "backfill_outcomes"
+_PROGRESS_TABLE = "ml_backfill_progress"
+
+#: Lock modes on ml_predictions held by a transaction that may be inserting rows.
+_WRITE_LOCK_MODES = ("RowExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock",
+                     "AccessExclusiveLock")  # fmt: skip
+#: How long ``frontier`` waits for a moment when no other transaction may be inserting.
+FRONTIER_WAIT_S = 2.0
+_FRONTIER_POLL_S = 0.02
 
 
 # ---------------------------------------------------------------- SQL text
@@ -84,21 +103,50 @@ def _target_time(horizon: str, dialect: str) -> str:
     return f"q.ref + interval '{seconds} seconds'"
 
 
-def _candidates_from(until: datetime | None) -> tuple[str, dict[str, Any]]:
-    """FROM/WHERE of the pending rows inside their symbol's window (alias ``p``)."""
-    sql = (
-        f"FROM {_WINDOW_TABLE} w JOIN ml_predictions p "
-        "ON p.symbol = w.symbol AND p.datetime >= w.start WHERE p.actuals_filled_at IS NULL"
-    )
+def _until_filter(until: datetime | None) -> tuple[str, dict[str, Any]]:
+    """The optional ``p.datetime <= :until`` condition and its parameter."""
     if until is None:
-        return sql, {}
-    return sql + " AND p.datetime <= :until", {"until": until}
+        return "", {}
+    return " AND p.datetime <= :until", {"until": until}
+
+
+def _candidate_select(dialect: str, lowest_examined: int | None, until: datetime | None) -> str:
+    """SELECT (id, symbol) of the pending rows inside their symbol's window (windows with
+    ``scan_window``) or above its examined id (windows with ``scan_ids``; ``lowest_examined``
+    is the lowest of those, None when no window has ``scan_ids``)."""
+    after, _ = _until_filter(until)
+    pending = f"p.actuals_filled_at IS NULL{after}"
+    if dialect == "postgresql":
+        # OFFSET 0 keeps the subquery apart, so each symbol's window is an index scan
+        in_window = (
+            f"SELECT c.id, w.symbol FROM {_WINDOW_TABLE} w CROSS JOIN LATERAL "
+            "(SELECT p.id FROM ml_predictions p WHERE p.symbol = w.symbol "
+            f"AND p.datetime >= w.start AND {pending} OFFSET 0) c WHERE w.scan_window = 1"
+        )
+    else:
+        # CROSS JOIN fixes SQLite's join order: windows outside, the (symbol, datetime) index
+        in_window = (
+            f"SELECT p.id, p.symbol FROM {_WINDOW_TABLE} w CROSS JOIN ml_predictions p "
+            f"WHERE p.symbol = w.symbol AND p.datetime >= w.start AND w.scan_window = 1 "
+            f"AND {pending}"
+        )
+    if lowest_examined is None:
+        return in_window
+    # On SQLite CROSS JOIN keeps the id range of ml_predictions outside, windows by key. Rows
+    # the first part lists are left out, so the parts are disjoint (UNION ALL, no sort).
+    above = (
+        f"SELECT p.id, p.symbol FROM ml_predictions p CROSS JOIN {_WINDOW_TABLE} w "
+        f"WHERE p.id > {int(lowest_examined)} AND p.symbol = w.symbol AND w.scan_ids = 1 "
+        f"AND p.id > w.examined AND {pending} "
+        "AND NOT (w.scan_window = 1 AND p.datetime >= w.start)"
+    )
+    return f"{in_window} UNION ALL {above}"
 
 
 def _outcome_select(
-    horizons: Sequence[str], source: str, interval_minutes: int, dialect: str, candidates: str
+    horizons: Sequence[str], source: str, interval_minutes: int, dialect: str
 ) -> str:
-    """SELECT of (id, due_h, r_h, dir_h) for the chunk's candidate rows.
+    """SELECT of (id, symbol, due_h, r_h, dir_h) for the chunk's candidate rows.
 
     due_h: 1 due, 0 not yet, NULL already filled. r_h: the new return, NULL unless it is filled
     now. dir_h: LONG / SHORT / NEUTRAL from r_h and the horizon's threshold.
@@ -111,8 +159,8 @@ def _outcome_select(
         f"LEFT JOIN {source} ce ON ce.symbol = q.symbol AND ce.interval_minutes = :interval "
         "AND ce.datetime = q.ref"
     ]
-    inner = ["q.id"]
-    outer = ["id"]
+    inner = ["q.id", "q.symbol"]
+    outer = ["id", "symbol"]
     for horizon in HORIZONS:
         if horizon not in horizons:
             inner += [
@@ -151,7 +199,12 @@ def _outcome_select(
     rows = (
         f"SELECT p.id, p.symbol, p.close_price, {pending}, "
         f"{_reference_time(interval_minutes, dialect)} AS ref "
-        f"{candidates} AND p.id >= :lo AND p.id <= :hi"
+        # The id range on both tables lets PostgreSQL pick a range scan of the primary key
+        # (not a scan of the whole table) or a look-up per candidate; CROSS JOIN makes SQLite
+        # read the candidates and look each row up, rather than every row in the range.
+        f"FROM {_CANDIDATE_TABLE} k CROSS JOIN ml_predictions p WHERE p.id = k.id "
+        "AND k.id >= :lo AND k.id <= :hi AND p.id >= :lo AND p.id <= :hi "
+        "AND p.actuals_filled_at IS NULL"
     )
     return (
         f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} "
@@ -168,6 +221,16 @@ def _counts_sql() -> str:
             f"SUM(CASE WHEN due_{horizon} = 1 AND r_{horizon} IS NULL THEN 1 ELSE 0 END)",
         ]
     return f"SELECT {', '.join(parts)} FROM {_OUTCOME_TABLE}"
+
+
+def _first_not_due_sql() -> str:
+    """Per symbol, the lowest id of the chunk above the symbol's examined id (at the start of
+    the run) with a horizon not due yet."""
+    not_due = " OR ".join(f"o.due_{horizon} = 0" for horizon in HORIZONS)
+    return (
+        f"SELECT o.symbol, MIN(o.id) FROM {_OUTCOME_TABLE} o JOIN {_WINDOW_TABLE} w "
+        f"ON w.symbol = o.symbol WHERE o.id > w.examined AND ({not_due}) GROUP BY o.symbol"
+    )
 
 
 def _update_sql() -> str:
@@ -258,6 +321,22 @@ class ChunkOutcome:
 
 
 @dataclass(frozen=True)
+class Window:
+    """Which of one symbol's rows a run lists: those from ``start`` on (when ``scan_window``)
+    and those above ``examined`` (when ``scan_ids``)."""
+
+    start: datetime
+    examined: int
+    scan_window: bool
+    scan_ids: bool
+
+
+#: Called inside a chunk's transaction with the chunk's lowest id per symbol that has a
+#: horizon not due yet; returns the examined id to record per symbol in that transaction.
+ProgressStep = Callable[[Mapping[str, int]], Mapping[str, int]]
+
+
+@dataclass(frozen=True)
 class OutcomeStatements:
     """The per-chunk statements of a run and their parameters (all but ``lo`` / ``hi``)."""
 
@@ -274,7 +353,6 @@ def outcome_statements(
     horizons: Sequence[str],
     prices: str,
     interval_minutes: int,
-    until: datetime | None,
     due_by: Mapping[str, datetime],
     long_above: Mapping[str, float],
     short_below: Mapping[str, float],
@@ -284,15 +362,13 @@ def outcome_statements(
     reference time is at or before ``due_by[h]``; a return above ``long_above[h]`` is LONG,
     below ``short_below[h]`` SHORT, else NEUTRAL. Closes come from the table ``prices``;
     ``now`` stamps ``updated_at`` and ``actuals_filled_at``."""
-    candidates, params = _candidates_from(until)
     fill_params: dict[str, Any] = {
-        **params,
         "interval": interval_minutes,
         **{f"due_{h}": due_by[h] for h in horizons},
         **{f"long_{h}": long_above[h] for h in horizons},
         **{f"short_{h}": short_below[h] for h in horizons},
     }
-    select = _outcome_select(horizons, prices, interval_minutes, dialect, candidates)
+    select = _outcome_select(horizons, prices, interval_minutes, dialect)
     return OutcomeStatements(
         fill=sa.text(f"INSERT INTO {_OUTCOME_TABLE} {select}").bindparams(
             *_typed_binds(fill_params)
@@ -351,52 +427,133 @@ class BackfillSession:
             for name, newest, first in self._conn.execute(statement)
         ]
 
-    def create_windows(self, starts: Mapping[str, datetime]) -> None:
-        """The temporary table of each symbol's first prediction time to look at."""
+    def examined_ids(self) -> dict[str, int]:
+        """Per symbol, the id up to which earlier runs examined its rows (``ml_backfill_progress``;
+        a symbol never examined is absent)."""
+        rows = self._conn.execute(
+            sa.text(f"SELECT symbol, examined_id FROM {_PROGRESS_TABLE}")
+        ).all()
+        return {str(symbol): int(examined) for symbol, examined in rows}
+
+    def create_windows(self, windows: Mapping[str, Window]) -> None:
+        """The temporary table of what the run lists for each symbol."""
         conn = self._conn
         start_type = "TEXT" if is_sqlite(conn) else "TIMESTAMPTZ"
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_WINDOW_TABLE}")
         conn.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE {_WINDOW_TABLE} "
-            f"(symbol VARCHAR(20) PRIMARY KEY, start {start_type} NOT NULL)"
+            f"CREATE TEMPORARY TABLE {_WINDOW_TABLE} (symbol VARCHAR(20) PRIMARY KEY, "
+            f"start {start_type} NOT NULL, examined BIGINT NOT NULL, "
+            "scan_window INTEGER NOT NULL, scan_ids INTEGER NOT NULL)"
         )
-        if starts:
-            insert = sa.text(f"INSERT INTO {_WINDOW_TABLE} VALUES (:symbol, :start)").bindparams(
-                sa.bindparam("start", type_=UTCDateTime)
+        if windows:
+            insert = sa.text(
+                f"INSERT INTO {_WINDOW_TABLE} VALUES (:symbol, :start, :examined, :scan_window, "
+                ":scan_ids)"
+            ).bindparams(sa.bindparam("start", type_=UTCDateTime))
+            conn.execute(
+                insert,
+                [
+                    {
+                        "symbol": symbol,
+                        "start": window.start,
+                        "examined": window.examined,
+                        "scan_window": int(window.scan_window),
+                        "scan_ids": int(window.scan_ids),
+                    }
+                    for symbol, window in windows.items()
+                ],
             )
-            conn.execute(insert, [{"symbol": s, "start": start} for s, start in starts.items()])
         if not is_sqlite(conn):
             conn.exec_driver_sql(f"ANALYZE {_WINDOW_TABLE}")
 
     def count_outside_windows(self) -> int:
-        """Predictions still missing an outcome that lie before their symbol's window."""
-        return int(
-            self._conn.exec_driver_sql(
-                f"SELECT COUNT(*) FROM {_WINDOW_TABLE} w JOIN ml_predictions p "
-                "ON p.symbol = w.symbol AND p.datetime < w.start "
-                "WHERE p.actuals_filled_at IS NULL"
-            ).scalar_one()
+        """Predictions still missing an outcome that lie before their symbol's window at or
+        below its examined id: the rows no run without ``since`` will look at again. Its own
+        read transaction (DEFERRED on SQLite, so writers are not held up), committed."""
+        conn = self._conn
+        conn.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
+        # The examined ids as the run left them, copied into the windows: joined to the
+        # progress table instead, PostgreSQL walks each symbol's index over the whole heap.
+        conn.exec_driver_sql(
+            f"UPDATE {_WINDOW_TABLE} SET examined = COALESCE((SELECT g.examined_id "
+            f"FROM {_PROGRESS_TABLE} g WHERE g.symbol = {_WINDOW_TABLE}.symbol), 0)"
         )
+        if not is_sqlite(conn):
+            conn.exec_driver_sql(f"ANALYZE {_WINDOW_TABLE}")
+        count = conn.exec_driver_sql(
+            f"SELECT COUNT(*) FROM {_WINDOW_TABLE} w JOIN ml_predictions p "
+            "ON p.symbol = w.symbol AND p.datetime < w.start "
+            "WHERE p.id <= w.examined AND p.actuals_filled_at IS NULL"
+        ).scalar_one()
+        conn.commit()
+        return int(count)
 
-    def candidate_ids(self, until: datetime | None, limit: int | None) -> list[int]:
-        """Ids of the pending rows inside the windows (up to ``until``), ascending, at most
-        ``limit``."""
-        candidates, params = _candidates_from(until)
-        sql = f"SELECT p.id {candidates} ORDER BY p.id"
+    def frontier(self, wait_s: float = FRONTIER_WAIT_S) -> int | None:
+        """The highest id such that every row at or below it that will ever be committed is
+        visible to the statements that follow (0 for an empty table); None when that could
+        not be established within ``wait_s`` seconds.
+
+        Ids come from a sequence in the order rows are inserted, not committed, so on
+        PostgreSQL a transaction still inserting may hold lower ids than committed rows. The
+        highest visible id counts only once no other transaction holds a write lock on
+        ml_predictions: an inserting transaction holds it from before it takes its ids until
+        after its rows become visible. SQLite has one writer, whose ids are always higher
+        (but it reuses the ids of deleted rows above every other: deleting the newest
+        predictions lets later ones take ids that are already examined).
+        """
+        conn = self._conn
+        highest = "SELECT COALESCE(MAX(id), 0) FROM ml_predictions"
+        if is_sqlite(conn):
+            return int(conn.exec_driver_sql(highest).scalar_one())
+        modes = ", ".join(f"'{mode}'" for mode in _WRITE_LOCK_MODES)
+        writing = (
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'relation' "
+            "AND relation = 'ml_predictions'::regclass "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            f"AND mode IN ({modes}) AND pid IS DISTINCT FROM pg_backend_pid())"
+        )
+        deadline = time.monotonic() + wait_s
+        while True:
+            visible = int(conn.exec_driver_sql(highest).scalar_one())
+            if not conn.exec_driver_sql(writing).scalar_one():
+                return visible
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(_FRONTIER_POLL_S)
+
+    def list_candidates(
+        self,
+        until: datetime | None,
+        limit: int | None,
+        lowest_examined: int | None,
+    ) -> list[int]:
+        """Fill the temporary candidate table with the pending rows the windows select (up to
+        ``until``; the ``limit`` lowest ids) and return their ids, ascending.
+        ``lowest_examined`` is the lowest ``examined`` of the windows with ``scan_ids``."""
+        conn = self._conn
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_CANDIDATE_TABLE}")
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {_CANDIDATE_TABLE} "
+            "(id BIGINT PRIMARY KEY, symbol VARCHAR(20) NOT NULL)"
+        )
+        _, params = _until_filter(until)
+        select = _candidate_select(self.dialect, lowest_examined, until)
+        sql = f"INSERT INTO {_CANDIDATE_TABLE} SELECT id, symbol FROM ({select}) u"
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        statement = sa.text(sql).bindparams(*_typed_binds(params))
-        return [int(row[0]) for row in self._conn.execute(statement, params)]
+            sql += f" ORDER BY id LIMIT {int(limit)}"
+        conn.execute(sa.text(sql).bindparams(*_typed_binds(params)), params)
+        if not is_sqlite(conn):
+            conn.exec_driver_sql(f"ANALYZE {_CANDIDATE_TABLE}")
+        ids = conn.exec_driver_sql(f"SELECT id FROM {_CANDIDATE_TABLE} ORDER BY id")
+        return [int(row[0]) for row in ids]
 
-    def candidate_span(self, until: datetime | None) -> tuple[datetime, datetime] | None:
+    def candidate_span(self) -> tuple[datetime, datetime] | None:
         """The first and last ``datetime`` of the candidate rows, None when there are none."""
-        candidates, params = _candidates_from(until)
-        statement = (
-            sa.text(f"SELECT MIN(p.datetime), MAX(p.datetime) {candidates}")
-            .bindparams(*_typed_binds(params))
-            .columns(sa.column("first", UTCDateTime), sa.column("last", UTCDateTime))
-        )
-        first, last = self._conn.execute(statement, params).one()
+        statement = sa.text(
+            f"SELECT MIN(p.datetime), MAX(p.datetime) FROM {_CANDIDATE_TABLE} k "
+            "JOIN ml_predictions p ON p.id = k.id"
+        ).columns(sa.column("first", UTCDateTime), sa.column("last", UTCDateTime))
+        first, last = self._conn.execute(statement).one()
         return None if first is None else (first, last)
 
     def copy_raw_prices(self, interval_minutes: int, first: datetime, last: datetime) -> str:
@@ -460,7 +617,7 @@ class BackfillSession:
         """Create the temporary outcome table (when ``outcome_table``) and commit; from here
         on SQLite transactions begin IMMEDIATE (each chunk writes)."""
         if outcome_table:
-            columns = ["id BIGINT PRIMARY KEY"]
+            columns = ["id BIGINT PRIMARY KEY", "symbol VARCHAR(20) NOT NULL"]
             for horizon in HORIZONS:
                 columns += [
                     f"due_{horizon} INTEGER",
@@ -475,10 +632,17 @@ class BackfillSession:
         self._conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
 
     def fill_chunk(
-        self, statements: OutcomeStatements, lo: int, hi: int, *, write: bool
+        self,
+        statements: OutcomeStatements,
+        lo: int,
+        hi: int,
+        *,
+        write: bool,
+        progress: ProgressStep | None = None,
     ) -> ChunkOutcome:
         """One transaction: the outcomes of the candidates with ids in [lo, hi] computed into
-        the outcome table, counted and (when ``write``) applied to ``ml_predictions``."""
+        the outcome table, counted and (when ``write``) applied to ``ml_predictions``; then
+        ``progress`` (when given) says which examined ids to record in the same transaction."""
         work = self._conn
         bounds = {"lo": lo, "hi": hi}
         rows_updated = 0
@@ -492,6 +656,12 @@ class BackfillSession:
                 rows_updated = work.execute(
                     statements.update, {"now": statements.now, **bounds}
                 ).rowcount
+            if progress is not None:
+                first_not_due = {
+                    str(symbol): int(first)
+                    for symbol, first in work.exec_driver_sql(_first_not_due_sql())
+                }
+                self._record(progress(first_not_due), statements.now)
         counts = {
             horizon: (
                 int(row[3 * index] or 0),
@@ -502,9 +672,29 @@ class BackfillSession:
         }
         return ChunkOutcome(counts, rows_updated)
 
+    def record_progress(self, examined: Mapping[str, int], now: datetime) -> None:
+        """Record examined ids in their own transaction (a run without chunks)."""
+        with self._conn.begin():
+            self._record(examined, now)
+
+    def _record(self, examined: Mapping[str, int], now: datetime) -> None:
+        """Raise each symbol's examined id to the one given (never lower it)."""
+        if not examined:
+            return
+        statement = sa.text(
+            f"INSERT INTO {_PROGRESS_TABLE} (symbol, examined_id, updated_at) "
+            "VALUES (:symbol, :examined, :now) ON CONFLICT (symbol) DO UPDATE "
+            "SET examined_id = excluded.examined_id, updated_at = excluded.updated_at "
+            f"WHERE {_PROGRESS_TABLE}.examined_id < excluded.examined_id"
+        ).bindparams(sa.bindparam("now", type_=UTCDateTime))
+        self._conn.execute(
+            statement,
+            [{"symbol": s, "examined": int(i), "now": now} for s, i in examined.items()],
+        )
+
     def finish(self) -> None:
         """Drop the run's temporary tables and commit."""
-        for table in (_OUTCOME_TABLE, _PRICE_TABLE, _WINDOW_TABLE):
+        for table in (_OUTCOME_TABLE, _CANDIDATE_TABLE, _PRICE_TABLE, _WINDOW_TABLE):
             self._conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
         self._conn.commit()
 
@@ -513,4 +703,7 @@ class BackfillSession:
 def backfill_session(engine: Engine) -> Iterator[BackfillSession]:
     """A connection for one backfill run, driver errors raised as mlpred errors."""
     with database_errors(engine.url), engine.connect() as conn:
+        if not is_sqlite(conn):
+            # ``frontier`` relies on each statement seeing what committed before it started
+            conn = conn.execution_options(isolation_level="READ COMMITTED")
         yield BackfillSession(conn)

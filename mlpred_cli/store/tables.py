@@ -185,9 +185,25 @@ class MarketCandle(Base):
     volume: Mapped[float | None] = mapped_column(Double)
 
 
+class BackfillProgress(Base):
+    """How far plain backfill runs have examined one symbol's predictions (migration 0003).
+
+    Every prediction of ``symbol`` with ``id <= examined_id`` was looked at by a backfill of
+    every horizon when all its horizons were due: it is complete, or a candle was missing
+    (retried inside the symbol's retry window only). Rows above it are always looked at.
+    """
+
+    __tablename__ = "ml_backfill_progress"
+
+    symbol: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+    examined_id: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 predictions_table: sa.Table = MLPrediction.__table__  # type: ignore[assignment]
 feature_importance_table: sa.Table = MLFeatureImportance.__table__  # type: ignore[assignment]
 candles_table: sa.Table = MarketCandle.__table__  # type: ignore[assignment]
+backfill_progress_table: sa.Table = BackfillProgress.__table__  # type: ignore[assignment]
 
 #: The 61 columns of the original bot's table, which must never be renamed or dropped.
 ORIGINAL_PREDICTION_COLUMNS: tuple[str, ...] = (
