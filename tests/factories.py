@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from mlpred_cli.config import HORIZONS
+from mlpred_cli.store.prediction_row import WRITE_COLUMNS, Row
 from mlpred_cli.store.tables import candles_table, predictions_table
 
 
@@ -103,3 +104,18 @@ def install_poison_rule(engine: Engine) -> None:
                 "CREATE TRIGGER no_poison BEFORE INSERT ON ml_predictions "
                 "WHEN NEW.symbol = 'POISON' BEGIN SELECT RAISE(ABORT, 'poison row'); END"
             )
+
+
+def written_rows(count: int = 1, moment: datetime | None = None, **overrides: Any) -> list[Row]:
+    """Minimal rows as the writer hands them to the store (``WRITE_COLUMNS`` order): a fresh
+    ``prediction_id``, ``symbol`` BTCUSDT, ``timestamp`` 0..count-1; ``overrides`` set other
+    columns (the same value on every row)."""
+    when = moment or datetime.now(UTC)
+    rows = []
+    for i in range(count):
+        values: dict[str, Any] = dict.fromkeys(WRITE_COLUMNS)
+        values.update(prediction_id=uuid.uuid4(), symbol="BTCUSDT", timestamp=i, datetime=when,
+                      is_duplicate=False, created_at=when, updated_at=when)  # fmt: skip
+        values.update(overrides)
+        rows.append(tuple(values[name] for name in WRITE_COLUMNS))
+    return rows

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +16,9 @@ from mlpred_cli.capture.spool import Spool
 from mlpred_cli.capture.spool_replay import replay_spool, spool_for, spool_status
 from mlpred_cli.errors import LoggerClosed, MlpredError
 from mlpred_cli.store.database import mask_url
-from mlpred_cli.store.prediction_row import WRITE_COLUMNS, Row
+from mlpred_cli.store.prediction_row import Row
 from mlpred_cli.store.tables import predictions_table
+from tests.factories import written_rows
 
 RAW = np.linspace(-1, 1, 20)
 
@@ -30,14 +29,7 @@ def _stored_ids(engine: Engine) -> set[str]:
 
 
 def _rows(count: int) -> list[Row]:
-    now = datetime.now(UTC)
-    rows = []
-    for i in range(count):
-        values = dict.fromkeys(WRITE_COLUMNS)
-        values.update(prediction_id=uuid.uuid4(), symbol="BTCUSDT", timestamp=i, datetime=now,
-                      is_duplicate=False, created_at=now, updated_at=now)  # fmt: skip
-        rows.append(tuple(values[name] for name in WRITE_COLUMNS))
-    return rows
+    return written_rows(count)
 
 
 def _watch_dispose(engine: Engine) -> list[Engine]:

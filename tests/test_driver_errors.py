@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import sqlite3
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -34,17 +33,13 @@ from mlpred_cli.store.importance_snapshots import write_snapshot
 from mlpred_cli.store.prediction_row import WRITE_COLUMNS, Row
 from mlpred_cli.store.prediction_writes import write_rows
 from mlpred_cli.store.tables import feature_importance_table
-from tests.factories import install_poison_rule
+from tests.factories import install_poison_rule, written_rows
 
 PG_URL = make_url("postgresql+psycopg://trader:s3cret-pw@db.example:5432/mlpred")
 
 
 def _row() -> Row:
-    now = datetime.now(UTC)
-    values = dict.fromkeys(WRITE_COLUMNS)
-    values.update(prediction_id=uuid.uuid4(), symbol="BTCUSDT", timestamp=0, datetime=now,
-                  is_duplicate=False, created_at=now, updated_at=now)  # fmt: skip
-    return tuple(values[name] for name in WRITE_COLUMNS)
+    return written_rows(1)[0]
 
 
 def _wrapped(

@@ -37,9 +37,9 @@ from mlpred_cli.capture.spool import Spool
 from mlpred_cli.capture.spool_replay import export_spool, replay_spool, spool_status
 from mlpred_cli.derive.indicators import MarketArrays
 from mlpred_cli.errors import InputError
-from mlpred_cli.store.prediction_row import WRITE_COLUMNS
 from mlpred_cli.store.tables import predictions_table
 from tests.cli_helpers import run_cli
+from tests.factories import written_rows
 
 RAW = np.linspace(-1, 1, 20)
 HEADER = 12  # magic, length, CRC-32
@@ -323,13 +323,7 @@ def test_a_torn_line_in_an_old_spool_file_costs_only_that_line(
     db_url: str, engine: Engine, tmp_path: Path
 ) -> None:
     spool_dir = tmp_path / "spool"
-    now = datetime.now(UTC)
-    rows = []
-    for i in range(3):
-        values = dict.fromkeys(WRITE_COLUMNS)
-        values.update(prediction_id=uuid.uuid4(), symbol="BTCUSDT", timestamp=i, datetime=now,
-                      is_duplicate=False, created_at=now, updated_at=now)  # fmt: skip
-        rows.append(tuple(values[name] for name in WRITE_COLUMNS))
+    rows = written_rows(3)
     path = Spool(spool_dir).append(rows)
     assert path is not None
     text = path.read_text().splitlines()
@@ -348,11 +342,7 @@ def test_dead_letters_are_replayed_once_their_cause_is_fixed(
     db_url: str, engine: Engine, tmp_path: Path
 ) -> None:
     spool_dir = tmp_path / "spool"
-    now = datetime.now(UTC)
-    values = dict.fromkeys(WRITE_COLUMNS)
-    values.update(prediction_id=uuid.uuid4(), symbol="BTCUSDT", timestamp=0, datetime=now,
-                  is_duplicate=False, created_at=now, updated_at=now)  # fmt: skip
-    row = tuple(values[name] for name in WRITE_COLUMNS)
+    (row,) = written_rows(1)
     Spool(spool_dir).dead_letter(row, "rejected by a trigger")
     assert spool_status(db_url, spool_dir).dead_lettered == 1
     code, out, err = run_cli("--db", db_url, "spool", "replay", "--dead-letters",

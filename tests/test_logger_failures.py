@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,10 +19,10 @@ from mlpred_cli import MLPredictionLogger
 from mlpred_cli.capture.spool_replay import replay_spool, spool_status
 from mlpred_cli.store.database import SQLITE_BEGIN_OPTION, create_engine
 from mlpred_cli.store.migrations import upgrade_to_head
-from mlpred_cli.store.prediction_row import WRITE_COLUMNS
 from mlpred_cli.store.prediction_writes import write_rows
 from mlpred_cli.store.tables import predictions_table
 from tests.cli_helpers import run_cli
+from tests.factories import written_rows
 
 RAW = np.linspace(-1, 1, 20)
 
@@ -172,20 +171,7 @@ def test_unreachable_database_keeps_rows_on_disk_then_replays_every_row_once(
 
 def test_replayed_batch_never_duplicates(db_url: str, engine: Engine, tmp_path: Path) -> None:
     """The same rows written twice (a batch whose commit was not acknowledged) stay once."""
-    now = datetime.now(UTC)
-    rows = []
-    for i in range(5):
-        values = dict.fromkeys(WRITE_COLUMNS)
-        values.update(
-            prediction_id=uuid.uuid4(),
-            symbol="BTCUSDT",
-            timestamp=i,
-            datetime=now,
-            is_duplicate=False,
-            created_at=now,
-            updated_at=now,
-        )
-        rows.append(tuple(values[name] for name in WRITE_COLUMNS))
+    rows = written_rows(5)
     write_rows(engine, rows[:3])
     write_rows(engine, rows)
     stored = _stored_ids(engine)
@@ -261,13 +247,7 @@ def test_unreadable_spool_file_is_quarantined_and_the_rest_replayed(
     from mlpred_cli.capture.spool import Spool
 
     spool_dir = tmp_path / "spool"
-    now = datetime.now(UTC)
-    rows = []
-    for i in range(3):
-        values = dict.fromkeys(WRITE_COLUMNS)
-        values.update(prediction_id=uuid.uuid4(), symbol="BTCUSDT", timestamp=i, datetime=now,
-                      is_duplicate=False, created_at=now, updated_at=now)  # fmt: skip
-        rows.append(tuple(values[name] for name in WRITE_COLUMNS))
+    rows = written_rows(3)
     spool = Spool(spool_dir)
     spool.append(rows[:1])
     (spool_dir / "spool-0-corrupt.jsonl").write_text('{"prediction_id": "not json\n')
@@ -283,10 +263,7 @@ def test_unreadable_spool_file_is_quarantined_and_the_rest_replayed(
 
 def test_ancient_datetimes_round_trip(engine: Engine) -> None:
     ancient = datetime(512, 4, 26, 8, 15, tzinfo=UTC)
-    values = dict.fromkeys(WRITE_COLUMNS)
-    values.update(prediction_id=uuid.uuid4(), symbol="OLD", timestamp=0, datetime=ancient,
-                  is_duplicate=False, created_at=ancient, updated_at=ancient)  # fmt: skip
-    write_rows(engine, [tuple(values[name] for name in WRITE_COLUMNS)])
+    write_rows(engine, written_rows(1, ancient, symbol="OLD"))
     with engine.connect() as conn:
         stored = conn.scalar(sa.select(predictions_table.c.datetime))
     assert stored == ancient
