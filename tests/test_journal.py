@@ -164,12 +164,13 @@ def test_read_segment_quarantines_only_the_bad_bytes(tmp_path: Path) -> None:
 def test_segments_are_private_and_deleted_once_every_record_resolves(tmp_path: Path) -> None:
     old_umask = os.umask(0o022)
     try:
-        directory = tmp_path / "journal"
+        directory = tmp_path / "spool" / "journal"
         journal = Journal(directory, segment_bytes=4096)
         numbers = [journal.append(encode_prediction(_pending(i))) for i in range(6)]
     finally:
         os.umask(old_umask)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(directory.parent.stat().st_mode) == 0o700  # a parent it made, too
     files = segment_files(directory)
     assert len(files) == len(set(numbers)) >= 2  # ~2.2 KB records: sealed every second one
     assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in files)

@@ -48,12 +48,15 @@ NOT_JOURNALED = -1
 
 
 def ensure_private_directory(directory: Path) -> None:
-    """Create ``directory`` (and missing parents) with mode 0700; an existing one is kept."""
+    """Create ``directory`` and its missing parents with mode 0700; existing ones are kept."""
     if directory.is_dir():
         return
-    directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        directory.chmod(DIRECTORY_MODE)  # mkdir's mode is masked by the umask
+    missing = [directory, *(p for p in directory.parents if not p.exists())]
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=DIRECTORY_MODE)
+            with contextlib.suppress(OSError):
+                path.chmod(DIRECTORY_MODE)  # mkdir's mode is masked by the umask
 
 
 def open_private(path: Path, flags: int) -> int:
