@@ -13,6 +13,9 @@ COMMAND_MODULES = (
     "outcome_commands",
     "analysis_commands",
     "model_commands",
+    "rollup_commands",
+    "partition_commands",
+    "archive_commands",
 )
 
 for _module in COMMAND_MODULES:

@@ -1,0 +1,3 @@
+"""`mlpred archive` commands."""
+
+from __future__ import annotations

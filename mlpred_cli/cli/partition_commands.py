@@ -1,0 +1,3 @@
+"""`mlpred partition` commands."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""`mlpred rollup` commands."""
+
+from __future__ import annotations

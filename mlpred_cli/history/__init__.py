@@ -1,0 +1,1 @@
+"""History management: archive old predictions to Parquet and restore them."""
