@@ -25,6 +25,9 @@ EXPECTED_TABLES = {
     "ml_feature_importance",
     "market_candles",
     "ml_backfill_progress",
+    "ml_prediction_daily",
+    "ml_rollup_state",
+    "ml_archived_days",
 }
 
 

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mlpred_cli.store.column_types import BigIntPK, JSONPayload, UTCDateTime
+from mlpred_cli.store.rollup_columns import COUNT_COLUMNS, ROLLUP_TABLE, SUM_COLUMNS
 
 
 class Base(DeclarativeBase):
@@ -200,10 +201,62 @@ class BackfillProgress(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
+def _rollup_table() -> sa.Table:
+    """``ml_prediction_daily`` (migration 0004): see ``store.rollup_columns``."""
+    counts = [
+        sa.Column(name, sa.BigInteger, nullable=False, server_default=sa.text("0"))
+        for name in COUNT_COLUMNS
+    ]
+    sums = [
+        sa.Column(name, Double, nullable=False, server_default=sa.text("0"))
+        for name in SUM_COLUMNS
+    ]
+    return sa.Table(
+        ROLLUP_TABLE,
+        Base.metadata,
+        sa.Column("day", sa.Date, primary_key=True),
+        sa.Column("symbol", sa.String(20), primary_key=True),
+        sa.Column("model_version", sa.String(50), primary_key=True),
+        sa.Column("horizon", sa.String(10), primary_key=True),
+        *counts,
+        *sums,
+        sa.Column("ic", Double),
+    )
+
+
+rollup_table: sa.Table = _rollup_table()
+
+
+class RollupState(Base):
+    """How far ``ml_prediction_daily`` reaches (migration 0004): it holds exactly the rows of
+    ``ml_predictions`` with ``id <= complete_through_id`` (one row, ``name = 'daily'``)."""
+
+    __tablename__ = "ml_rollup_state"
+
+    name: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+    complete_through_id: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class ArchivedDay(Base):
+    """One UTC day whose predictions were archived to Parquet and removed (migration 0004);
+    its rollups stay in ``ml_prediction_daily``."""
+
+    __tablename__ = "ml_archived_days"
+
+    day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    predictions: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    location: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    checksum: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    archived_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 predictions_table: sa.Table = MLPrediction.__table__  # type: ignore[assignment]
 feature_importance_table: sa.Table = MLFeatureImportance.__table__  # type: ignore[assignment]
 candles_table: sa.Table = MarketCandle.__table__  # type: ignore[assignment]
 backfill_progress_table: sa.Table = BackfillProgress.__table__  # type: ignore[assignment]
+rollup_state_table: sa.Table = RollupState.__table__  # type: ignore[assignment]
+archived_days_table: sa.Table = ArchivedDay.__table__  # type: ignore[assignment]
 
 #: The 61 columns of the original bot's table, which must never be renamed or dropped.
 ORIGINAL_PREDICTION_COLUMNS: tuple[str, ...] = (
