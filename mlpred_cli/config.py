@@ -152,6 +152,10 @@ CONFIDENCE_BIN_EDGES: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.8, 1.0)
 #: Equal-width bins on [0, 1] for the expected calibration error.
 CALIBRATION_BINS = 10
 
+#: Above this many rows with an outcome, ``analyze`` leaves out the pooled rank ICs (which
+#: need every row) and reports the mean daily IC from the rollups instead.
+POOLED_IC_MAX_ROWS = 2_000_000
+
 #: Confidence level of the Wilson intervals reported with every accuracy.
 INTERVAL_CONFIDENCE = 0.95
 

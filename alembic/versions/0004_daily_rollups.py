@@ -11,8 +11,10 @@ by summing rows. ``ml_rollup_state`` records the id through which the rollups ar
 (rows above it are added from raw rows when read). ``ml_archived_days`` lists the days whose
 raw rows were archived to Parquet and removed; their rollups stay.
 
-The rollups start empty: ``mlpred rollup rebuild`` (or the next backfill, for the rows it
-touches) fills them; until then reads use the raw rows above the watermark, i.e. all of them.
+On a database without predictions the watermark starts at 0, so the backfill keeps the
+rollups from the first row on. A database that already holds predictions gets no watermark:
+reads stay on raw rows until ``mlpred rollup rebuild`` builds the rollups once (a backfill
+after the upgrade must not turn into a rebuild of all history).
 The column list is written out here (not imported) so that this revision never changes.
 """
 
@@ -53,8 +55,17 @@ def _counts() -> list[str]:
 
 def _sums() -> list[str]:
     names = ["confidence_sum", *(f"signal_{kind}_confidence_sum" for kind in _SIGNALS)]
-    names += ["predicted_sum", "actual_sum", "predicted_sq_sum", "actual_sq_sum", "cross_sum",
-              "abs_error_sum", "squared_error_sum", "calibration_confidence_sum", "brier_sum"]
+    names += [
+        "predicted_sum",
+        "actual_sum",
+        "predicted_sq_sum",
+        "actual_sq_sum",
+        "cross_sum",
+        "abs_error_sum",
+        "squared_error_sum",
+        "calibration_confidence_sum",
+        "brier_sum",
+    ]
     names += [f"ece_{k}_confidence_sum" for k in range(_CALIBRATION_BINS)]
     names += [f"bin_{k}_confidence_sum" for k in range(_SIGNAL_BINS)]
     return names  # fmt: skip
@@ -86,6 +97,10 @@ def upgrade() -> None:
         sa.Column("complete_through_id", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_ml_rollup_state")),
+    )
+    op.execute(
+        "INSERT INTO ml_rollup_state (name, complete_through_id, updated_at) "
+        "SELECT 'daily', 0, CURRENT_TIMESTAMP WHERE NOT EXISTS (SELECT 1 FROM ml_predictions)"
     )
     op.create_table(
         "ml_archived_days",

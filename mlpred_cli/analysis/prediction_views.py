@@ -18,15 +18,13 @@ import pandas as pd
 
 from mlpred_cli.analysis.accuracy import accuracy_columns, add_accuracy_columns
 from mlpred_cli.analysis.report import AnalysisReport, build_report
+from mlpred_cli.analysis.rollup_figures import ACCURACY_GROUPS, accuracy_counts
 from mlpred_cli.config import DEFAULT_ANALYZE_DAYS, HORIZONS, check_horizons
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.prediction_queries import make_filter
-from mlpred_cli.store.prediction_reads import (
-    read_accuracy_counts,
-    read_latest_predictions,
-    read_predictions,
-)
+from mlpred_cli.store.prediction_reads import read_latest_predictions, read_predictions
 from mlpred_cli.store.report_reads import read_report_data
+from mlpred_cli.store.rollup_reads import read_rollups
 from mlpred_cli.store.source import DatabaseSource
 
 TimeValue = str | datetime | None
@@ -107,7 +105,8 @@ def accuracy_table(
     with an actual direction), ``accuracy_h`` (share of those with direction = actual
     direction) and its 95 % Wilson interval ``accuracy_h_low``/``accuracy_h_high`` (None
     when ``n_h`` is 0). Groups with fewer than ``min_count`` predictions are left out;
-    ordered by total, largest first.
+    ordered by total, largest first. Whole days come from the daily rollups, the rest from
+    raw rows (the same figures as counting raw rows).
     """
     chosen = check_horizons(horizons)
     if min_count < 0:
@@ -115,7 +114,10 @@ def accuracy_table(
     selection = make_filter(
         symbol=symbol, model_version=model_version, days=days, since=since, until=until
     )
-    counts = read_accuracy_counts(database, selection, by, chosen, min_count)
+    if by not in ACCURACY_GROUPS:
+        raise InputError(f"cannot group by {by!r}: use one of {', '.join(ACCURACY_GROUPS)}")
+    rollups = read_rollups(database, selection)
+    counts = accuracy_counts(rollups.frame, by, chosen, min_count)
     return add_accuracy_columns(counts, chosen)[accuracy_columns(by, chosen)]
 
 

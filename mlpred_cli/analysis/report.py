@@ -12,17 +12,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mlpred_cli.analysis import rollup_figures
 from mlpred_cli.analysis.accuracy import accuracy_with_interval, add_accuracy_columns
 from mlpred_cli.analysis.metrics import (
     base_rate,
-    brier_score,
     confidence_bin_labels,
-    expected_calibration_error,
     information_coefficient,
     proportion,
 )
-from mlpred_cli.analysis.scoring import correct_flags
-from mlpred_cli.config import CONFIDENCE_BIN_EDGES, HORIZONS, SIGNAL_TYPES
+from mlpred_cli.config import CONFIDENCE_BIN_EDGES, HORIZONS, POOLED_IC_MAX_ROWS, SIGNAL_TYPES
 
 if TYPE_CHECKING:
     from mlpred_cli.store.prediction_queries import PredictionFilter
@@ -38,6 +36,7 @@ class AnalysisReport:
 
     selection: dict[str, Any]
     overview: dict[str, Any]
+    sources: dict[str, Any] = field(default_factory=dict)
     signals: list[dict[str, Any]] = field(default_factory=list)
     horizons: list[dict[str, Any]] = field(default_factory=list)
     confidence_bins: list[dict[str, Any]] = field(default_factory=list)
@@ -100,17 +99,23 @@ def _signals(found: list[tuple[Any, int]], total: int) -> list[dict[str, Any]]:
     ]
 
 
-def _horizons(
-    summaries: Mapping[str, Mapping[str, Any]], outcomes: pd.DataFrame
-) -> list[dict[str, Any]]:
+def _pooled_ic(outcomes: pd.DataFrame | None, horizon: str) -> tuple[float | None, int | None]:
+    if outcomes is None:
+        return None, None
+    ic = information_coefficient(
+        outcomes[f"predicted_return_{horizon}"], outcomes[f"actual_return_{horizon}"]
+    )
+    return ic.ic, ic.n
+
+
+def _horizons(rollups: pd.DataFrame, outcomes: pd.DataFrame | None) -> list[dict[str, Any]]:
     rows = []
     for horizon in HORIZONS:
-        summary = summaries[horizon]
+        summary = rollup_figures.horizon_summary(rollups, horizon)
         n = int(summary["n"])
         squared = _float(summary["squared_error"])
-        ic = information_coefficient(
-            outcomes[f"predicted_return_{horizon}"], outcomes[f"actual_return_{horizon}"]
-        )
+        ic, ic_n = _pooled_ic(outcomes, horizon)
+        daily = rollup_figures.daily_ic(rollups, horizon)
         rows.append(
             {
                 "horizon": horizon,
@@ -123,8 +128,13 @@ def _horizons(
                 "base_rate": base_rate({k: int(summary[f"actual_{k}"]) for k in SIGNAL_TYPES}),
                 "mae": _float(summary["abs_error"]),
                 "rmse": None if squared is None else math.sqrt(squared),
-                "ic": ic.ic,
-                "ic_n": ic.n,
+                "ic": ic,
+                "ic_n": ic_n,
+                "pearson_ic": rollup_figures.pearson_ic(rollups, horizon),
+                "daily_ic_mean": daily.mean,
+                "daily_ic_t": daily.t_stat,
+                "daily_ic_p": daily.p_value,
+                "daily_ic_days": daily.days,
             }
         )
     return rows
@@ -153,28 +163,13 @@ def _confidence_bins(bins: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _calibration(outcomes: pd.DataFrame) -> list[dict[str, Any]]:
-    rows = []
-    for horizon in HORIZONS:
-        correct = correct_flags(outcomes, horizon)
-        confidence = outcomes[f"direction_{horizon}_confidence"].to_numpy(float)
-        known = np.isfinite(correct) & np.isfinite(confidence)
-        rows.append(
-            {
-                "horizon": horizon,
-                "n": int(known.sum()),
-                "avg_confidence": _float(confidence[known].mean()) if known.any() else None,
-                "accuracy": _float(correct[known].mean()) if known.any() else None,
-                "ece": expected_calibration_error(confidence, correct),
-                "brier": brier_score(confidence, correct),
-            }
-        )
-    return rows
+def _calibration(rollups: pd.DataFrame) -> list[dict[str, Any]]:
+    return [rollup_figures.calibration(rollups, horizon) for horizon in HORIZONS]
 
 
-def _symbols(counts: pd.DataFrame, outcomes: pd.DataFrame) -> list[dict[str, Any]]:
+def _symbols(counts: pd.DataFrame, outcomes: pd.DataFrame | None) -> list[dict[str, Any]]:
     table = add_accuracy_columns(counts, HORIZONS)
-    by_symbol = dict(tuple(outcomes.groupby("symbol"))) if len(outcomes) else {}
+    by_symbol = dict(tuple(outcomes.groupby("symbol"))) if outcomes is not None else {}
     rows = []
     for record in table.to_dict("records"):
         frame = by_symbol.get(record["symbol"])
@@ -234,18 +229,44 @@ def _performance(times: np.ndarray) -> dict[str, Any]:
     return result
 
 
+def _sources(data: ReportData) -> dict[str, Any]:
+    """Where the figures came from, and which ones the selection cannot give."""
+    rollups = data.rollups
+    archived = [day.isoformat() for day in rollups.archived_days] if rollups else []
+    notes = []
+    if archived:
+        notes.append(
+            f"{len(archived)} archived day(s) in the period: counts, accuracy, calibration and "
+            "daily IC include them (from the rollups); the overview, input health, inference "
+            "times and pooled rank ICs cover only the rows still in the database"
+        )
+    if data.outcomes is None:
+        notes.append(
+            f"more than {POOLED_IC_MAX_ROWS:,} rows with an outcome: pooled rank ICs are left "
+            "out; see the mean daily IC"
+        )
+    return {
+        "rollup_days": rollups.rollup_days if rollups else 0,
+        "raw_days": rollups.raw_days if rollups else 0,
+        "archived_days": archived,
+        "notes": notes,
+    }
+
+
 def build_report(data: ReportData) -> AnalysisReport:
     """Compose the report from what ``store.report_reads.read_report_data`` read."""
     summary = _overview(data)
     report = AnalysisReport(selection=_describe_selection(data.selection), overview=summary)
-    if report.empty or data.outcomes is None or data.symbol_counts is None:
+    if report.empty or data.rollups is None:
         return report
+    frame = data.rollups.frame
     outcomes = data.outcomes
-    report.signals = _signals(data.signal_counts, summary["predictions"])
-    report.horizons = _horizons(data.horizon_summaries, outcomes)
-    report.confidence_bins = _confidence_bins(data.confidence_bins)
-    report.calibration = _calibration(outcomes)
-    report.symbols = _symbols(data.symbol_counts, outcomes)
+    report.sources = _sources(data)
+    report.signals = _signals(rollup_figures.signal_counts(frame), summary["predictions"])
+    report.horizons = _horizons(frame, outcomes)
+    report.confidence_bins = _confidence_bins(rollup_figures.confidence_bins(frame))
+    report.calibration = _calibration(frame)
+    report.symbols = _symbols(rollup_figures.accuracy_counts(frame, "symbol"), outcomes)
     report.input_health = _input_health(data)
     report.performance = _performance(data.inference_times)
     return report

@@ -25,10 +25,9 @@ of ``outcomes/backfill.py``; here they are written as SQL for each backend.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,7 +38,9 @@ from mlpred_cli.errors import InputError
 from mlpred_cli.store.column_types import UTCDateTime
 from mlpred_cli.store.database import SQLITE_BEGIN_OPTION, is_sqlite
 from mlpred_cli.store.driver_errors import database_errors
+from mlpred_cli.store.id_frontier import FRONTIER_WAIT_S, visible_frontier
 from mlpred_cli.store.locks import backfill_lock
+from mlpred_cli.store.rollups import advance, complete_through, refresh_keys
 
 #: Tables the backfill can read closes from (same columns: symbol, interval_minutes, datetime,
 #: close).
@@ -50,13 +51,6 @@ _CANDIDATE_TABLE = "backfill_candidates"
 _PRICE_TABLE = "backfill_prices"
 _OUTCOME_TABLE = "backfill_outcomes"
 _PROGRESS_TABLE = "ml_backfill_progress"
-
-#: Lock modes on ml_predictions held by a transaction that may be inserting rows.
-_WRITE_LOCK_MODES = ("RowExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock",
-                     "AccessExclusiveLock")  # fmt: skip
-#: How long ``frontier`` waits for a moment when no other transaction may be inserting.
-FRONTIER_WAIT_S = 2.0
-_FRONTIER_POLL_S = 0.02
 
 
 # ---------------------------------------------------------------- SQL text
@@ -388,6 +382,7 @@ class BackfillSession:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._frontier: int | None = None
 
     @property
     def dialect(self) -> str:
@@ -489,37 +484,10 @@ class BackfillSession:
         return int(count)
 
     def frontier(self, wait_s: float = FRONTIER_WAIT_S) -> int | None:
-        """The highest id such that every row at or below it that will ever be committed is
-        visible to the statements that follow (0 for an empty table); None when that could
-        not be established within ``wait_s`` seconds.
-
-        Ids come from a sequence in the order rows are inserted, not committed, so on
-        PostgreSQL a transaction still inserting may hold lower ids than committed rows. The
-        highest visible id counts only once no other transaction holds a write lock on
-        ml_predictions: an inserting transaction holds it from before it takes its ids until
-        after its rows become visible. SQLite has one writer, whose ids are always higher
-        (but it reuses the ids of deleted rows above every other: deleting the newest
-        predictions lets later ones take ids that are already examined).
-        """
-        conn = self._conn
-        highest = "SELECT COALESCE(MAX(id), 0) FROM ml_predictions"
-        if is_sqlite(conn):
-            return int(conn.exec_driver_sql(highest).scalar_one())
-        modes = ", ".join(f"'{mode}'" for mode in _WRITE_LOCK_MODES)
-        writing = (
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'relation' "
-            "AND relation = 'ml_predictions'::regclass "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            f"AND mode IN ({modes}) AND pid IS DISTINCT FROM pg_backend_pid())"
-        )
-        deadline = time.monotonic() + wait_s
-        while True:
-            visible = int(conn.exec_driver_sql(highest).scalar_one())
-            if not conn.exec_driver_sql(writing).scalar_one():
-                return visible
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(_FRONTIER_POLL_S)
+        """``store.id_frontier.visible_frontier`` on this connection (remembered: ``finish``
+        raises the rollups' watermark to it)."""
+        self._frontier = visible_frontier(self._conn, wait_s)
+        return self._frontier
 
     def list_candidates(
         self,
@@ -656,6 +624,8 @@ class BackfillSession:
                 rows_updated = work.execute(
                     statements.update, {"now": statements.now, **bounds}
                 ).rowcount
+                if rows_updated:
+                    self._refresh_rollups()
             if progress is not None:
                 first_not_due = {
                     str(symbol): int(first)
@@ -671,6 +641,21 @@ class BackfillSession:
             for index, horizon in enumerate(HORIZONS)
         }
         return ChunkOutcome(counts, rows_updated)
+
+    def _refresh_rollups(self) -> None:
+        """Refresh the rollups of the keys this chunk updated rows of, in its transaction
+        (rows above the rollups' watermark are not in them yet: ``finish`` adds them)."""
+        through = complete_through(self._conn)
+        if through is None:
+            return
+        any_new = " OR ".join(f"o.r_{horizon} IS NOT NULL" for horizon in HORIZONS)
+        refresh_keys(
+            self._conn,
+            f"{_OUTCOME_TABLE} o CROSS JOIN ml_predictions p",
+            f"p.id = o.id AND o.id <= :through AND ({any_new})",
+            {"through": through},
+            through,
+        )
 
     def record_progress(self, examined: Mapping[str, int], now: datetime) -> None:
         """Record examined ids in their own transaction (a run without chunks)."""
@@ -693,7 +678,11 @@ class BackfillSession:
         )
 
     def finish(self) -> None:
-        """Drop the run's temporary tables and commit."""
+        """Raise the rollups' watermark to the run's id frontier (when it read one), drop the
+        run's temporary tables and commit."""
+        if self._frontier is not None:
+            with self._conn.begin():
+                advance(self._conn, self._frontier, datetime.now(UTC))
         for table in (_OUTCOME_TABLE, _CANDIDATE_TABLE, _PRICE_TABLE, _WINDOW_TABLE):
             self._conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
         self._conn.commit()

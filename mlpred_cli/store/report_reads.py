@@ -4,7 +4,7 @@ needs, run on one connection, returned as plain mappings, frames and arrays
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,22 +12,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlpred_cli.config import HORIZONS
+from mlpred_cli.config import POOLED_IC_MAX_ROWS
 from mlpred_cli.store.prediction_queries import (
     PredictionFilter,
-    accuracy_groups,
     column_values,
-    confidence_bins,
     distinct_values,
     half_means,
-    horizon_summary,
     outcome_values,
     overview,
     read_frame,
     select_predictions,
-    signal_counts,
 )
 from mlpred_cli.store.prediction_reads import reading
+from mlpred_cli.store.rollup_reads import RollupRows, read_rollup_rows
 from mlpred_cli.store.source import DatabaseSource
 
 
@@ -37,10 +34,11 @@ class ReportData:
 
     ``overview`` is the one-row ``overview`` aggregate; ``symbols`` / ``model_versions`` the
     distinct values. When the selection is empty (``overview["predictions"] == 0``) nothing
-    else is read. Otherwise: ``outcomes`` (row-level ``outcome_values``), ``signal_counts``
-    (signal_type, count) pairs, ``horizon_summaries`` (horizon -> ``horizon_summary`` row),
-    ``confidence_bins`` rows, ``symbol_counts`` (``accuracy_groups`` by symbol), ``midpoint``
-    of the time range and ``halves`` (``half_means`` split there), ``inference_times``.
+    else is read. Otherwise: ``rollups`` (the selection's rollup rows: every count and sum
+    of the horizons, confidence, calibration, symbols and signals sections), ``outcomes``
+    (row-level ``outcome_values`` for the pooled rank ICs; None when the selection has more
+    than ``POOLED_IC_MAX_ROWS`` rows with an outcome), ``midpoint`` of the time range and
+    ``halves`` (``half_means`` split there), ``inference_times``.
     ``rows`` holds the selection's predictions when they were asked for (the export).
     """
 
@@ -48,11 +46,8 @@ class ReportData:
     overview: Mapping[Any, Any]
     symbols: list[Any]
     model_versions: list[Any]
+    rollups: RollupRows | None = None
     outcomes: pd.DataFrame | None = None
-    signal_counts: list[tuple[Any, int]] = field(default_factory=list)
-    horizon_summaries: dict[str, Mapping[Any, Any]] = field(default_factory=dict)
-    confidence_bins: Sequence[Mapping[Any, Any]] = field(default_factory=list)
-    symbol_counts: pd.DataFrame | None = None
     midpoint: datetime | None = None
     halves: Mapping[Any, Any] = field(default_factory=dict)
     inference_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -78,16 +73,9 @@ def read_report_data(
             list(conn.execute(distinct_values(selection, "model_version")).scalars().all()),
         )
         if not data.empty:
-            data.outcomes = read_frame(conn, outcome_values(selection))
-            data.signal_counts = [
-                (kind, int(count)) for kind, count in conn.execute(signal_counts(selection)).all()
-            ]
-            data.horizon_summaries = {
-                horizon: conn.execute(horizon_summary(selection, horizon)).mappings().one()
-                for horizon in HORIZONS
-            }
-            data.confidence_bins = conn.execute(confidence_bins(selection)).mappings().all()
-            data.symbol_counts = read_frame(conn, accuracy_groups(selection, "symbol"))
+            data.rollups = read_rollup_rows(conn, selection)
+            if int(head["with_outcomes"]) <= POOLED_IC_MAX_ROWS:
+                data.outcomes = read_frame(conn, outcome_values(selection))
             first, last = head["first"], head["last"]
             data.midpoint = first + (last - first) / 2
             data.halves = conn.execute(half_means(selection, data.midpoint)).mappings().one()

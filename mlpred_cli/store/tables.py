@@ -208,8 +208,7 @@ def _rollup_table() -> sa.Table:
         for name in COUNT_COLUMNS
     ]
     sums = [
-        sa.Column(name, Double, nullable=False, server_default=sa.text("0"))
-        for name in SUM_COLUMNS
+        sa.Column(name, Double, nullable=False, server_default=sa.text("0")) for name in SUM_COLUMNS
     ]
     return sa.Table(
         ROLLUP_TABLE,

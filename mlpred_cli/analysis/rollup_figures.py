@@ -1,0 +1,258 @@
+"""Period figures from rollup rows (``store.rollup_reads``): every count and sum is added up
+over the rows of the period, then turned into the same intermediate results the raw queries
+gave (accuracy counts per group, per-horizon summaries, confidence bins, calibration).
+
+Pure: frames in, frames and mappings out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mlpred_cli.config import CALIBRATION_BINS, CONFIDENCE_BIN_EDGES, HORIZONS, SIGNAL_TYPES
+from mlpred_cli.errors import InputError
+
+#: Groupings an accuracy table can have (``day`` is the UTC date, ``YYYY-MM-DD``).
+ACCURACY_GROUPS: tuple[str, ...] = ("symbol", "model_version", "signal_type", "day")
+
+_SIGNAL_BINS = len(CONFIDENCE_BIN_EDGES) - 1
+
+
+def _of_horizon(frame: pd.DataFrame, horizon: str) -> pd.DataFrame:
+    return frame[frame["horizon"] == horizon]
+
+
+def _model_version(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def _group_sums(frame: pd.DataFrame, by: str, columns: Sequence[str]) -> pd.DataFrame:
+    if frame.empty:
+        return pd.DataFrame(columns=[by, *columns])
+    return frame.groupby(by, sort=False)[list(columns)].sum().reset_index()
+
+
+def _accuracy_by_key(frame: pd.DataFrame, by: str, horizons: Sequence[str]) -> pd.DataFrame:
+    first = _of_horizon(frame, HORIZONS[0])
+    totals = _group_sums(first, by, ["predictions", "with_outcome", "confidence_n",
+                                     "confidence_sum"])  # fmt: skip
+    table = totals.rename(columns={"predictions": "total", "with_outcome": "n_outcomes"})
+    for horizon in horizons:
+        counts = _group_sums(_of_horizon(frame, horizon), by, ["scored", "correct"])
+        counts = counts.rename(columns={"scored": f"n_{horizon}", "correct": f"correct_{horizon}"})
+        table = table.merge(counts, on=by, how="left")
+    return table
+
+
+def _accuracy_by_signal(frame: pd.DataFrame, horizons: Sequence[str]) -> pd.DataFrame:
+    first = _of_horizon(frame, HORIZONS[0])
+    rows: list[dict[str, Any]] = []
+    kinds: list[str | None] = [*SIGNAL_TYPES, None]
+    for kind in kinds:
+        row: dict[str, Any] = {"signal_type": kind}
+        if kind is None:  # no (or an unknown) signal type: what the named types leave over
+            row["total"] = int(first["predictions"].sum()) - sum(
+                int(first[f"signal_{k.lower()}"].sum()) for k in SIGNAL_TYPES
+            )
+            row["n_outcomes"] = int(first["with_outcome"].sum()) - sum(
+                int(first[f"signal_{k.lower()}_with_outcome"].sum()) for k in SIGNAL_TYPES
+            )
+            row["confidence_n"] = int(first["confidence_n"].sum()) - sum(
+                int(first[f"signal_{k.lower()}_confidence_n"].sum()) for k in SIGNAL_TYPES
+            )
+            row["confidence_sum"] = float(first["confidence_sum"].sum()) - sum(
+                float(first[f"signal_{k.lower()}_confidence_sum"].sum()) for k in SIGNAL_TYPES
+            )
+        else:
+            name = f"signal_{kind.lower()}"
+            row["total"] = int(first[name].sum())
+            row["n_outcomes"] = int(first[f"{name}_with_outcome"].sum())
+            row["confidence_n"] = int(first[f"{name}_confidence_n"].sum())
+            row["confidence_sum"] = float(first[f"{name}_confidence_sum"].sum())
+        for horizon in horizons:
+            part = _of_horizon(frame, horizon)
+            if kind is None:
+                row[f"n_{horizon}"] = int(part["scored"].sum()) - sum(
+                    int(part[f"signal_{k.lower()}_scored"].sum()) for k in SIGNAL_TYPES
+                )
+                row[f"correct_{horizon}"] = int(part["correct"].sum()) - sum(
+                    int(part[f"signal_{k.lower()}_correct"].sum()) for k in SIGNAL_TYPES
+                )
+            else:
+                row[f"n_{horizon}"] = int(part[f"signal_{kind.lower()}_scored"].sum())
+                row[f"correct_{horizon}"] = int(part[f"signal_{kind.lower()}_correct"].sum())
+        if row["total"] > 0:
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def accuracy_counts(
+    frame: pd.DataFrame, by: str, horizons: Sequence[str] = HORIZONS, min_count: int = 0
+) -> pd.DataFrame:
+    """Per group of ``by``: ``total``, ``n_outcomes``, ``avg_confidence`` and ``n_h`` /
+    ``correct_h`` per horizon, ordered by total (largest first), then group; groups with
+    fewer than ``min_count`` predictions left out."""
+    if by not in ACCURACY_GROUPS:
+        raise InputError(f"cannot group by {by!r}: use one of {', '.join(ACCURACY_GROUPS)}")
+    counts = [f"{stem}_{h}" for h in horizons for stem in ("n", "correct")]
+    columns = [by, "total", "n_outcomes", "avg_confidence", *counts]
+    if frame.empty:
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
+    table = (
+        _accuracy_by_signal(frame, horizons)
+        if by == "signal_type"
+        else _accuracy_by_key(frame, by, horizons)
+    )
+    if table.empty:
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
+    table["avg_confidence"] = [
+        total / n if n > 0 else None
+        for total, n in zip(table["confidence_sum"], table["confidence_n"], strict=True)
+    ]
+    for name in counts:
+        table[name] = table[name].fillna(0).astype("int64")
+    table["total"] = table["total"].astype("int64")
+    table["n_outcomes"] = table["n_outcomes"].astype("int64")
+    if by == "model_version":
+        table[by] = table[by].map(_model_version)
+    table = table[table["total"] >= max(min_count, 1)]
+    table = table.assign(_missing=table[by].isna()).sort_values(
+        ["total", "_missing", by], ascending=[False, True, True], kind="stable"
+    )
+    return table[columns].reset_index(drop=True)
+
+
+def _mean(total: float, n: int) -> float | None:
+    return total / n if n > 0 else None
+
+
+def horizon_summary(frame: pd.DataFrame, horizon: str) -> dict[str, Any]:
+    """The raw ``horizon_summary`` row of one horizon: counts, actual directions, mean
+    absolute and squared error."""
+    part = _of_horizon(frame, horizon)
+    sums = part.drop(columns=["day", "symbol", "model_version", "horizon", "ic"]).sum()
+    pairs = int(sums.get("return_pairs", 0))
+    summary: dict[str, Any] = {
+        "n": int(sums.get("scored", 0)),
+        "correct": int(sums.get("correct", 0)),
+        "n_directional": int(sums.get("directional", 0)),
+        "correct_directional": int(sums.get("directional_correct", 0)),
+        "abs_error": _mean(float(sums.get("abs_error_sum", 0.0)), pairs),
+        "squared_error": _mean(float(sums.get("squared_error_sum", 0.0)), pairs),
+    }
+    for kind in SIGNAL_TYPES:
+        summary[f"actual_{kind}"] = int(sums.get(f"actual_{kind.lower()}", 0))
+    return summary
+
+
+def pearson_ic(frame: pd.DataFrame, horizon: str) -> float | None:
+    """Pearson correlation of predicted and actual return over the period's pairs."""
+    part = _of_horizon(frame, horizon)
+    n = float(part["return_pairs"].sum())
+    if n < 3:
+        return None
+    sx, sy = float(part["predicted_sum"].sum()), float(part["actual_sum"].sum())
+    sxx, syy = float(part["predicted_sq_sum"].sum()), float(part["actual_sq_sum"].sum())
+    sxy = float(part["cross_sum"].sum())
+    variance_x, variance_y = n * sxx - sx * sx, n * syy - sy * sy
+    # relative guard: a constant side leaves only rounding noise in its variance
+    if variance_x <= 1e-12 * n * sxx or variance_y <= 1e-12 * n * syy:
+        return None
+    value = (n * sxy - sx * sy) / math.sqrt(variance_x * variance_y)
+    return max(-1.0, min(1.0, value))
+
+
+@dataclass(frozen=True)
+class DailyIC:
+    """The mean of the daily Spearman ICs (one per day, symbol and model version with an IC),
+    their standard deviation, the t-statistic of the mean and its two-sided p-value (as
+    alphalens reports an IC series), over ``days`` ICs."""
+
+    mean: float | None
+    std: float | None
+    t_stat: float | None
+    p_value: float | None
+    days: int
+
+
+def daily_ic(frame: pd.DataFrame, horizon: str) -> DailyIC:
+    """``DailyIC`` of ``horizon`` from the period's rollup rows."""
+    values = _of_horizon(frame, horizon)["ic"].to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return DailyIC(None, None, None, None, 0)
+    mean = float(values.mean())
+    if values.size < 2:
+        return DailyIC(mean, None, None, None, int(values.size))
+    std = float(values.std(ddof=1))
+    if std == 0:
+        return DailyIC(mean, std, None, None, int(values.size))
+    t_stat = mean / (std / math.sqrt(values.size))
+    p_value = float(2 * stats.t.sf(abs(t_stat), values.size - 1))
+    return DailyIC(mean, std, t_stat, p_value, int(values.size))
+
+
+def confidence_bins(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The raw ``confidence_bins`` rows: per ``CONFIDENCE_BIN_EDGES`` bin of
+    ``signal_confidence``, count, mean confidence, signal type counts and the primary
+    horizon's scored / correct counts (bins without rows left out)."""
+    rows = []
+    for k in range(_SIGNAL_BINS):
+        count = int(frame[f"bin_{k}_n"].sum()) if not frame.empty else 0
+        if count == 0:
+            continue
+        row: dict[str, Any] = {
+            "bin": k,
+            "count": count,
+            "avg_confidence": float(frame[f"bin_{k}_confidence_sum"].sum()) / count,
+            "n_primary": int(frame[f"bin_{k}_scored"].sum()),
+            "correct_primary": int(frame[f"bin_{k}_correct"].sum()),
+        }
+        for kind in SIGNAL_TYPES:
+            row[f"signals_{kind}"] = int(frame[f"bin_{k}_{kind.lower()}"].sum())
+        rows.append(row)
+    return rows
+
+
+def calibration(frame: pd.DataFrame, horizon: str) -> dict[str, Any]:
+    """Calibration of ``horizon``'s direction confidence: n, mean confidence, accuracy,
+    ECE over ``CALIBRATION_BINS`` equal-width bins, Brier score."""
+    part = _of_horizon(frame, horizon)
+    n = int(part["calibration_n"].sum())
+    if n == 0:
+        return {"horizon": horizon, "n": 0, "avg_confidence": None, "accuracy": None,
+                "ece": None, "brier": None}  # fmt: skip
+    ece = 0.0
+    for k in range(CALIBRATION_BINS):
+        members = int(part[f"ece_{k}_n"].sum())
+        if members:
+            accuracy = int(part[f"ece_{k}_correct"].sum()) / members
+            confidence = float(part[f"ece_{k}_confidence_sum"].sum()) / members
+            ece += members * abs(accuracy - confidence)
+    return {
+        "horizon": horizon,
+        "n": n,
+        "avg_confidence": float(part["calibration_confidence_sum"].sum()) / n,
+        "accuracy": int(part["calibration_correct"].sum()) / n,
+        "ece": ece / n,
+        "brier": float(part["brier_sum"].sum()) / n,
+    }
+
+
+def signal_counts(frame: pd.DataFrame) -> list[tuple[str | None, int]]:
+    """(signal_type, predictions) pairs; None for rows without a known signal type."""
+    first = _of_horizon(frame, HORIZONS[0])
+    found: list[tuple[str | None, int]] = [
+        (kind, int(first[f"signal_{kind.lower()}"].sum())) for kind in SIGNAL_TYPES
+    ]
+    other = int(first["predictions"].sum()) - sum(count for _, count in found)
+    if other:
+        found.append((None, other))
+    return found

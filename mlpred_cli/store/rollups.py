@@ -1,0 +1,298 @@
+"""Keeping ``ml_prediction_daily`` exact: refresh of the keys a change touched, the advance of
+its watermark, and the rebuild from raw rows.
+
+The invariant: every rollup row of a key (day, symbol, model_version) aggregates exactly the
+raw rows of that key with ``id <= complete_through_id`` (``ml_rollup_state``). Rows above the
+watermark are not in the rollups yet; readers aggregate them from raw rows. So
+
+- an outcome update of rows at or below the watermark refreshes their keys in the same
+  transaction (``refresh_keys``), from rows at or below the watermark;
+- ``advance`` moves the watermark to a new id frontier: the keys of the rows between the two
+  are refreshed from rows up to the new frontier, in one transaction with the new watermark;
+- ``rebuild`` recomputes whole days (never the archived ones, whose raw rows are gone).
+
+A refresh recomputes a key from raw rows (it does not apply deltas), so a refreshed row is the
+row a rebuild writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from mlpred_cli.store.column_types import UTCDateTime
+from mlpred_cli.store.database import is_sqlite
+from mlpred_cli.store.driver_errors import database_errors
+from mlpred_cli.store.id_frontier import visible_frontier
+from mlpred_cli.store.locks import backfill_lock
+from mlpred_cli.store.rollup_columns import ALL_COLUMNS, ROLLUP_TABLE
+from mlpred_cli.store.rollup_sql import day_sql, rollup_select
+
+_STATE_TABLE = "ml_rollup_state"
+_STATE_NAME = "daily"
+_ARCHIVED_TABLE = "ml_archived_days"
+_TOUCHED_TABLE = "rollup_touched"
+_COLUMN_LIST = ", ".join(ALL_COLUMNS)
+
+
+def complete_through(conn: Connection) -> int | None:
+    """The id through which the rollups hold every row; None when they were never built (a
+    database upgraded with predictions in it, before its first ``rebuild``)."""
+    value = conn.execute(
+        sa.text(f"SELECT complete_through_id FROM {_STATE_TABLE} WHERE name = :name"),
+        {"name": _STATE_NAME},
+    ).scalar()
+    return None if value is None else int(value)
+
+
+def _set_complete_through(conn: Connection, through: int, now: datetime) -> None:
+    conn.execute(
+        sa.text(
+            f"INSERT INTO {_STATE_TABLE} (name, complete_through_id, updated_at) "
+            "VALUES (:name, :through, :now) ON CONFLICT (name) DO UPDATE "
+            "SET complete_through_id = excluded.complete_through_id, "
+            "updated_at = excluded.updated_at"
+        ).bindparams(sa.bindparam("now", type_=UTCDateTime)),
+        {"name": _STATE_NAME, "through": through, "now": now},
+    )
+
+
+def _day_bounds(dialect: str) -> tuple[str, str]:
+    """SQL of the first and the next day's first instant of ``t.day``, in stored form."""
+    if dialect == "sqlite":
+        return "t.day || ' 00:00:00.000000'", "date(t.day, '+1 day') || ' 00:00:00.000000'"
+    start = "CAST(t.day AS TIMESTAMP) AT TIME ZONE 'UTC'"
+    return start, "(CAST(t.day AS TIMESTAMP) + INTERVAL '1 day') AT TIME ZONE 'UTC'"
+
+
+def _create_touched(conn: Connection) -> None:
+    day_type = "TEXT" if is_sqlite(conn) else "DATE"
+    time_type = "TEXT" if is_sqlite(conn) else "TIMESTAMPTZ"
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_TOUCHED_TABLE}")
+    conn.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE {_TOUCHED_TABLE} (day {day_type} NOT NULL, "
+        "symbol VARCHAR(20) NOT NULL, model_version VARCHAR(50) NOT NULL, "
+        f"day_start {time_type}, day_end {time_type}, "
+        "PRIMARY KEY (day, symbol, model_version))"
+    )
+
+
+def refresh_keys(
+    conn: Connection, rows_from: str, where: str, params: dict[str, Any], through: int
+) -> int:
+    """Recompute, inside the caller's transaction, the rollup rows of every key (day, symbol,
+    model_version) of the prediction rows ``p`` of ``rows_from`` matching ``where``, from the
+    raw rows with ``id <= through``; archived days are left alone. Returns the keys refreshed."""
+    dialect = conn.dialect.name
+    _create_touched(conn)
+    conn.execute(
+        sa.text(
+            f"INSERT INTO {_TOUCHED_TABLE} (day, symbol, model_version) "
+            f"SELECT DISTINCT {day_sql(dialect)}, p.symbol, COALESCE(p.model_version, '') "
+            f"FROM {rows_from} WHERE {where}"
+        ),
+        params,
+    )
+    conn.exec_driver_sql(
+        f"DELETE FROM {_TOUCHED_TABLE} WHERE day IN (SELECT day FROM {_ARCHIVED_TABLE})"
+    )
+    start, end = _day_bounds(dialect)
+    conn.exec_driver_sql(
+        f"UPDATE {_TOUCHED_TABLE} SET day_start = {start.replace('t.', '')}, "
+        f"day_end = {end.replace('t.', '')}"
+    )
+    keys = int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {_TOUCHED_TABLE}").scalar_one())
+    if keys == 0:
+        return 0
+    if not is_sqlite(conn):
+        conn.exec_driver_sql(f"ANALYZE {_TOUCHED_TABLE}")
+    conn.exec_driver_sql(
+        f"DELETE FROM {ROLLUP_TABLE} WHERE EXISTS (SELECT 1 FROM {_TOUCHED_TABLE} t "
+        f"WHERE t.day = {ROLLUP_TABLE}.day AND t.symbol = {ROLLUP_TABLE}.symbol "
+        f"AND t.model_version = {ROLLUP_TABLE}.model_version)"
+    )
+    # CROSS JOIN keeps SQLite on the touched keys outside, the (symbol, datetime) index inside
+    joined = (
+        f"{_TOUCHED_TABLE} t CROSS JOIN ml_predictions p"
+        if is_sqlite(conn)
+        else f"{_TOUCHED_TABLE} t JOIN ml_predictions p ON p.symbol = t.symbol "
+        "AND p.datetime >= t.day_start AND p.datetime < t.day_end"
+    )
+    condition = (
+        "p.symbol = t.symbol AND p.datetime >= t.day_start AND p.datetime < t.day_end "
+        "AND COALESCE(p.model_version, '') = t.model_version AND p.id <= :through"
+    )
+    conn.execute(
+        sa.text(
+            f"INSERT INTO {ROLLUP_TABLE} ({_COLUMN_LIST}) "
+            f"{rollup_select(dialect, rows_from=joined, where=condition)}"
+        ),
+        {"through": through},
+    )
+    conn.exec_driver_sql(f"DROP TABLE {_TOUCHED_TABLE}")
+    return keys
+
+
+def advance(conn: Connection, frontier: int, now: datetime) -> int:
+    """Raise the watermark to ``frontier`` (every row at or below it that will ever commit is
+    visible), refreshing the keys of the rows in between, inside the caller's transaction.
+    Never lowers it; does nothing while the rollups were never built. Returns the keys
+    refreshed."""
+    through = complete_through(conn)
+    if through is None or frontier <= through:
+        return 0
+    keys = refresh_keys(
+        conn,
+        "ml_predictions p",
+        "p.id > :low AND p.id <= :high",
+        {"low": through, "high": frontier},
+        frontier,
+    )
+    _set_complete_through(conn, frontier, now)
+    return keys
+
+
+@dataclass(frozen=True)
+class DaySpan:
+    """A run of whole UTC days, ``first`` to ``last`` inclusive."""
+
+    first: date
+    last: date
+
+    def days(self) -> Iterator[date]:
+        """Each day of the span, in order."""
+        day = self.first
+        while day <= self.last:
+            yield day
+            day += timedelta(days=1)
+
+
+def raw_day_span(conn: Connection, since: date | None) -> DaySpan | None:
+    """The days from ``since`` (else the first prediction's day) to the last prediction's
+    day; None when there is no prediction there."""
+    statement = sa.text("SELECT MIN(datetime), MAX(datetime) FROM ml_predictions").columns(
+        sa.column("first", UTCDateTime), sa.column("last", UTCDateTime)
+    )
+    first, last = conn.execute(statement).one()
+    if first is None:
+        return None
+    start = max(first.date(), since) if since is not None else first.date()
+    if start > last.date():
+        return None
+    return DaySpan(start, last.date())
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def rebuild_days(conn: Connection, first: date, last: date, through: int) -> int:
+    """Inside the caller's transaction, replace the rollup rows of the days ``first`` to
+    ``last`` (not the archived ones) with rows computed from raw rows with ``id <= through``.
+    Returns the rollup rows written."""
+    dialect = conn.dialect.name
+    bounds = {"first": first, "last": last}
+    conn.execute(
+        sa.text(
+            f"DELETE FROM {ROLLUP_TABLE} WHERE day >= :first AND day <= :last "
+            f"AND day NOT IN (SELECT day FROM {_ARCHIVED_TABLE})"
+        ).bindparams(sa.bindparam("first", type_=sa.Date), sa.bindparam("last", type_=sa.Date)),
+        bounds,
+    )
+    where = (
+        "p.datetime >= :start AND p.datetime < :end AND p.id <= :through "
+        f"AND {day_sql(dialect)} NOT IN (SELECT day FROM {_ARCHIVED_TABLE})"
+    )
+    result = conn.execute(
+        sa.text(
+            f"INSERT INTO {ROLLUP_TABLE} ({_COLUMN_LIST}) {rollup_select(dialect, where=where)}"
+        ).bindparams(
+            sa.bindparam("start", type_=UTCDateTime), sa.bindparam("end", type_=UTCDateTime)
+        ),
+        {
+            "start": _midnight(first),
+            "end": _midnight(last + timedelta(days=1)),
+            "through": through,
+        },
+    )
+    return int(result.rowcount or 0)
+
+
+def set_complete_through(conn: Connection, through: int, now: datetime) -> None:
+    """Record the watermark (inside the caller's transaction); used by a full rebuild."""
+    _set_complete_through(conn, through, now)
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    """What ``rebuild`` did: ``status`` ``done`` or ``locked`` (a backfill or another rebuild
+    holds the lock) or ``busy`` (writers kept the id frontier from settling), the days
+    recomputed, the rollup rows written and the watermark they are complete through."""
+
+    status: str
+    days: int = 0
+    rows: int = 0
+    through: int | None = None
+    full: bool = False
+
+
+def _rollup_day_span(conn: Connection, since: date | None) -> DaySpan | None:
+    first, last = conn.execute(
+        sa.text(f"SELECT MIN(day), MAX(day) FROM {ROLLUP_TABLE}").columns(
+            sa.column("first", sa.Date), sa.column("last", sa.Date)
+        )
+    ).one()
+    if first is None:
+        return None
+    start = max(first, since) if since is not None else first
+    return DaySpan(start, last) if start <= last else None
+
+
+def rebuild(
+    engine: Engine,
+    *,
+    since: date | None,
+    now: datetime,
+    days_per_transaction: int = 7,
+    progress: Callable[[int, int], None] | None = None,
+) -> RebuildResult:
+    """Recompute the rollups of every day from ``since`` (None: all) from raw rows, a few
+    days per transaction, under the backfill lock. Archived days are kept. When the rollups
+    were never built, every day is rebuilt whatever ``since`` says (``full``)."""
+    with database_errors(engine.url), engine.connect() as conn, backfill_lock(engine, conn) as got:
+        if not got:
+            return RebuildResult("locked")
+        frontier = visible_frontier(conn)
+        conn.commit()
+        if frontier is None:
+            return RebuildResult("busy")
+        with conn.begin():
+            through = complete_through(conn)
+            full = through is None
+            if not full:
+                advance(conn, frontier, now)
+        start = None if full else since
+        spans = [s for s in (raw_day_span(conn, start), _rollup_day_span(conn, start)) if s]
+        conn.commit()
+        days = rows = 0
+        if spans:
+            first = min(span.first for span in spans)
+            last = max(span.last for span in spans)
+            total = (last - first).days + 1
+            day = first
+            while day <= last:
+                end = min(last, day + timedelta(days=days_per_transaction - 1))
+                with conn.begin():
+                    rows += rebuild_days(conn, day, end, frontier)
+                days += (end - day).days + 1
+                if progress is not None:
+                    progress(days, total)
+                day = end + timedelta(days=1)
+        with conn.begin():
+            _set_complete_through(conn, max(frontier, complete_through(conn) or 0), now)
+        return RebuildResult("done", days, rows, frontier, full)
