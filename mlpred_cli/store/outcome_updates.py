@@ -25,6 +25,7 @@ of ``outcomes/backfill.py``; here they are written as SQL for each backend.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -113,14 +114,15 @@ def _candidate_select(dialect: str, lowest_examined: int | None, until: datetime
     if dialect == "postgresql":
         # OFFSET 0 keeps the subquery apart, so each symbol's window is an index scan
         in_window = (
-            f"SELECT c.id, w.symbol FROM {_WINDOW_TABLE} w CROSS JOIN LATERAL "
-            "(SELECT p.id FROM ml_predictions p WHERE p.symbol = w.symbol "
+            f"SELECT c.id, w.symbol, c.datetime FROM {_WINDOW_TABLE} w CROSS JOIN LATERAL "
+            "(SELECT p.id, p.datetime FROM ml_predictions p WHERE p.symbol = w.symbol "
             f"AND p.datetime >= w.start AND {pending} OFFSET 0) c WHERE w.scan_window = 1"
         )
     else:
         # CROSS JOIN fixes SQLite's join order: windows outside, the (symbol, datetime) index
         in_window = (
-            f"SELECT p.id, p.symbol FROM {_WINDOW_TABLE} w CROSS JOIN ml_predictions p "
+            f"SELECT p.id, p.symbol, p.datetime FROM {_WINDOW_TABLE} w "
+            "CROSS JOIN ml_predictions p "
             f"WHERE p.symbol = w.symbol AND p.datetime >= w.start AND w.scan_window = 1 "
             f"AND {pending}"
         )
@@ -129,7 +131,7 @@ def _candidate_select(dialect: str, lowest_examined: int | None, until: datetime
     # On SQLite CROSS JOIN keeps the id range of ml_predictions outside, windows by key. Rows
     # the first part lists are left out, so the parts are disjoint (UNION ALL, no sort).
     above = (
-        f"SELECT p.id, p.symbol FROM ml_predictions p CROSS JOIN {_WINDOW_TABLE} w "
+        f"SELECT p.id, p.symbol, p.datetime FROM ml_predictions p CROSS JOIN {_WINDOW_TABLE} w "
         f"WHERE p.id > {int(lowest_examined)} AND p.symbol = w.symbol AND w.scan_ids = 1 "
         f"AND p.id > w.examined AND {pending} "
         "AND NOT (w.scan_window = 1 AND p.datetime >= w.start)"
@@ -196,7 +198,9 @@ def _outcome_select(
         # The id range on both tables lets PostgreSQL pick a range scan of the primary key
         # (not a scan of the whole table) or a look-up per candidate; CROSS JOIN makes SQLite
         # read the candidates and look each row up, rather than every row in the range.
+        # The chunk's datetime range prunes a partitioned table to the partitions it touches.
         f"FROM {_CANDIDATE_TABLE} k CROSS JOIN ml_predictions p WHERE p.id = k.id "
+        "AND p.datetime = k.datetime AND p.datetime >= :dt_lo AND p.datetime <= :dt_hi "
         "AND k.id >= :lo AND k.id <= :hi AND p.id >= :lo AND p.id <= :hi "
         "AND p.actuals_filled_at IS NULL"
     )
@@ -248,8 +252,14 @@ def _update_sql() -> str:
     return (
         f"UPDATE ml_predictions SET {', '.join(sets)} FROM {_OUTCOME_TABLE} o "
         f"WHERE ml_predictions.id = o.id AND ml_predictions.id BETWEEN :lo AND :hi "
+        "AND ml_predictions.datetime >= :dt_lo AND ml_predictions.datetime <= :dt_hi "
         f"AND ({any_new})"
     )
+
+
+def _chunk_span_binds() -> list[sa.BindParameter[Any]]:
+    """The chunk's first and last candidate ``datetime`` (``dt_lo`` / ``dt_hi``)."""
+    return [sa.bindparam("dt_lo", type_=UTCDateTime), sa.bindparam("dt_hi", type_=UTCDateTime)]
 
 
 def _typed_binds(params: Mapping[str, Any]) -> list[sa.BindParameter[Any]]:
@@ -365,11 +375,13 @@ def outcome_statements(
     select = _outcome_select(horizons, prices, interval_minutes, dialect)
     return OutcomeStatements(
         fill=sa.text(f"INSERT INTO {_OUTCOME_TABLE} {select}").bindparams(
-            *_typed_binds(fill_params)
+            *_typed_binds(fill_params), *_chunk_span_binds()
         ),
         fill_params=fill_params,
         counts=sa.text(_counts_sql()),
-        update=sa.text(_update_sql()).bindparams(sa.bindparam("now", type_=UTCDateTime)),
+        update=sa.text(_update_sql()).bindparams(
+            sa.bindparam("now", type_=UTCDateTime), *_chunk_span_binds()
+        ),
         now=now,
     )
 
@@ -383,6 +395,8 @@ class BackfillSession:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._frontier: int | None = None
+        #: Seconds spent keeping the daily rollups current (refreshes and the advance).
+        self.rollup_seconds = 0.0
 
     @property
     def dialect(self) -> str:
@@ -500,13 +514,14 @@ class BackfillSession:
         ``lowest_examined`` is the lowest ``examined`` of the windows with ``scan_ids``."""
         conn = self._conn
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_CANDIDATE_TABLE}")
+        time_type = "TEXT" if is_sqlite(conn) else "TIMESTAMPTZ"
         conn.exec_driver_sql(
             f"CREATE TEMPORARY TABLE {_CANDIDATE_TABLE} "
-            "(id BIGINT PRIMARY KEY, symbol VARCHAR(20) NOT NULL)"
+            f"(id BIGINT PRIMARY KEY, symbol VARCHAR(20) NOT NULL, datetime {time_type} NOT NULL)"
         )
         _, params = _until_filter(until)
         select = _candidate_select(self.dialect, lowest_examined, until)
-        sql = f"INSERT INTO {_CANDIDATE_TABLE} SELECT id, symbol FROM ({select}) u"
+        sql = f"INSERT INTO {_CANDIDATE_TABLE} SELECT id, symbol, datetime FROM ({select}) u"
         if limit is not None:
             sql += f" ORDER BY id LIMIT {int(limit)}"
         conn.execute(sa.text(sql).bindparams(*_typed_binds(params)), params)
@@ -518,8 +533,7 @@ class BackfillSession:
     def candidate_span(self) -> tuple[datetime, datetime] | None:
         """The first and last ``datetime`` of the candidate rows, None when there are none."""
         statement = sa.text(
-            f"SELECT MIN(p.datetime), MAX(p.datetime) FROM {_CANDIDATE_TABLE} k "
-            "JOIN ml_predictions p ON p.id = k.id"
+            f"SELECT MIN(k.datetime), MAX(k.datetime) FROM {_CANDIDATE_TABLE} k"
         ).columns(sa.column("first", UTCDateTime), sa.column("last", UTCDateTime))
         first, last = self._conn.execute(statement).one()
         return None if first is None else (first, last)
@@ -612,9 +626,16 @@ class BackfillSession:
         the outcome table, counted and (when ``write``) applied to ``ml_predictions``; then
         ``progress`` (when given) says which examined ids to record in the same transaction."""
         work = self._conn
-        bounds = {"lo": lo, "hi": hi}
         rows_updated = 0
         with work.begin():
+            span = work.execute(
+                sa.text(
+                    f"SELECT MIN(datetime), MAX(datetime) FROM {_CANDIDATE_TABLE} "
+                    "WHERE id >= :lo AND id <= :hi"
+                ).columns(sa.column("first", UTCDateTime), sa.column("last", UTCDateTime)),
+                {"lo": lo, "hi": hi},
+            ).one()
+            bounds = {"lo": lo, "hi": hi, "dt_lo": span[0], "dt_hi": span[1]}
             work.exec_driver_sql(f"DELETE FROM {_OUTCOME_TABLE}")
             work.execute(statements.fill, {**statements.fill_params, **bounds})
             if work.dialect.name == "postgresql":
@@ -645,6 +666,7 @@ class BackfillSession:
     def _refresh_rollups(self) -> None:
         """Refresh the rollups of the keys this chunk updated rows of, in its transaction
         (rows above the rollups' watermark are not in them yet: ``finish`` adds them)."""
+        started = time.perf_counter()
         through = complete_through(self._conn)
         if through is None:
             return
@@ -656,6 +678,7 @@ class BackfillSession:
             {"through": through},
             through,
         )
+        self.rollup_seconds += time.perf_counter() - started
 
     def record_progress(self, examined: Mapping[str, int], now: datetime) -> None:
         """Record examined ids in their own transaction (a run without chunks)."""
@@ -681,8 +704,10 @@ class BackfillSession:
         """Raise the rollups' watermark to the run's id frontier (when it read one), drop the
         run's temporary tables and commit."""
         if self._frontier is not None:
+            started = time.perf_counter()
             with self._conn.begin():
                 advance(self._conn, self._frontier, datetime.now(UTC))
+            self.rollup_seconds += time.perf_counter() - started
         for table in (_OUTCOME_TABLE, _CANDIDATE_TABLE, _PRICE_TABLE, _WINDOW_TABLE):
             self._conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
         self._conn.commit()
