@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from logging.config import fileConfig
+from typing import Any
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -15,12 +16,30 @@ config = context.config
 target_metadata = Base.metadata
 
 
+#: Tables mlpred makes outside migrations: the day partitions of ml_predictions.
+_PARTITION_PREFIXES = ("ml_predictions_p2", "ml_predictions_default")
+
+
+def _include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Leave out of autogenerate (and ``alembic check``) what the partitioned layout adds:
+    the day partitions, their indexes, and the unique constraint that gains ``datetime``."""
+    if type_ == "table" and name is not None and name.startswith(_PARTITION_PREFIXES):
+        return False
+    table = getattr(obj, "table", None)
+    if type_ == "index" and table is not None and table.name.startswith(_PARTITION_PREFIXES):
+        return False
+    return not (type_ == "unique_constraint" and name == "uq_ml_predictions_prediction_id")
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=_include_object,
     )
 
 

@@ -86,6 +86,7 @@ from mlpred_cli.store.outcome_updates import (
     backfill_session,
     outcome_statements,
 )
+from mlpred_cli.store.partitions import keep_partitions
 from mlpred_cli.store.source import DatabaseSource, opened
 
 #: Returns within this of a threshold count as on it (NEUTRAL): 100.15 / 100 - 1 is
@@ -119,6 +120,7 @@ class BackfillReport:
     rows_updated: int = 0
     chunks: int = 0
     elapsed_s: float = 0.0
+    rollup_s: float = 0.0  # of elapsed_s, the time spent keeping the daily rollups current
     horizons: list[HorizonCounts] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -134,6 +136,7 @@ class BackfillReport:
             "rows_updated": self.rows_updated,
             "chunks": self.chunks,
             "elapsed_s": round(self.elapsed_s, 3),
+            "rollup_s": round(self.rollup_s, 3),
             "horizons": [vars(counts) for counts in self.horizons],
         }
 
@@ -282,6 +285,8 @@ def backfill_actuals(
     records = since is None and until is None and not dry_run and set(chosen) == set(HORIZONS)
 
     with opened(database) as engine, backfill_session(engine) as session:
+        if not dry_run:  # partitioned storage: the coming days' partitions (best effort)
+            keep_partitions(engine, now=moment)
         session.check_source(source)
         with session.lock() as acquired:
             if not acquired:
@@ -344,6 +349,7 @@ def backfill_actuals(
                 session.record_progress(tracker.step(tracker.frontier)({}), moment)
             report.outside_window = session.count_outside_windows()
             session.finish()
+            report.rollup_s = session.rollup_seconds
     report.elapsed_s = time.perf_counter() - started
     return report
 

@@ -22,7 +22,7 @@ from mlpred_cli.store.prediction_queries import PredictionFilter
 from mlpred_cli.store.prediction_reads import reading
 from mlpred_cli.store.rollup_columns import ADDITIVE_COLUMNS, ALL_COLUMNS, COUNT_COLUMNS
 from mlpred_cli.store.rollup_sql import day_sql, rollup_select
-from mlpred_cli.store.rollups import complete_through
+from mlpred_cli.store.rollups import complete_through, without_jit
 from mlpred_cli.store.source import DatabaseSource
 from mlpred_cli.store.tables import archived_days_table, rollup_table
 
@@ -110,6 +110,7 @@ class _RawWhere:
 
 def _raw_frame(conn: Connection, where: _RawWhere, ranges: str) -> pd.DataFrame:
     sql = rollup_select(conn.dialect.name, where=where.text(ranges))
+    without_jit(conn)
     result = conn.execute(where.statement(sql), where.params)
     return pd.DataFrame(result.all(), columns=list(result.keys()))
 

@@ -40,6 +40,14 @@ _TOUCHED_TABLE = "rollup_touched"
 _COLUMN_LIST = ", ".join(ALL_COLUMNS)
 
 
+def without_jit(conn: Connection) -> None:
+    """Turn PostgreSQL's JIT off for the caller's transaction: the rollup aggregation has ~900
+    expressions, and compiling them (per partition on a partitioned table) costs far more
+    than running them (minutes, uninterruptible, for a year of history)."""
+    if not is_sqlite(conn):
+        conn.exec_driver_sql("SET LOCAL jit = off")
+
+
 def complete_through(conn: Connection) -> int | None:
     """The id through which the rollups hold every row; None when they were never built (a
     database upgraded with predictions in it, before its first ``rebuild``)."""
@@ -116,6 +124,7 @@ def refresh_keys(
         f"WHERE t.day = {ROLLUP_TABLE}.day AND t.symbol = {ROLLUP_TABLE}.symbol "
         f"AND t.model_version = {ROLLUP_TABLE}.model_version)"
     )
+    without_jit(conn)
     # CROSS JOIN keeps SQLite on the touched keys outside, the (symbol, datetime) index inside
     joined = (
         f"{_TOUCHED_TABLE} t CROSS JOIN ml_predictions p"
@@ -196,6 +205,7 @@ def rebuild_days(conn: Connection, first: date, last: date, through: int) -> int
     ``last`` (not the archived ones) with rows computed from raw rows with ``id <= through``.
     Returns the rollup rows written."""
     dialect = conn.dialect.name
+    without_jit(conn)
     bounds = {"first": first, "last": last}
     conn.execute(
         sa.text(
