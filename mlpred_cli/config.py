@@ -177,6 +177,10 @@ DEFAULT_BACKFILL_INTERVAL = "15m"
 #: completed one (so late candles still get used); older gaps are retried only with --since.
 BACKFILL_RETRY_WINDOW = timedelta(days=2)
 
+#: Days of day partitions kept ready ahead of today (UTC) on a partitioned ml_predictions:
+#: loggers, backfill runs, ``init-db --partitioned`` and ``partitions ensure`` create them.
+PARTITION_DAYS_AHEAD = 7
+
 # ---------------------------------------------------------------- prediction interpretation
 
 #: Most recent candles of ``market_data`` kept for the indicators (older ones are dropped).

@@ -16,6 +16,8 @@ from mlpred_cli.errors import InputError
 from tests.factories import insert_predictions as insert_rows
 from tests.factories import prediction_row
 
+pytestmark = pytest.mark.both_layouts
+
 BASE = datetime.now(UTC).replace(microsecond=0)
 
 

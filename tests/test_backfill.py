@@ -23,6 +23,8 @@ from mlpred_cli.store.tables import predictions_table
 from tests.cli_helpers import run_cli
 from tests.factories import candle_row, insert_candles, insert_predictions, prediction_row
 
+pytestmark = pytest.mark.both_layouts
+
 #: A quarter-hour boundary two days ago: every horizon of a prediction made then is due.
 T = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
 M15, H1, H4, H12 = (timedelta(minutes=15), timedelta(hours=1), timedelta(hours=4),

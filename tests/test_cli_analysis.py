@@ -15,6 +15,8 @@ from mlpred_cli.config import HORIZONS
 from tests.cli_helpers import run_cli
 from tests.factories import insert_predictions, prediction_row
 
+pytestmark = pytest.mark.both_layouts
+
 NOW = datetime.now(UTC)
 
 

@@ -21,6 +21,8 @@ from mlpred_cli.capture.synthetic_market import raw_model_outputs
 from mlpred_cli.store.tables import predictions_table
 from tests.factories import install_poison_rule
 
+pytestmark = pytest.mark.both_layouts
+
 RAW_OUTPUTS = np.array(
     [
         0.002, -0.003, 0.01, -0.02,  # predicted returns 15m, 1h, 4h, 12h

@@ -27,6 +27,8 @@ from mlpred_cli.store.prediction_queries import (
 from tests.factories import insert_predictions as insert_rows
 from tests.factories import prediction_row
 
+pytestmark = pytest.mark.both_layouts
+
 NOW = datetime.now(UTC)
 
 

@@ -29,6 +29,8 @@ from mlpred_cli.store.prediction_reads import read_accuracy_counts
 from mlpred_cli.store.rollup_columns import ROLLUP_TABLE
 from tests.factories import candle_row, insert_candles, insert_predictions, prediction_row
 
+pytestmark = pytest.mark.both_layouts
+
 START = datetime(2026, 3, 1, tzinfo=UTC)
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 VERSIONS = ("v1", "v2", None)
@@ -111,7 +113,7 @@ def test_accuracy_from_rollups_equals_raw_counts_on_random_data(engine: Engine) 
             raw = read_accuracy_counts(engine, selection, by, HORIZONS)
             fast = accuracy_table(engine, by=by, **window)
             expected = raw.drop(columns=[f"correct_{h}" for h in HORIZONS])
-            fast_counts = fast[[c for c in expected.columns]]
+            fast_counts = fast[list(expected.columns)]
             _assert_counts_equal(fast_counts, expected, by)
             for horizon in HORIZONS:  # accuracy = correct / n of the raw counts
                 for (_, f), (_, r) in zip(
@@ -223,6 +225,7 @@ def _logged(engine: Engine, seed: int, first: int, last: int) -> None:
     for step in range(first, last):
         for symbol in ("BTCUSDT", "ETHUSDT"):
             row = _random_row(rng, START + timedelta(minutes=15 * step))
+            row["symbol"] = symbol
             for horizon in HORIZONS:
                 for stem in ("actual_return", "actual_direction", "accuracy"):
                     row[f"{stem}_{horizon}"] = None
@@ -242,7 +245,7 @@ def test_backfill_keeps_rollups_equal_to_a_rebuild(engine: Engine) -> None:
     kept = _rollup_table(engine)
     assert len(kept) > 0
     assert int(kept["scored"].sum()) > 0
-    window = {"since": START, "until": START + timedelta(days=3)}
+    window: dict[str, Any] = {"since": START, "until": START + timedelta(days=3)}
     before = accuracy_table(engine, by="day", **window)
     rebuild_rollups(engine)
     rebuilt = _rollup_table(engine)
@@ -263,7 +266,7 @@ def test_backfill_keeps_rollups_equal_to_a_rebuild(engine: Engine) -> None:
 def test_rollups_of_archived_days_survive_a_rebuild(engine: Engine) -> None:
     _insert_random(engine, seed=21, count=300, days=4)
     rebuild_rollups(engine)
-    window = {"since": START, "until": START + timedelta(days=4)}
+    window: dict[str, Any] = {"since": START, "until": START + timedelta(days=4)}
     before = accuracy_table(engine, by="day", **window)
     archived_day = date(2026, 3, 2)
     with engine.begin() as conn:

@@ -73,17 +73,44 @@ def load_predictions(
     since: TimeValue = None,
     until: TimeValue = None,
     columns: Sequence[str] | None = None,
+    archive: str | Path | None = None,
 ) -> pd.DataFrame:
     """Predictions of the selection, oldest first, one row each.
 
     ``columns`` picks ``ml_predictions`` columns (default: all but the JSON payloads).
     ``datetime`` columns are ``datetime64[UTC]``; ``prediction_id`` is text; unknown
-    values are NaN/None.
+    values are NaN/None. ``archive`` (the directory ``archive_predictions`` wrote to) adds
+    the selection's archived rows, so a notebook sees one history; a row both archived and
+    in the database (a restored day) appears once, from the database.
     """
     selection = make_filter(
         symbol=symbol, model_version=model_version, days=days, since=since, until=until
     )
-    return read_predictions(database, selection, columns)
+    frame = read_predictions(database, selection, columns)
+    if archive is None:
+        return frame
+    from mlpred_cli.history.archived_rows import read_archived_predictions
+
+    wanted = list(columns) if columns is not None else list(frame.columns)
+    key = [name for name in ("prediction_id",) if name not in wanted]
+    archived = read_archived_predictions(Path(archive), selection, [*wanted, *key])
+    if archived.empty:
+        return frame
+    parts = [part for part in (frame, archived[[*wanted, *key]]) if not part.empty]
+    merged = pd.concat(parts, ignore_index=True)
+    if "prediction_id" in merged.columns:
+        in_database = set(frame["prediction_id"]) if "prediction_id" in frame else set()
+        if not in_database and key:  # database rows did not carry the id: read it
+            ids = read_predictions(database, selection, ["prediction_id"])["prediction_id"]
+            in_database = set(ids)
+        from_archive = len(frame)
+        duplicate = merged.index >= from_archive
+        duplicate &= merged["prediction_id"].isin(in_database).to_numpy()
+        merged = merged[~duplicate]
+    order = [name for name in ("datetime", "id") if name in merged.columns]
+    if order:
+        merged = merged.sort_values(order, kind="stable")
+    return merged[wanted].reset_index(drop=True)
 
 
 def accuracy_table(

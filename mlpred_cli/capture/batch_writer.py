@@ -44,6 +44,7 @@ from mlpred_cli.store.connection_breaker import ConnectionBreaker
 from mlpred_cli.store.driver_errors import describe_error, is_row_specific
 from mlpred_cli.store.importance_snapshots import write_snapshot
 from mlpred_cli.store.migrations import ensure_schema
+from mlpred_cli.store.partitions import start_partition_upkeep
 from mlpred_cli.store.prediction_row import WRITE_COLUMNS, Row
 from mlpred_cli.store.prediction_writes import write_isolating
 
@@ -533,6 +534,9 @@ class BatchWriter:
     # ------------------------------------------------------------ writer thread
 
     def _run(self) -> None:
+        # Partitioned storage: create the coming days' partitions, on its own thread so it
+        # never delays a write (best effort; a no-op on SQLite and on a single table).
+        start_partition_upkeep(self._engine)
         while True:
             try:
                 if self._run_once():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -118,3 +118,27 @@ def open_engine(ctx: typer.Context, *, require_schema: bool = True) -> Engine:
 def is_interactive() -> bool:
     """True when stdout is a terminal (progress bars); False under cron and pipes."""
     return sys.stdout.isatty()
+
+
+@contextmanager
+def progress_bar(label: str, show: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr when ``show``; yields its update(done, total) callback."""
+    if not show:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr_console(), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +16,7 @@ from mlpred_cli.cli.common import (
     database_url,
     fail,
     is_interactive,
+    progress_bar,
     stderr_console,
 )
 from mlpred_cli.cli.parsers import parse_horizons, parse_moment, parse_thresholds
@@ -48,30 +49,6 @@ def _option_wording() -> Iterator[None]:
             if message.endswith(parameter):
                 raise InputError(message[: -len(parameter)] + option) from None
         raise
-
-
-@contextmanager
-def _progress_bar(label: str, show: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar on stderr when ``show``; yields its update(done, total) callback."""
-    if not show:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=stderr_console(), transient=True) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 @app.command("import-candles", rich_help_panel="Outcomes")
@@ -115,7 +92,7 @@ def import_candles_command(
     with (
         cli_errors(),
         _option_wording(),
-        _progress_bar("importing", is_interactive()) as update,
+        progress_bar("importing", is_interactive()) as update,
     ):
         written = 0
 
@@ -217,7 +194,7 @@ def backfill_actuals_command(
         from mlpred_cli.outcomes.backfill import backfill_actuals
 
         show_bar = is_interactive() and fmt is OutputFormat.table
-        with _progress_bar("backfilling", show_bar) as update:
+        with progress_bar("backfilling", show_bar) as update:
             report = backfill_actuals(
                 database_url(ctx),
                 source=source,

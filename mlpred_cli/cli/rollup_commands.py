@@ -5,7 +5,13 @@ from __future__ import annotations
 import typer
 
 from mlpred_cli.cli.app import app
-from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, database_url, is_interactive
+from mlpred_cli.cli.common import (
+    FORMAT_OPTION,
+    cli_errors,
+    database_url,
+    is_interactive,
+    progress_bar,
+)
 from mlpred_cli.render.output_format import OutputFormat
 
 rollup_app = typer.Typer(
@@ -37,13 +43,12 @@ def rebuild_command(
 
         mlpred rollup rebuild --since 2026-11-01
     """
-    from mlpred_cli.cli.outcome_commands import _progress_bar
     from mlpred_cli.outcomes.rollups import rebuild_rollups
     from mlpred_cli.render.output import emit_object
 
     with cli_errors():
         url = database_url(ctx)
-        with _progress_bar("rebuilding rollups", is_interactive()) as update:
+        with progress_bar("rebuilding rollups", is_interactive()) as update:
             report = rebuild_rollups(url, since=since, progress=update)
     if fmt is OutputFormat.json:
         emit_object(report.as_dict(), fmt)

@@ -1,6 +1,8 @@
 """Writing built rows to the database: COPY on PostgreSQL, one executemany on SQLite.
 
-Both paths are idempotent on ``prediction_id``: a replayed batch never duplicates rows.
+Both paths are idempotent on ``prediction_id``: a replayed batch never duplicates rows. On a
+table partitioned by day (``store/partitions.py``) the unique key is ``(prediction_id,
+datetime)``; a replayed row has the same ``datetime``, so that key is the idempotency key.
 ``write_isolating`` writes a batch that may hold rows the database rejects: it splits the
 batch until each such row is alone, dead-letters it, and writes the rest.
 """
@@ -8,6 +10,7 @@ batch until each such row is alone, dead-letters it, and writes the rest.
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,10 +18,12 @@ from typing import Any
 
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from mlpred_cli.errors import DatabaseUnavailable
 from mlpred_cli.store.driver_errors import database_errors, describe_error, is_row_specific
+from mlpred_cli.store.partitions import is_partitioned
 from mlpred_cli.store.prediction_row import DATETIME_COLUMNS, JSON_COLUMNS, WRITE_COLUMNS, Row
 
 _COLUMN_LIST = ", ".join(f'"{name}"' for name in WRITE_COLUMNS)
@@ -51,6 +56,11 @@ _JSON_POSITIONS = [i for i, name in enumerate(WRITE_COLUMNS) if name in JSON_COL
 _DATETIME_POSITIONS = [i for i, name in enumerate(WRITE_COLUMNS) if name in DATETIME_COLUMNS]
 _UUID_POSITION = WRITE_COLUMNS.index("prediction_id")
 _BOOL_POSITION = WRITE_COLUMNS.index("is_duplicate")
+
+#: ON CONFLICT target of each layout: a partitioned table's unique keys include ``datetime``.
+_CONFLICT_TARGETS = {False: "(prediction_id)", True: "(prediction_id, datetime)"}
+#: Each engine's layout (partitioned or not), looked up the first time a replay needs it.
+_LAYOUTS: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
 
 
 def write_rows(engine: Engine, rows: Sequence[Row]) -> int:
@@ -110,7 +120,28 @@ def _write_postgresql(engine: Engine, rows: Sequence[Row]) -> int:
     except pg_errors.UniqueViolation:
         pass
     # Some rows are already stored (a replayed batch): go through a staging table.
+    for refresh in (False, True):
+        try:
+            _insert_new_rows(engine, values, refresh=refresh)
+            return len(values)
+        except sa_exc.ProgrammingError as error:
+            # The cached layout is stale (the table was partitioned since): look it up again.
+            if refresh or not isinstance(error.orig, pg_errors.InvalidColumnReference):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _conflict_target(engine: Engine, conn: Connection, *, refresh: bool) -> str:
+    partitioned = None if refresh else _LAYOUTS.get(engine)
+    if partitioned is None:
+        partitioned = _LAYOUTS[engine] = is_partitioned(conn)
+    return _CONFLICT_TARGETS[partitioned]
+
+
+def _insert_new_rows(engine: Engine, values: Sequence[Row], *, refresh: bool) -> None:
+    """Insert the rows whose unique key is not stored yet, through a staging table."""
     with engine.begin() as conn:
+        target = _conflict_target(engine, conn, refresh=refresh)
         conn.exec_driver_sql(
             f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} "
             "(LIKE ml_predictions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -118,9 +149,8 @@ def _write_postgresql(engine: Engine, rows: Sequence[Row]) -> int:
         _copy(conn, _STAGING, values)
         conn.exec_driver_sql(
             f"INSERT INTO ml_predictions ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_STAGING} "
-            "ON CONFLICT (prediction_id) DO NOTHING"
+            f"ON CONFLICT {target} DO NOTHING"
         )
-    return len(values)
 
 
 def _sqlite_datetime(value: datetime | None) -> str | None:
