@@ -7,7 +7,10 @@ The public API, by job (everything else is internal and may change):
   ``run_log_test`` (a self-check), the spool directory (``spool_status``, ``replay_spool``,
   ``export_spool``) and the helpers the logger uses on its input
   (``feature_hash``, ``compute_indicators``, ``extract_market_data``, ``interpret_raw_outputs``).
-- **outcomes**: ``import_candles`` / ``read_candle_file`` and ``backfill_actuals``.
+- **outcomes**: ``import_candles`` / ``read_candle_file``, ``backfill_actuals`` and
+  ``rebuild_rollups`` (the daily rollups the backfill keeps).
+- **history**: ``archive_predictions`` / ``restore_archive`` / ``read_archived_predictions``
+  (Parquet), ``partition_database`` / ``ensure_partitions_for`` / ``partitions_of``.
 - **analysis**: ``load_predictions``, ``accuracy_table``, ``analyze``, ``high_confidence``,
   ``recent_predictions``, ``export_predictions``.
 - **models**: ``compare_models``, ``compute_feature_importance``, ``show_feature_importance``.
@@ -50,6 +53,18 @@ _EXPORTS: dict[str, str] = {
     "read_candle_file": "mlpred_cli.outcomes.candle_files",
     "BackfillReport": "mlpred_cli.outcomes.backfill",
     "backfill_actuals": "mlpred_cli.outcomes.backfill",
+    "RollupRebuildReport": "mlpred_cli.outcomes.rollups",
+    "rebuild_rollups": "mlpred_cli.outcomes.rollups",
+    # history
+    "ArchiveReport": "mlpred_cli.history.archive",
+    "RestoreReport": "mlpred_cli.history.archive",
+    "archive_predictions": "mlpred_cli.history.archive",
+    "restore_archive": "mlpred_cli.history.archive",
+    "read_archived_predictions": "mlpred_cli.history.archived_rows",
+    "PartitionReport": "mlpred_cli.history.partitioning",
+    "partition_database": "mlpred_cli.history.partitioning",
+    "ensure_partitions_for": "mlpred_cli.history.partitioning",
+    "partitions_of": "mlpred_cli.history.partitioning",
     # analysis
     "AnalysisReport": "mlpred_cli.analysis.report",
     "accuracy_table": "mlpred_cli.analysis.prediction_views",
@@ -105,6 +120,18 @@ __all__ = [
     "read_candle_file",
     "BackfillReport",
     "backfill_actuals",
+    "RollupRebuildReport",
+    "rebuild_rollups",
+    # history
+    "ArchiveReport",
+    "RestoreReport",
+    "archive_predictions",
+    "restore_archive",
+    "read_archived_predictions",
+    "PartitionReport",
+    "partition_database",
+    "ensure_partitions_for",
+    "partitions_of",
     # analysis
     "AnalysisReport",
     "accuracy_table",
@@ -175,8 +202,22 @@ if TYPE_CHECKING:
         RowRejected,
         SchemaNotReady,
     )
+    from mlpred_cli.history.archive import (
+        ArchiveReport,
+        RestoreReport,
+        archive_predictions,
+        restore_archive,
+    )
+    from mlpred_cli.history.archived_rows import read_archived_predictions
+    from mlpred_cli.history.partitioning import (
+        PartitionReport,
+        ensure_partitions_for,
+        partition_database,
+        partitions_of,
+    )
     from mlpred_cli.outcomes.backfill import BackfillReport, backfill_actuals
     from mlpred_cli.outcomes.candle_files import ImportReport, import_candles, read_candle_file
+    from mlpred_cli.outcomes.rollups import RollupRebuildReport, rebuild_rollups
     from mlpred_cli.render.model_views import compare_models, show_feature_importance
     from mlpred_cli.store.source import DatabaseSource, engine_for, init_database
 
