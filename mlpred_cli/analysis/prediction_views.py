@@ -143,7 +143,7 @@ def accuracy_table(
     )
     if by not in ACCURACY_GROUPS:
         raise InputError(f"cannot group by {by!r}: use one of {', '.join(ACCURACY_GROUPS)}")
-    rollups = read_rollups(database, selection)
+    rollups = read_rollups(database, selection, () if by == "signal_type" else (by,))
     counts = accuracy_counts(rollups.frame, by, chosen, min_count)
     return add_accuracy_columns(counts, chosen)[accuracy_columns(by, chosen)]
 

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from scipy import stats
 
 from mlpred_cli.config import CALIBRATION_BINS, CONFIDENCE_BIN_EDGES, HORIZONS, SIGNAL_TYPES
 from mlpred_cli.errors import InputError
+from mlpred_cli.store.rollup_columns import ADDITIVE_COLUMNS
 
 #: Groupings an accuracy table can have (``day`` is the UTC date, ``YYYY-MM-DD``).
 ACCURACY_GROUPS: tuple[str, ...] = ("symbol", "model_version", "signal_type", "day")
@@ -136,8 +136,7 @@ def _mean(total: float, n: int) -> float | None:
 def horizon_summary(frame: pd.DataFrame, horizon: str) -> dict[str, Any]:
     """The raw ``horizon_summary`` row of one horizon: counts, actual directions, mean
     absolute and squared error."""
-    part = _of_horizon(frame, horizon)
-    sums = part.drop(columns=["day", "symbol", "model_version", "horizon", "ic"]).sum()
+    sums = _of_horizon(frame, horizon)[list(ADDITIVE_COLUMNS)].sum()
     pairs = int(sums.get("return_pairs", 0))
     summary: dict[str, Any] = {
         "n": int(sums.get("scored", 0)),
@@ -183,20 +182,24 @@ class DailyIC:
 
 
 def daily_ic(frame: pd.DataFrame, horizon: str) -> DailyIC:
-    """``DailyIC`` of ``horizon`` from the period's rollup rows."""
-    values = _of_horizon(frame, horizon)["ic"].to_numpy(dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
+    """``DailyIC`` of ``horizon`` from the period's rollup figures (``ic_sum``,
+    ``ic_sq_sum`` and ``ic_days``: the sums of the daily ICs, of their squares, and their
+    number)."""
+    part = _of_horizon(frame, horizon)
+    days = int(part["ic_days"].sum())
+    if days == 0:
         return DailyIC(None, None, None, None, 0)
-    mean = float(values.mean())
-    if values.size < 2:
-        return DailyIC(mean, None, None, None, int(values.size))
-    std = float(values.std(ddof=1))
-    if std == 0:
-        return DailyIC(mean, std, None, None, int(values.size))
-    t_stat = mean / (std / math.sqrt(values.size))
-    p_value = float(2 * stats.t.sf(abs(t_stat), values.size - 1))
-    return DailyIC(mean, std, t_stat, p_value, int(values.size))
+    total, squares = float(part["ic_sum"].sum()), float(part["ic_sq_sum"].sum())
+    mean = total / days
+    if days < 2:
+        return DailyIC(mean, None, None, None, days)
+    variance = max(0.0, (squares - days * mean * mean) / (days - 1))
+    std = math.sqrt(variance)
+    if std <= 1e-12 * max(1.0, abs(mean)):
+        return DailyIC(mean, std, None, None, days)
+    t_stat = mean / (std / math.sqrt(days))
+    p_value = float(2 * stats.t.sf(abs(t_stat), days - 1))
+    return DailyIC(mean, std, t_stat, p_value, days)
 
 
 def confidence_bins(frame: pd.DataFrame) -> list[dict[str, Any]]:

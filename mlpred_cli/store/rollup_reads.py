@@ -9,6 +9,7 @@ were never built.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -17,10 +18,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from mlpred_cli.errors import InputError
 from mlpred_cli.store.column_types import UTCDateTime
 from mlpred_cli.store.prediction_queries import PredictionFilter
 from mlpred_cli.store.prediction_reads import reading
-from mlpred_cli.store.rollup_columns import ADDITIVE_COLUMNS, ALL_COLUMNS, COUNT_COLUMNS
+from mlpred_cli.store.rollup_columns import ADDITIVE_COLUMNS, COUNT_COLUMNS, SUM_COLUMNS
 from mlpred_cli.store.rollup_sql import day_sql, rollup_select
 from mlpred_cli.store.rollups import complete_through, without_jit
 from mlpred_cli.store.source import DatabaseSource
@@ -31,8 +33,8 @@ R = rollup_table.c
 
 @dataclass
 class RollupRows:
-    """A selection's rollup-shaped rows (``frame``: one row per day, symbol, model_version and
-    horizon and source part; sum them) and where they came from: ``rollup_days`` read from
+    """A selection's rollup figures (``frame``: one row per group and horizon, see
+    ``read_rollup_rows``) and where they came from: ``rollup_days`` read from
     the table, ``raw_days`` aggregated from raw rows, ``archived_days`` of the period whose
     raw rows are archived (only their rollups are left)."""
 
@@ -142,35 +144,94 @@ def _in_whole(column: Any, plan: _Plan) -> list[Any]:
     return clauses
 
 
-def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
+#: Keys a read can keep its rows apart by (``horizon`` is always kept).
+GROUP_KEYS: tuple[str, ...] = ("day", "symbol", "model_version")
+
+#: The daily-IC sums a read returns in place of each key's ``ic``.
+IC_SUMS: tuple[str, ...] = ("ic_sum", "ic_sq_sum", "ic_days")
+
+
+def _columns_of(by: Sequence[str]) -> list[str]:
+    return [*by, "horizon", *ADDITIVE_COLUMNS, *IC_SUMS]
+
+
+def _empty(by: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=object) for name in _columns_of(by)})
+
+
+_INTEGERS = frozenset((*COUNT_COLUMNS, "ic_days"))
+_FLOATS = frozenset((*SUM_COLUMNS, "ic_sum", "ic_sq_sum"))
+
+
+def _typed(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """The frame with day text, integer counts and float sums (nulls as 0), built at once."""
+    data: dict[str, pd.Series] = {}
+    for name in frame.columns:
+        column = frame[name]
+        if name == "day" and "day" in by:
+            column = column.map(lambda v: v if isinstance(v, str) else v.isoformat())
+        elif name in _INTEGERS:
+            column = column.fillna(0).astype("int64")
+        elif name in _FLOATS:
+            column = column.fillna(0.0).astype(float)
+        data[name] = column
+    return pd.DataFrame(data)
+
+
+def _grouped_raw(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Full-key rollup rows (with ``ic``) summed into the groups of ``by``."""
     if frame.empty:
-        return pd.DataFrame({name: pd.Series(dtype=object) for name in ALL_COLUMNS})
+        return _empty(by)
     frame = frame.copy()
-    frame["day"] = frame["day"].map(lambda v: v if isinstance(v, str) else v.isoformat())
-    for name in COUNT_COLUMNS:
-        frame[name] = frame[name].fillna(0).astype("int64")
-    for name in ADDITIVE_COLUMNS:
-        if name not in COUNT_COLUMNS:
-            frame[name] = frame[name].fillna(0.0).astype(float)
-    frame["ic"] = frame["ic"].astype(float)
-    return frame[list(ALL_COLUMNS)]
+    ic = frame["ic"].astype(float)
+    frame["ic_sum"] = ic.fillna(0.0)
+    frame["ic_sq_sum"] = (ic * ic).fillna(0.0)
+    frame["ic_days"] = ic.notna().astype("int64")
+    frame = _typed(frame, ["day"])
+    keys = [*by, "horizon"]
+    summed = frame.groupby(keys, sort=False)[[*ADDITIVE_COLUMNS, *IC_SUMS]].sum()
+    return summed.reset_index()[_columns_of(by)]
 
 
-def read_rollups(source: DatabaseSource, selection: PredictionFilter) -> RollupRows:
+def _stored(conn: Connection, clauses: list[Any], by: Sequence[str]) -> pd.DataFrame:
+    """The table's rows of ``clauses`` summed in the database into the groups of ``by``."""
+    keys = [R[name] for name in (*by, "horizon")]
+    sums = [sa.cast(sa.func.sum(R[name]), sa.BigInteger).label(name) for name in COUNT_COLUMNS]
+    sums += [sa.cast(sa.func.sum(R[name]), sa.Double).label(name) for name in SUM_COLUMNS]
+    sums += [
+        sa.cast(sa.func.sum(R.ic), sa.Double).label("ic_sum"),
+        sa.cast(sa.func.sum(R.ic * R.ic), sa.Double).label("ic_sq_sum"),
+        sa.func.count(R.ic).label("ic_days"),
+    ]
+    result = conn.execute(sa.select(*keys, *sums).where(*clauses).group_by(*keys))
+    frame = pd.DataFrame(result.all(), columns=list(result.keys()))
+    return _empty(by) if frame.empty else _typed(frame, by)[_columns_of(by)]
+
+
+def read_rollups(
+    source: DatabaseSource, selection: PredictionFilter, by: Sequence[str] = GROUP_KEYS
+) -> RollupRows:
     """``read_rollup_rows`` on its own connection to ``source``."""
     with reading(source) as engine, engine.connect() as conn:
-        return read_rollup_rows(conn, selection)
+        return read_rollup_rows(conn, selection, by)
 
 
-def read_rollup_rows(conn: Connection, selection: PredictionFilter) -> RollupRows:
-    """The selection's rollup-shaped rows, whole days from the table where it holds them."""
+def read_rollup_rows(
+    conn: Connection, selection: PredictionFilter, by: Sequence[str] = GROUP_KEYS
+) -> RollupRows:
+    """The selection's rollup figures per group of ``by`` (a subset of ``GROUP_KEYS``) and
+    horizon: every additive column summed, and the daily ICs as ``ic_sum`` / ``ic_sq_sum`` /
+    ``ic_days``. Whole days are summed in the table, the rest aggregated from raw rows."""
+    unknown = [name for name in by if name not in GROUP_KEYS]
+    if unknown:
+        raise InputError(f"cannot group rollups by {unknown[0]!r}")
     plan = _plan(selection)
     through = complete_through(conn)
     where = _RawWhere(selection)
     if through is None:  # never built: everything from raw rows
-        span = where.time_range(selection.since, selection.until)
-        frame = _normalise(_raw_frame(conn, where, span))
-        return RollupRows(frame, raw_days=int(frame["day"].nunique()))
+        raw = _raw_frame(conn, where, where.time_range(selection.since, selection.until))
+        days = int(raw["day"].nunique()) if not raw.empty else 0
+        return RollupRows(_grouped_raw(raw, by), raw_days=days)
     fresh_days = _days_above(conn, selection, plan, through)
     clauses = [*_in_whole(R.day, plan)]
     if selection.symbol is not None:
@@ -179,15 +240,26 @@ def read_rollup_rows(conn: Connection, selection: PredictionFilter) -> RollupRow
         clauses.append(R.model_version == selection.model_version)
     if fresh_days:
         clauses.append(R.day.notin_(fresh_days))
-    result = conn.execute(sa.select(*(R[name] for name in ALL_COLUMNS)).where(*clauses))
-    stored = pd.DataFrame(result.all(), columns=list(result.keys()))
+    stored = _stored(conn, clauses, by)
+    stored_days = int(
+        conn.execute(sa.select(sa.func.count(sa.distinct(R.day))).where(*clauses)).scalar_one()
+    )
     ranges = [where.time_range(start, end) for start, end in plan.edges]
     ranges += [where.time_range(_midnight(d), _midnight(d + timedelta(1))) for d in fresh_days]
     parts = [stored]
     if ranges:
-        parts.append(_raw_frame(conn, where, " OR ".join(f"({r})" for r in ranges)))
-    frame = _normalise(pd.concat([p for p in parts if not p.empty], ignore_index=True)
-                       if any(not p.empty for p in parts) else pd.DataFrame())  # fmt: skip
+        raw = _raw_frame(conn, where, " OR ".join(f"({r})" for r in ranges))
+        parts.append(_grouped_raw(raw, by))
+    parts = [part for part in parts if not part.empty]
+    if not parts:
+        frame = _empty(by)
+    elif len(parts) == 1:
+        frame = parts[0]
+    else:
+        merged = pd.concat(parts, ignore_index=True)
+        keys = [*by, "horizon"]
+        frame = merged.groupby(keys, sort=False)[[*ADDITIVE_COLUMNS, *IC_SUMS]].sum()
+        frame = frame.reset_index()[_columns_of(by)]
     archived = conn.execute(
         sa.select(archived_days_table.c.day)
         .where(*_in_whole(archived_days_table.c.day, plan))
@@ -195,7 +267,7 @@ def read_rollup_rows(conn: Connection, selection: PredictionFilter) -> RollupRow
     ).scalars()
     return RollupRows(
         frame,
-        rollup_days=int(stored["day"].nunique()) if not stored.empty else 0,
+        rollup_days=stored_days,
         raw_days=len(plan.edges) + len(fresh_days),
         archived_days=list(archived),
     )
