@@ -334,7 +334,7 @@ def backfill_actuals(
                 if tracker is not None:
                     step = tracker.step(tracker.frontier if last and complete else chunk[-1])
                 outcome = session.fill_chunk(
-                    statements, chunk[0], chunk[-1], write=not dry_run, progress=step
+                    statements, chunk[0], chunk[-1], write=not dry_run, progress=step, last=last
                 )
                 for entry in report.horizons:
                     filled, pending, missing = outcome.counts[entry.horizon]

@@ -41,7 +41,13 @@ from mlpred_cli.store.database import SQLITE_BEGIN_OPTION, is_sqlite
 from mlpred_cli.store.driver_errors import database_errors
 from mlpred_cli.store.id_frontier import FRONTIER_WAIT_S, visible_frontier
 from mlpred_cli.store.locks import backfill_lock
-from mlpred_cli.store.rollups import advance, complete_through, refresh_keys
+from mlpred_cli.store.rollups import (
+    NEW_ROWS,
+    advance,
+    complete_through,
+    refresh_keys,
+    set_watermark,
+)
 
 #: Tables the backfill can read closes from (same columns: symbol, interval_minutes, datetime,
 #: close).
@@ -621,6 +627,7 @@ class BackfillSession:
         *,
         write: bool,
         progress: ProgressStep | None = None,
+        last: bool = False,
     ) -> ChunkOutcome:
         """One transaction: the outcomes of the candidates with ids in [lo, hi] computed into
         the outcome table, counted and (when ``write``) applied to ``ml_predictions``; then
@@ -646,7 +653,7 @@ class BackfillSession:
                     statements.update, {"now": statements.now, **bounds}
                 ).rowcount
                 if rows_updated:
-                    self._refresh_rollups()
+                    self._refresh_rollups(last)
             if progress is not None:
                 first_not_due = {
                     str(symbol): int(first)
@@ -663,21 +670,28 @@ class BackfillSession:
         }
         return ChunkOutcome(counts, rows_updated)
 
-    def _refresh_rollups(self) -> None:
+    def _refresh_rollups(self, last: bool) -> None:
         """Refresh the rollups of the keys this chunk updated rows of, in its transaction
-        (rows above the rollups' watermark are not in them yet: ``finish`` adds them)."""
+        (rows above the rollups' watermark are not in them yet). The ``last`` chunk of a run
+        that read an id frontier also takes in the rows up to it and raises the watermark, so
+        a day's keys are recomputed once per run, not twice (``finish`` does it otherwise)."""
         started = time.perf_counter()
         through = complete_through(self._conn)
         if through is None:
             return
         any_new = " OR ".join(f"o.r_{horizon} IS NOT NULL" for horizon in HORIZONS)
-        refresh_keys(
-            self._conn,
+        updated = (
             f"{_OUTCOME_TABLE} o CROSS JOIN ml_predictions p",
-            f"p.id = o.id AND o.id <= :through AND ({any_new})",
-            {"through": through},
-            through,
+            f"p.id = o.id AND o.id <= :low AND ({any_new})",
         )
+        frontier = self._frontier
+        if last and frontier is not None and frontier > through:
+            params = {"low": through, "high": frontier}
+            refresh_keys(self._conn, [updated, NEW_ROWS], params, frontier)
+            set_watermark(self._conn, frontier, datetime.now(UTC))
+            self._frontier = None  # taken in: nothing left for ``finish``
+        else:
+            refresh_keys(self._conn, [updated], {"low": through}, through)
         self.rollup_seconds += time.perf_counter() - started
 
     def record_progress(self, examined: Mapping[str, int], now: datetime) -> None:

@@ -17,7 +17,7 @@ row a rebuild writes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -58,7 +58,9 @@ def complete_through(conn: Connection) -> int | None:
     return None if value is None else int(value)
 
 
-def _set_complete_through(conn: Connection, through: int, now: datetime) -> None:
+def set_watermark(conn: Connection, through: int, now: datetime) -> None:
+    """Record, inside the caller's transaction, that the rollups hold the rows up to
+    ``through`` (only with those keys refreshed: see the module docstring)."""
     conn.execute(
         sa.text(
             f"INSERT INTO {_STATE_TABLE} (name, complete_through_id, updated_at) "
@@ -90,21 +92,24 @@ def _create_touched(conn: Connection) -> None:
     )
 
 
+#: Where touched rows come from: a FROM clause with the rows ``p`` and a WHERE clause.
+RowSource = tuple[str, str]
+
+
 def refresh_keys(
-    conn: Connection, rows_from: str, where: str, params: dict[str, Any], through: int
+    conn: Connection, sources: Sequence[RowSource], params: dict[str, Any], through: int
 ) -> int:
     """Recompute, inside the caller's transaction, the rollup rows of every key (day, symbol,
-    model_version) of the prediction rows ``p`` of ``rows_from`` matching ``where``, from the
-    raw rows with ``id <= through``; archived days are left alone. Returns the keys refreshed."""
+    model_version) of the prediction rows ``p`` of each (FROM, WHERE) source, from the raw
+    rows with ``id <= through``; archived days are left alone. Returns the keys refreshed."""
     dialect = conn.dialect.name
     _create_touched(conn)
+    key = f"{day_sql(dialect)}, p.symbol, COALESCE(p.model_version, '')"
+    union = " UNION ".join(
+        f"SELECT DISTINCT {key} FROM {rows_from} WHERE {where}" for rows_from, where in sources
+    )
     conn.execute(
-        sa.text(
-            f"INSERT INTO {_TOUCHED_TABLE} (day, symbol, model_version) "
-            f"SELECT DISTINCT {day_sql(dialect)}, p.symbol, COALESCE(p.model_version, '') "
-            f"FROM {rows_from} WHERE {where}"
-        ),
-        params,
+        sa.text(f"INSERT INTO {_TOUCHED_TABLE} (day, symbol, model_version) {union}"), params
     )
     conn.exec_driver_sql(
         f"DELETE FROM {_TOUCHED_TABLE} WHERE day IN (SELECT day FROM {_ARCHIVED_TABLE})"
@@ -114,8 +119,14 @@ def refresh_keys(
         f"UPDATE {_TOUCHED_TABLE} SET day_start = {start.replace('t.', '')}, "
         f"day_end = {end.replace('t.', '')}"
     )
-    keys = int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {_TOUCHED_TABLE}").scalar_one())
-    if keys == 0:
+    keys, span_lo, span_hi = conn.execute(
+        sa.text(f"SELECT COUNT(*), MIN(day_start), MAX(day_end) FROM {_TOUCHED_TABLE}").columns(
+            sa.column("keys", sa.Integer),
+            sa.column("lo", UTCDateTime),
+            sa.column("hi", UTCDateTime),
+        )
+    ).one()
+    if not keys:
         return 0
     if not is_sqlite(conn):
         conn.exec_driver_sql(f"ANALYZE {_TOUCHED_TABLE}")
@@ -134,17 +145,25 @@ def refresh_keys(
     )
     condition = (
         "p.symbol = t.symbol AND p.datetime >= t.day_start AND p.datetime < t.day_end "
-        "AND COALESCE(p.model_version, '') = t.model_version AND p.id <= :through"
+        "AND COALESCE(p.model_version, '') = t.model_version AND p.id <= :through "
+        # the touched days' span as values: PostgreSQL prunes a partitioned table to them
+        "AND p.datetime >= :span_lo AND p.datetime < :span_hi"
     )
     conn.execute(
         sa.text(
             f"INSERT INTO {ROLLUP_TABLE} ({_COLUMN_LIST}) "
             f"{rollup_select(dialect, rows_from=joined, where=condition)}"
+        ).bindparams(
+            sa.bindparam("span_lo", type_=UTCDateTime), sa.bindparam("span_hi", type_=UTCDateTime)
         ),
-        {"through": through},
+        {"through": through, "span_lo": span_lo, "span_hi": span_hi},
     )
     conn.exec_driver_sql(f"DROP TABLE {_TOUCHED_TABLE}")
-    return keys
+    return int(keys)
+
+
+#: The rows logged between the watermark (``:low``) and a new frontier (``:high``).
+NEW_ROWS: RowSource = ("ml_predictions p", "p.id > :low AND p.id <= :high")
 
 
 def advance(conn: Connection, frontier: int, now: datetime) -> int:
@@ -155,14 +174,8 @@ def advance(conn: Connection, frontier: int, now: datetime) -> int:
     through = complete_through(conn)
     if through is None or frontier <= through:
         return 0
-    keys = refresh_keys(
-        conn,
-        "ml_predictions p",
-        "p.id > :low AND p.id <= :high",
-        {"low": through, "high": frontier},
-        frontier,
-    )
-    _set_complete_through(conn, frontier, now)
+    keys = refresh_keys(conn, [NEW_ROWS], {"low": through, "high": frontier}, frontier)
+    set_watermark(conn, frontier, now)
     return keys
 
 
@@ -233,11 +246,6 @@ def rebuild_days(conn: Connection, first: date, last: date, through: int) -> int
     return int(result.rowcount or 0)
 
 
-def set_complete_through(conn: Connection, through: int, now: datetime) -> None:
-    """Record the watermark (inside the caller's transaction); used by a full rebuild."""
-    _set_complete_through(conn, through, now)
-
-
 @dataclass(frozen=True)
 class RebuildResult:
     """What ``rebuild`` did: ``status`` ``done`` or ``locked`` (a backfill or another rebuild
@@ -304,5 +312,5 @@ def rebuild(
                     progress(days, total)
                 day = end + timedelta(days=1)
         with conn.begin():
-            _set_complete_through(conn, max(frontier, complete_through(conn) or 0), now)
+            set_watermark(conn, max(frontier, complete_through(conn) or 0), now)
         return RebuildResult("done", days, rows, frontier, full)
