@@ -24,6 +24,7 @@ from mlpred_cli.cli import app
 from mlpred_cli.config import HORIZONS
 from mlpred_cli.outcomes.backfill import backfill_actuals
 from mlpred_cli.outcomes.rollups import rebuild_rollups
+from mlpred_cli.store import rollups
 from mlpred_cli.store.prediction_queries import make_filter
 from mlpred_cli.store.prediction_reads import read_accuracy_counts
 from mlpred_cli.store.rollup_columns import ROLLUP_TABLE
@@ -234,7 +235,12 @@ def _logged(engine: Engine, seed: int, first: int, last: int) -> None:
     insert_predictions(engine, rows)
 
 
-def test_backfill_keeps_rollups_equal_to_a_rebuild(engine: Engine) -> None:
+@pytest.mark.parametrize("by_day", [False, True], ids=["by-key", "by-day"])
+def test_backfill_keeps_rollups_equal_to_a_rebuild(
+    engine: Engine, by_day: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if by_day:  # every refresh recomputes whole days (what many touched keys do)
+        monkeypatch.setattr(rollups, "REFRESH_BY_DAY_KEYS", 0)
     _market(engine, ("BTCUSDT", "ETHUSDT"), hours=60)
     _logged(engine, 1, 0, 60)
     backfill_actuals(engine, now=START + timedelta(hours=8))  # some horizons still pending
@@ -261,6 +267,11 @@ def test_backfill_keeps_rollups_equal_to_a_rebuild(engine: Engine) -> None:
     pd.testing.assert_frame_equal(before, after)
     rebuild_rollups(engine)
     _assert_same_table(_rollup_table(engine), rebuilt)
+    _logged(engine, 4, 130, 140)  # newer rows, then a rebuild of the last day only
+    rebuild_rollups(engine, since=START + timedelta(days=1))
+    partial = _rollup_table(engine)
+    rebuild_rollups(engine)
+    _assert_same_table(partial, _rollup_table(engine))
 
 
 def test_rollups_of_archived_days_survive_a_rebuild(engine: Engine) -> None:

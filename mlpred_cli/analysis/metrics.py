@@ -4,6 +4,7 @@ database. Unknown results (no data, undefined statistic) are ``None``, never NaN
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import warnings
@@ -25,6 +26,11 @@ def proportion(successes: int, total: int) -> float | None:
     return successes / total if total > 0 else None
 
 
+@functools.lru_cache(maxsize=16)
+def _normal_quantile(probability: float) -> float:
+    return float(stats.norm.ppf(probability))
+
+
 def wilson_interval(
     successes: int, total: int, confidence: float = INTERVAL_CONFIDENCE
 ) -> tuple[float | None, float | None]:
@@ -37,7 +43,7 @@ def wilson_interval(
         raise InputError(f"invalid counts: {successes} successes out of {total}")
     if total == 0:
         return None, None
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    z = _normal_quantile(0.5 + confidence / 2)
     share = successes / total
     z2_n = z * z / total
     centre = (share + z2_n / 2) / (1 + z2_n)

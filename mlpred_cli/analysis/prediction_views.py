@@ -18,12 +18,17 @@ import pandas as pd
 
 from mlpred_cli.analysis.accuracy import accuracy_columns, add_accuracy_columns
 from mlpred_cli.analysis.report import AnalysisReport, build_report
-from mlpred_cli.analysis.rollup_figures import ACCURACY_GROUPS, accuracy_counts
+from mlpred_cli.analysis.rollup_figures import (
+    ACCURACY_GROUPS,
+    SIGNAL_ACCURACY_COLUMNS,
+    accuracy_counts,
+)
 from mlpred_cli.config import DEFAULT_ANALYZE_DAYS, HORIZONS, check_horizons
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.prediction_queries import make_filter
 from mlpred_cli.store.prediction_reads import read_latest_predictions, read_predictions
 from mlpred_cli.store.report_reads import read_report_data
+from mlpred_cli.store.rollup_columns import ACCURACY_INDEX_COLUMNS
 from mlpred_cli.store.rollup_reads import read_rollups
 from mlpred_cli.store.source import DatabaseSource
 
@@ -143,7 +148,10 @@ def accuracy_table(
     )
     if by not in ACCURACY_GROUPS:
         raise InputError(f"cannot group by {by!r}: use one of {', '.join(ACCURACY_GROUPS)}")
-    rollups = read_rollups(database, selection, () if by == "signal_type" else (by,))
+    if by == "signal_type":
+        rollups = read_rollups(database, selection, (), SIGNAL_ACCURACY_COLUMNS)
+    else:
+        rollups = read_rollups(database, selection, (by,), ACCURACY_INDEX_COLUMNS)
     counts = accuracy_counts(rollups.frame, by, chosen, min_count)
     return add_accuracy_columns(counts, chosen)[accuracy_columns(by, chosen)]
 

@@ -17,12 +17,24 @@ from scipy import stats
 
 from mlpred_cli.config import CALIBRATION_BINS, CONFIDENCE_BIN_EDGES, HORIZONS, SIGNAL_TYPES
 from mlpred_cli.errors import InputError
-from mlpred_cli.store.rollup_columns import ADDITIVE_COLUMNS
+from mlpred_cli.store.rollup_columns import ACCURACY_INDEX_COLUMNS, ADDITIVE_COLUMNS
 
 #: Groupings an accuracy table can have (``day`` is the UTC date, ``YYYY-MM-DD``).
 ACCURACY_GROUPS: tuple[str, ...] = ("symbol", "model_version", "signal_type", "day")
 
 _SIGNAL_BINS = len(CONFIDENCE_BIN_EDGES) - 1
+
+#: The rollup columns an accuracy table by ``signal_type`` sums (the other groupings need
+#: only ``ACCURACY_INDEX_COLUMNS``).
+SIGNAL_ACCURACY_COLUMNS: tuple[str, ...] = (
+    *ACCURACY_INDEX_COLUMNS,
+    *(
+        f"signal_{kind.lower()}{suffix}"
+        for kind in SIGNAL_TYPES
+        for suffix in ("", "_with_outcome", "_confidence_n", "_confidence_sum", "_scored",
+                       "_correct")
+    ),
+)  # fmt: skip
 
 
 def _of_horizon(frame: pd.DataFrame, horizon: str) -> pd.DataFrame:

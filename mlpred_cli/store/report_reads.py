@@ -73,7 +73,7 @@ def read_report_data(
             list(conn.execute(distinct_values(selection, "model_version")).scalars().all()),
         )
         if not data.empty:
-            data.rollups = read_rollup_rows(conn, selection, ("symbol",))
+            data.rollups = read_rollup_rows(conn, selection, ("symbol",), count_days=True)
             if int(head["with_outcomes"]) <= POOLED_IC_MAX_ROWS:
                 data.outcomes = read_frame(conn, outcome_values(selection))
             first, last = head["first"], head["last"]

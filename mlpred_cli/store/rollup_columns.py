@@ -77,3 +77,14 @@ SUM_COLUMNS: tuple[str, ...] = _sum_columns()
 ADDITIVE_COLUMNS: tuple[str, ...] = COUNT_COLUMNS + SUM_COLUMNS
 #: Every column of the table, key first.
 ALL_COLUMNS: tuple[str, ...] = (*KEY_COLUMNS, *ADDITIVE_COLUMNS, "ic")
+
+#: The columns an accuracy table by day, symbol or model version sums: covered by an index
+#: (PostgreSQL ``INCLUDE``), so such a read is an index-only scan of narrow entries.
+ACCURACY_INDEX_COLUMNS: tuple[str, ...] = (
+    "predictions",
+    "with_outcome",
+    "confidence_n",
+    "confidence_sum",
+    "scored",
+    "correct",
+)

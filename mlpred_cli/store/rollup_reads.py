@@ -39,7 +39,7 @@ class RollupRows:
     raw rows are archived (only their rollups are left)."""
 
     frame: pd.DataFrame
-    rollup_days: int = 0
+    rollup_days: int | None = 0
     raw_days: int = 0
     archived_days: list[date] = field(default_factory=list)
 
@@ -151,12 +151,12 @@ GROUP_KEYS: tuple[str, ...] = ("day", "symbol", "model_version")
 IC_SUMS: tuple[str, ...] = ("ic_sum", "ic_sq_sum", "ic_days")
 
 
-def _columns_of(by: Sequence[str]) -> list[str]:
-    return [*by, "horizon", *ADDITIVE_COLUMNS, *IC_SUMS]
+def _columns_of(by: Sequence[str], columns: Sequence[str] = ADDITIVE_COLUMNS) -> list[str]:
+    return [*by, "horizon", *columns, *IC_SUMS]
 
 
-def _empty(by: Sequence[str]) -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series(dtype=object) for name in _columns_of(by)})
+def _empty(by: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=object) for name in _columns_of(by, columns)})
 
 
 _INTEGERS = frozenset((*COUNT_COLUMNS, "ic_days"))
@@ -178,10 +178,10 @@ def _typed(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def _grouped_raw(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+def _grouped_raw(frame: pd.DataFrame, by: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
     """Full-key rollup rows (with ``ic``) summed into the groups of ``by``."""
     if frame.empty:
-        return _empty(by)
+        return _empty(by, columns)
     frame = frame.copy()
     ic = frame["ic"].astype(float)
     frame["ic_sum"] = ic.fillna(0.0)
@@ -189,15 +189,19 @@ def _grouped_raw(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     frame["ic_days"] = ic.notna().astype("int64")
     frame = _typed(frame, ["day"])
     keys = [*by, "horizon"]
-    summed = frame.groupby(keys, sort=False)[[*ADDITIVE_COLUMNS, *IC_SUMS]].sum()
-    return summed.reset_index()[_columns_of(by)]
+    summed = frame.groupby(keys, sort=False)[[*columns, *IC_SUMS]].sum()
+    return summed.reset_index()[_columns_of(by, columns)]
 
 
-def _stored(conn: Connection, clauses: list[Any], by: Sequence[str]) -> pd.DataFrame:
+def _stored(
+    conn: Connection, clauses: list[Any], by: Sequence[str], columns: Sequence[str]
+) -> pd.DataFrame:
     """The table's rows of ``clauses`` summed in the database into the groups of ``by``."""
     keys = [R[name] for name in (*by, "horizon")]
-    sums = [sa.cast(sa.func.sum(R[name]), sa.BigInteger).label(name) for name in COUNT_COLUMNS]
-    sums += [sa.cast(sa.func.sum(R[name]), sa.Double).label(name) for name in SUM_COLUMNS]
+    sums = [
+        sa.cast(sa.func.sum(R[name]), sa.BigInteger if name in _INTEGERS else sa.Double).label(name)
+        for name in columns
+    ]
     sums += [
         sa.cast(sa.func.sum(R.ic), sa.Double).label("ic_sum"),
         sa.cast(sa.func.sum(R.ic * R.ic), sa.Double).label("ic_sq_sum"),
@@ -205,33 +209,42 @@ def _stored(conn: Connection, clauses: list[Any], by: Sequence[str]) -> pd.DataF
     ]
     result = conn.execute(sa.select(*keys, *sums).where(*clauses).group_by(*keys))
     frame = pd.DataFrame(result.all(), columns=list(result.keys()))
-    return _empty(by) if frame.empty else _typed(frame, by)[_columns_of(by)]
+    return _empty(by, columns) if frame.empty else _typed(frame, by)[_columns_of(by, columns)]
 
 
 def read_rollups(
-    source: DatabaseSource, selection: PredictionFilter, by: Sequence[str] = GROUP_KEYS
+    source: DatabaseSource,
+    selection: PredictionFilter,
+    by: Sequence[str] = GROUP_KEYS,
+    columns: Sequence[str] = ADDITIVE_COLUMNS,
 ) -> RollupRows:
     """``read_rollup_rows`` on its own connection to ``source``."""
     with reading(source) as engine, engine.connect() as conn:
-        return read_rollup_rows(conn, selection, by)
+        return read_rollup_rows(conn, selection, by, columns)
 
 
 def read_rollup_rows(
-    conn: Connection, selection: PredictionFilter, by: Sequence[str] = GROUP_KEYS
+    conn: Connection,
+    selection: PredictionFilter,
+    by: Sequence[str] = GROUP_KEYS,
+    columns: Sequence[str] = ADDITIVE_COLUMNS,
+    *,
+    count_days: bool = False,
 ) -> RollupRows:
     """The selection's rollup figures per group of ``by`` (a subset of ``GROUP_KEYS``) and
-    horizon: every additive column summed, and the daily ICs as ``ic_sum`` / ``ic_sq_sum`` /
-    ``ic_days``. Whole days are summed in the table, the rest aggregated from raw rows."""
-    unknown = [name for name in by if name not in GROUP_KEYS]
-    if unknown:
-        raise InputError(f"cannot group rollups by {unknown[0]!r}")
+    horizon: the additive ``columns`` summed, and the daily ICs as ``ic_sum`` /
+    ``ic_sq_sum`` / ``ic_days``. Whole days are summed in the table, the rest aggregated
+    from raw rows; ``count_days`` also counts the days read from the table."""
+    unknown = [name for name in (*by, *columns) if name not in (*GROUP_KEYS, *ADDITIVE_COLUMNS)]
+    if unknown or any(name in ADDITIVE_COLUMNS for name in by):
+        raise InputError(f"cannot read rollups by {(unknown or list(by))[0]!r}")
     plan = _plan(selection)
     through = complete_through(conn)
     where = _RawWhere(selection)
     if through is None:  # never built: everything from raw rows
         raw = _raw_frame(conn, where, where.time_range(selection.since, selection.until))
         days = int(raw["day"].nunique()) if not raw.empty else 0
-        return RollupRows(_grouped_raw(raw, by), raw_days=days)
+        return RollupRows(_grouped_raw(raw, by, columns), raw_days=days)
     fresh_days = _days_above(conn, selection, plan, through)
     clauses = [*_in_whole(R.day, plan)]
     if selection.symbol is not None:
@@ -240,26 +253,28 @@ def read_rollup_rows(
         clauses.append(R.model_version == selection.model_version)
     if fresh_days:
         clauses.append(R.day.notin_(fresh_days))
-    stored = _stored(conn, clauses, by)
-    stored_days = int(
-        conn.execute(sa.select(sa.func.count(sa.distinct(R.day))).where(*clauses)).scalar_one()
+    stored = _stored(conn, clauses, by, columns)
+    stored_days = (
+        int(conn.execute(sa.select(sa.func.count(sa.distinct(R.day))).where(*clauses)).scalar_one())
+        if count_days
+        else None
     )
     ranges = [where.time_range(start, end) for start, end in plan.edges]
     ranges += [where.time_range(_midnight(d), _midnight(d + timedelta(1))) for d in fresh_days]
     parts = [stored]
     if ranges:
         raw = _raw_frame(conn, where, " OR ".join(f"({r})" for r in ranges))
-        parts.append(_grouped_raw(raw, by))
+        parts.append(_grouped_raw(raw, by, columns))
     parts = [part for part in parts if not part.empty]
     if not parts:
-        frame = _empty(by)
+        frame = _empty(by, columns)
     elif len(parts) == 1:
         frame = parts[0]
     else:
         merged = pd.concat(parts, ignore_index=True)
         keys = [*by, "horizon"]
-        frame = merged.groupby(keys, sort=False)[[*ADDITIVE_COLUMNS, *IC_SUMS]].sum()
-        frame = frame.reset_index()[_columns_of(by)]
+        frame = merged.groupby(keys, sort=False)[[*columns, *IC_SUMS]].sum()
+        frame = frame.reset_index()[_columns_of(by, columns)]
     archived = conn.execute(
         sa.select(archived_days_table.c.day)
         .where(*_in_whole(archived_days_table.c.day, plan))

@@ -92,6 +92,31 @@ def _create_touched(conn: Connection) -> None:
     )
 
 
+#: Above this many touched keys a refresh recomputes whole days (see ``refresh_keys``).
+REFRESH_BY_DAY_KEYS = 2_000
+#: Most days ``rebuild_days`` recomputes in one statement.
+SPAN_DAYS = 7
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def _spans(days: Sequence[date]) -> Iterator[DaySpan]:
+    """Runs of consecutive days, at most ``SPAN_DAYS`` long."""
+    first = previous = None
+    for day in days:
+        if first is None or previous is None:
+            first = previous = day
+        elif day == previous + timedelta(days=1) and (day - first).days < SPAN_DAYS:
+            previous = day
+        else:
+            yield DaySpan(first, previous)
+            first = previous = day
+    if first is not None and previous is not None:
+        yield DaySpan(first, previous)
+
+
 #: Where touched rows come from: a FROM clause with the rows ``p`` and a WHERE clause.
 RowSource = tuple[str, str]
 
@@ -128,6 +153,15 @@ def refresh_keys(
     ).one()
     if not keys:
         return 0
+    if keys > REFRESH_BY_DAY_KEYS:
+        # Many keys (a bulk load, a first run): recompute their whole days instead, a range
+        # of the datetime index (or of partitions) per few days rather than a join per key.
+        # Keys of those days without touched rows get the rows they already had.
+        days = conn.execute(sa.text(f"SELECT DISTINCT day FROM {_TOUCHED_TABLE}")).scalars().all()
+        conn.exec_driver_sql(f"DROP TABLE {_TOUCHED_TABLE}")
+        for span in _spans(sorted(_as_date(day) for day in days)):
+            rebuild_days(conn, span.first, span.last, through)
+        return int(keys)
     if not is_sqlite(conn):
         conn.exec_driver_sql(f"ANALYZE {_TOUCHED_TABLE}")
     conn.exec_driver_sql(
@@ -213,6 +247,11 @@ def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
+def _stored_midnight(conn: Connection, day: date) -> datetime | str:
+    """The first instant of ``day`` as an untyped parameter compares with ``datetime``."""
+    return f"{day.isoformat()} 00:00:00.000000" if is_sqlite(conn) else _midnight(day)
+
+
 def rebuild_days(conn: Connection, first: date, last: date, through: int) -> int:
     """Inside the caller's transaction, replace the rollup rows of the days ``first`` to
     ``last`` (not the archived ones) with rows computed from raw rows with ``id <= through``.
@@ -291,9 +330,19 @@ def rebuild(
             return RebuildResult("busy")
         with conn.begin():
             through = complete_through(conn)
-            full = through is None
-            if not full:
-                advance(conn, frontier, now)
+            full = through is None or since is None
+            if not full and since is not None and through is not None and frontier > through:
+                # the days from ``since`` are recomputed below: take in only earlier ones
+                refresh_keys(
+                    conn,
+                    [(NEW_ROWS[0], f"{NEW_ROWS[1]} AND p.datetime < :since_start")],
+                    {
+                        "low": through,
+                        "high": frontier,
+                        "since_start": _stored_midnight(conn, since),
+                    },
+                    frontier,
+                )
         start = None if full else since
         spans = [s for s in (raw_day_span(conn, start), _rollup_day_span(conn, start)) if s]
         conn.commit()

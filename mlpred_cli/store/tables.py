@@ -13,7 +13,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mlpred_cli.store.column_types import BigIntPK, JSONPayload, UTCDateTime
-from mlpred_cli.store.rollup_columns import COUNT_COLUMNS, ROLLUP_TABLE, SUM_COLUMNS
+from mlpred_cli.store.rollup_columns import (
+    ACCURACY_INDEX_COLUMNS,
+    COUNT_COLUMNS,
+    ROLLUP_TABLE,
+    SUM_COLUMNS,
+)
 
 
 class Base(DeclarativeBase):
@@ -220,6 +225,14 @@ def _rollup_table() -> sa.Table:
         *counts,
         *sums,
         sa.Column("ic", Double),
+        sa.Index(
+            "ix_ml_prediction_daily_accuracy",
+            "day",
+            "symbol",
+            "model_version",
+            "horizon",
+            postgresql_include=list(ACCURACY_INDEX_COLUMNS),
+        ),
     )
 
 
