@@ -27,7 +27,7 @@ Measured in the same run on both layouts, each against its baseline:
 
 JIT is off on the benchmark's databases unless ``--jit server``: the rollup SQL has ~900
 aggregates and on a partitioned table PostgreSQL JIT-compiles them for every partition scan
-(thousands of functions; minutes per statement), see /tmp/scale/requests-bench.md.
+(thousands of functions; minutes per statement); mlpred turns it off for its own rollup SQL.
 
 A step whose library function is missing or fails is reported and the others still run. The
 databases are dropped at the end unless ``--keep``.
