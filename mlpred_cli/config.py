@@ -211,3 +211,72 @@ MIN_PAIRED_PREDICTIONS = 30
 #: Bootstrap resamples of the IC difference, and the seed that makes them reproducible.
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 20240601
+
+# ---------------------------------------------------------------- monitoring (mlpred check)
+
+#: Window ``mlpred check`` judges when no --days/--since/--until is given.
+CHECK_DAYS = 7.0
+
+#: Days at the start of a model version's history that form its reference period when no
+#: explicit reference window is given (performance and drift compare against it).
+REFERENCE_DAYS = 14
+
+#: Significance levels of the drift and per-symbol tests, after Benjamini-Hochberg across
+#: every test of one run: below the first a test warns, below the second it is critical.
+WARNING_ALPHA = 0.01
+CRITICAL_ALPHA = 0.001
+
+#: Drift: reference-quantile bins of the PSI and Jensen-Shannon statistics (fewer when the
+#: reference has ties or too few effective rows), and the smallest shift worth reporting as
+#: the Wasserstein distance in reference standard deviations (warning, critical): with many
+#: rows any shift is significant, so significance alone never raises an alert.
+DRIFT_BINS = 10
+DRIFT_MIN_EFFECT_WARNING = 0.1
+DRIFT_MIN_EFFECT_CRITICAL = 0.25
+#: Effective rows each drift window needs before it is judged; KS is reported only while
+#: the smaller window has at most this many rows (larger ones flag negligible shifts).
+DRIFT_MIN_ROWS = 30
+KS_MAX_ROWS = 2_000
+#: At most this many rows of each window are read for drift (an even sample by id beyond).
+DRIFT_MAX_ROWS = 50_000
+#: Seeded bootstrap of the Wasserstein null band.
+DRIFT_BOOTSTRAP_RESAMPLES = 200
+DRIFT_BOOTSTRAP_SEED = 20261201
+
+#: Performance: one-sided CUSUM on the daily standardized figures (z-scores against the
+#: reference), allowance k and decision limits h for warning and critical; a single day
+#: below -EXTREME_DAY_Z is a warning on its own.
+CUSUM_ALLOWANCE = 0.5
+CUSUM_WARNING_LIMIT = 4.0
+CUSUM_CRITICAL_LIMIT = 8.0
+EXTREME_DAY_Z = 4.0
+#: Scored rows a day (per model version and horizon) needs to enter the daily series, and
+#: a symbol needs in each window before its own test runs.
+PERFORMANCE_MIN_DAY_ROWS = 30
+SYMBOL_MIN_ROWS = 100
+#: Reference days with enough scored rows a performance series needs to be judged.
+REFERENCE_MIN_DAYS = 5
+
+#: Liveness: a symbol or model version seen in the last FRESHNESS_LOOKBACK that has logged
+#: nothing for this many candles of DEFAULT_BACKFILL_INTERVAL (warning, critical).
+STALE_CANDLES_WARNING = 4
+STALE_CANDLES_CRITICAL = 16
+FRESHNESS_LOOKBACK = timedelta(days=2)
+#: Outcomes: the newest prediction with an outcome at a horizon is this much older than it
+#: could be (now - horizon - one candle) (warning, critical): the backfill cron is down.
+OUTCOME_LAG_WARNING = timedelta(hours=3)
+OUTCOME_LAG_CRITICAL = timedelta(hours=12)
+
+#: Data quality of the current window: share of rows with NaN/inf features and of
+#: duplicate feature vectors (warning, critical), and the inference-time p95 limits (ms).
+NAN_SHARE_WARNING = 0.01
+NAN_SHARE_CRITICAL = 0.10
+DUPLICATE_SHARE_WARNING = 0.05
+DUPLICATE_SHARE_CRITICAL = 0.25
+INFERENCE_P95_WARNING_MS = 500.0
+INFERENCE_P95_CRITICAL_MS = 2_000.0
+
+#: Webhook: seconds per attempt, attempts, and the first pause between attempts (doubled).
+WEBHOOK_TIMEOUT_S = 5.0
+WEBHOOK_ATTEMPTS = 3
+WEBHOOK_BACKOFF_S = 0.5

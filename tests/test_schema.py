@@ -28,6 +28,7 @@ EXPECTED_TABLES = {
     "ml_prediction_daily",
     "ml_rollup_state",
     "ml_archived_days",
+    "ml_alerts",
 }
 
 

@@ -263,12 +263,36 @@ class ArchivedDay(Base):
     archived_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
+class Alert(Base):
+    """The state of one ``mlpred check`` alert, keyed by its fingerprint (migration 0005):
+    open while ``resolved_at`` is null; a later run updates the row, never adds another."""
+
+    __tablename__ = "ml_alerts"
+    __table_args__ = (sa.Index("ix_ml_alerts_resolved_at", "resolved_at"),)
+
+    fingerprint: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    check_name: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    metric: Mapped[str] = mapped_column(sa.String(80), nullable=False)
+    symbol: Mapped[str | None] = mapped_column(sa.String(20))
+    model_version: Mapped[str | None] = mapped_column(sa.String(50))
+    horizon: Mapped[str | None] = mapped_column(sa.String(8))
+    severity: Mapped[str] = mapped_column(sa.String(10), nullable=False)
+    value: Mapped[float | None] = mapped_column(Double)
+    threshold: Mapped[float | None] = mapped_column(Double)
+    n: Mapped[int | None] = mapped_column(sa.BigInteger)
+    message: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 predictions_table: sa.Table = MLPrediction.__table__  # type: ignore[assignment]
 feature_importance_table: sa.Table = MLFeatureImportance.__table__  # type: ignore[assignment]
 candles_table: sa.Table = MarketCandle.__table__  # type: ignore[assignment]
 backfill_progress_table: sa.Table = BackfillProgress.__table__  # type: ignore[assignment]
 rollup_state_table: sa.Table = RollupState.__table__  # type: ignore[assignment]
 archived_days_table: sa.Table = ArchivedDay.__table__  # type: ignore[assignment]
+alerts_table: sa.Table = Alert.__table__  # type: ignore[assignment]
 
 #: The 61 columns of the original bot's table, which must never be renamed or dropped.
 ORIGINAL_PREDICTION_COLUMNS: tuple[str, ...] = (
