@@ -233,12 +233,25 @@ CRITICAL_ALPHA = 0.001
 DRIFT_BINS = 10
 DRIFT_MIN_EFFECT_WARNING = 0.1
 DRIFT_MIN_EFFECT_CRITICAL = 0.25
-#: Effective rows each drift window needs before it is judged; KS is reported only while
-#: the smaller window has at most this many rows (larger ones flag negligible shifts).
+#: Effective rows (n / autocorrelation time) each drift window needs before it is judged;
+#: KS is reported only while the smaller window has at most KS_MAX_ROWS rows (larger ones
+#: flag negligible shifts).
 DRIFT_MIN_ROWS = 30
 KS_MAX_ROWS = 2_000
 #: At most this many rows of each window are read for drift (an even sample by id beyond).
 DRIFT_MAX_ROWS = 50_000
+#: Drift internals: an empty bin counts as this many rows (PSI stays finite); below this
+#: many effective rows per bin the smaller window gets fewer bins; longest autocorrelation
+#: lag summed; largest window the Wasserstein bootstrap draws (bigger ones are rescaled by
+#: sqrt(1/n + 1/m)); autocorrelation is measured around the means of stretches of
+#: DRIFT_STRETCH_LAGS correlation lengths (at least DRIFT_STRETCH_MIN_ROWS rows), so that a
+#: level change inside a window does not pass for autocorrelation.
+DRIFT_EMPTY_BIN_ROWS = 0.5
+DRIFT_MIN_EFFECTIVE_ROWS_PER_BIN = 5.0
+DRIFT_MAX_AUTOCORRELATION_LAG = 1_000
+DRIFT_BOOTSTRAP_MAX_ROWS = 2_000
+DRIFT_STRETCH_LAGS = 50
+DRIFT_STRETCH_MIN_ROWS = 200
 #: Seeded bootstrap of the Wasserstein null band.
 DRIFT_BOOTSTRAP_RESAMPLES = 200
 DRIFT_BOOTSTRAP_SEED = 20261201

@@ -14,13 +14,22 @@ import pandas as pd
 
 from mlpred_cli.analysis import rollup_figures
 from mlpred_cli.analysis.accuracy import accuracy_with_interval, add_accuracy_columns
+from mlpred_cli.analysis.drift import continuous_drift
 from mlpred_cli.analysis.metrics import (
     base_rate,
     confidence_bin_labels,
     information_coefficient,
     proportion,
 )
-from mlpred_cli.config import CONFIDENCE_BIN_EDGES, HORIZONS, POOLED_IC_MAX_ROWS, SIGNAL_TYPES
+from mlpred_cli.config import (
+    CONFIDENCE_BIN_EDGES,
+    DRIFT_MIN_EFFECT_WARNING,
+    HORIZONS,
+    POOLED_IC_MAX_ROWS,
+    SIGNAL_TYPES,
+    WARNING_ALPHA,
+)
+from mlpred_cli.errors import NotEnoughData
 
 if TYPE_CHECKING:
     from mlpred_cli.store.prediction_queries import PredictionFilter
@@ -198,6 +207,39 @@ def _drift(first: float | None, second: float | None) -> float | None:
     return None if first is None or second is None else second - first
 
 
+#: Row-level statistics whose drift between the two halves input health reports.
+DRIFT_STATISTICS: tuple[str, ...] = ("features_mean", "features_std")
+
+
+def _half_drift(halves: tuple[pd.DataFrame, pd.DataFrame] | None) -> dict[str, Any]:
+    """``analysis.drift.continuous_drift`` of each ``DRIFT_STATISTICS`` from the first half
+    of the selection to the second (one series per symbol), with a ``verdict``: ``shifted``
+    when the change is significant at ``WARNING_ALPHA`` and at least
+    ``DRIFT_MIN_EFFECT_WARNING`` reference standard deviations, else ``stable``; or
+    ``unknown`` with the ``reason`` when the halves are too small."""
+    drift: dict[str, Any] = {}
+    for stat in DRIFT_STATISTICS:
+        if halves is None:
+            drift[stat] = {"verdict": "unknown", "reason": "no rows"}
+            continue
+        first, second = halves
+        try:
+            test = continuous_drift(
+                stat,
+                first[stat].to_numpy(dtype=float, na_value=np.nan),
+                second[stat].to_numpy(dtype=float, na_value=np.nan),
+                reference_groups=first["symbol"].to_numpy(dtype=str),
+                current_groups=second["symbol"].to_numpy(dtype=str),
+                alpha=WARNING_ALPHA,
+            )
+        except NotEnoughData as error:
+            drift[stat] = {"verdict": "unknown", "reason": str(error)}
+            continue
+        shifted = test.p_value < WARNING_ALPHA and (test.effect or 0.0) >= DRIFT_MIN_EFFECT_WARNING
+        drift[stat] = {"verdict": "shifted" if shifted else "stable", **test.to_dict()}
+    return drift
+
+
 def _input_health(data: ReportData) -> dict[str, Any]:
     row, halves = data.overview, data.halves
     predictions = int(row["predictions"])
@@ -217,6 +259,7 @@ def _input_health(data: ReportData) -> dict[str, Any]:
         health[f"{stat}_first_half"] = before
         health[f"{stat}_second_half"] = after
         health[f"{stat}_drift"] = _drift(before, after)
+    health["drift"] = _half_drift(data.drift_rows)
     return health
 
 

@@ -34,8 +34,17 @@ def report_long_rows(report: AnalysisReport) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for section in _OBJECT_SECTIONS:
         for metric, value in document[section].items():
-            plain = ";".join(map(str, value)) if isinstance(value, list) else value
-            rows.append({"section": section, "item": "", "metric": metric, "value": plain})
+            if isinstance(value, Mapping):  # input_health's drift: one item per statistic
+                for item, figures in value.items():
+                    rows += [
+                        {"section": section, "item": f"{metric}:{item}", "metric": key,
+                         "value": _plain_cell(cell)}
+                        for key, cell in figures.items()
+                    ]  # fmt: skip
+                continue
+            rows.append(
+                {"section": section, "item": "", "metric": metric, "value": _plain_cell(value)}
+            )
     for section, key in _ROW_KEYS.items():
         for entry in document[section]:
             for metric, value in entry.items():
@@ -46,12 +55,48 @@ def report_long_rows(report: AnalysisReport) -> list[dict[str, Any]]:
     return rows
 
 
+def _plain_cell(value: Any) -> Any:
+    return ";".join(map(str, value)) if isinstance(value, list | tuple) else value
+
+
 def _field_table(title: str, payload: Mapping[str, Any], out: TextIO | None) -> None:
     rows = [
         {"field": key, "value": ", ".join(map(str, value)) if isinstance(value, list) else value}
         for key, value in payload.items()
+        if not isinstance(value, Mapping)
     ]
     emit_rows(rows, OutputFormat.table, title=title, columns=["field", "value"], out=out)
+
+
+def _drift_rows(drift: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per statistic: sizes and effective sizes, PSI against its null threshold,
+    its p-value, scaled Wasserstein (reference sds) against its bootstrap threshold."""
+    rows = []
+    for stat, test in drift.items():
+        if test.get("verdict") == "unknown":
+            rows.append({"statistic": stat, "verdict": "unknown", "reason": test["reason"]})
+            continue
+        wasserstein = test["wasserstein"]
+        limit = test["wasserstein_threshold"]
+        rows.append(
+            {
+                "statistic": stat,
+                "n/m": f"{test['n']}/{test['m']}",
+                "eff": f"{test['n_eff']:.0f}/{test['m_eff']:.0f}",
+                "PSI/limit": f"{test['psi']:.2g}/{test['psi_threshold']:.2g}",
+                "p": f"{test['p_value']:.1g}",
+                "W/limit": "-" if wasserstein is None else f"{wasserstein:.2g}/{limit:.2g}",
+                "verdict": test["verdict"],
+            }
+        )
+    if all("reason" in row for row in rows):
+        return rows  # nothing judged: say why
+    # mixed: unknown rows get the judged rows' columns, blank (the JSON has the reason)
+    blank = dict.fromkeys(next(row for row in rows if "reason" not in row), "-")
+    return [
+        {**blank, "statistic": row["statistic"], "verdict": "unknown"} if "reason" in row else row
+        for row in rows
+    ]
 
 
 def _pct(value: Any) -> str:
@@ -190,6 +235,13 @@ def render_report(report: AnalysisReport, fmt: OutputFormat, out: TextIO | None 
     emit_rows(report.calibration, fmt, title="Calibration of direction confidence", out=out)
     emit_rows(_symbol_rows(report.symbols), fmt, title="Per symbol (accuracy n IC)", out=out)
     _field_table("Input health", report.input_health, out)
+    if report.input_health.get("drift"):
+        emit_rows(
+            _drift_rows(report.input_health["drift"]),
+            fmt,
+            title="Input drift, first vs second half (null thresholds at these sizes)",
+            out=out,
+        )
     _field_table("Performance", report.performance, out)
 
 

@@ -11,9 +11,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-from mlpred_cli.config import POOLED_IC_MAX_ROWS
+from mlpred_cli.config import DRIFT_MAX_ROWS, POOLED_IC_MAX_ROWS
 from mlpred_cli.store.prediction_queries import (
+    P,
     PredictionFilter,
     column_values,
     distinct_values,
@@ -38,7 +41,8 @@ class ReportData:
     of the horizons, confidence, calibration, symbols and signals sections), ``outcomes``
     (row-level ``outcome_values`` for the pooled rank ICs; None when the selection has more
     than ``POOLED_IC_MAX_ROWS`` rows with an outcome), ``midpoint`` of the time range and
-    ``halves`` (``half_means`` split there), ``inference_times``.
+    ``halves`` (``half_means`` split there), ``drift_rows`` (``read_drift_rows`` of the two
+    halves), ``inference_times``.
     ``rows`` holds the selection's predictions when they were asked for (the export).
     """
 
@@ -50,6 +54,7 @@ class ReportData:
     outcomes: pd.DataFrame | None = None
     midpoint: datetime | None = None
     halves: Mapping[Any, Any] = field(default_factory=dict)
+    drift_rows: tuple[pd.DataFrame, pd.DataFrame] | None = None
     inference_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
     rows: pd.DataFrame | None = None
 
@@ -79,6 +84,11 @@ def read_report_data(
             first, last = head["first"], head["last"]
             data.midpoint = first + (last - first) / 2
             data.halves = conn.execute(half_means(selection, data.midpoint)).mappings().one()
+            first_half = P.datetime < data.midpoint
+            data.drift_rows = (
+                read_drift_rows(conn, selection, first_half),
+                read_drift_rows(conn, selection, ~first_half),
+            )
             data.inference_times = np.asarray(
                 conn.execute(column_values(selection, "inference_time_ms")).scalars().all(),
                 dtype=float,
@@ -86,3 +96,29 @@ def read_report_data(
         if with_rows:
             data.rows = read_frame(conn, select_predictions(selection))
     return data
+
+
+#: Row-level columns the input-drift figures compare.
+DRIFT_COLUMNS: tuple[str, ...] = ("features_mean", "features_std")
+
+
+def read_drift_rows(
+    conn: Connection,
+    selection: PredictionFilter,
+    window: sa.ColumnElement[bool],
+    max_rows: int = DRIFT_MAX_ROWS,
+) -> pd.DataFrame:
+    """``symbol``, ``datetime`` and the ``DRIFT_COLUMNS`` of the selection's rows inside
+    ``window``, oldest first; beyond ``max_rows`` rows an even sample (every k-th ``id``)
+    of about ``max_rows``."""
+    clauses = [*selection.clauses(), window]
+    rows = int(conn.execute(sa.select(sa.func.count()).where(*clauses)).scalar_one())
+    stride = -(-rows // max_rows) if rows > max_rows else 1
+    if stride > 1:
+        clauses.append(P.id % stride == 0)
+    statement = (
+        sa.select(P.symbol, P.datetime, *(P[name] for name in DRIFT_COLUMNS))
+        .where(*clauses)
+        .order_by(P.datetime, P.id)
+    )
+    return read_frame(conn, statement)
