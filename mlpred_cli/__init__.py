@@ -14,6 +14,9 @@ The public API, by job (everything else is internal and may change):
 - **analysis**: ``load_predictions``, ``accuracy_table``, ``analyze``, ``high_confidence``,
   ``recent_predictions``, ``export_predictions``.
 - **models**: ``compare_models``, ``compute_feature_importance``, ``show_feature_importance``.
+- **monitor**: ``run_check`` (what ``mlpred check`` runs; a ``CheckReport`` of
+  ``CheckResult`` with a ``Severity``), ``MonitorSettings`` (its tunables) and
+  ``list_alerts`` (the alert state).
 - **admin**: ``DatabaseSource`` (a URL string, a ``Path`` or an ``Engine``), ``engine_for``,
   ``init_database`` and the exceptions (every one an ``MlpredError``).
 
@@ -80,6 +83,13 @@ _EXPORTS: dict[str, str] = {
     "ImportanceView": "mlpred_cli.analysis.feature_importance",
     "compute_feature_importance": "mlpred_cli.analysis.feature_importance",
     "show_feature_importance": "mlpred_cli.render.model_views",
+    # monitor
+    "run_check": "mlpred_cli.monitor.check",
+    "CheckReport": "mlpred_cli.monitor.results",
+    "CheckResult": "mlpred_cli.monitor.results",
+    "Severity": "mlpred_cli.monitor.results",
+    "MonitorSettings": "mlpred_cli.monitor.settings",
+    "list_alerts": "mlpred_cli.monitor.alert_state",
     # admin
     "DatabaseSource": "mlpred_cli.store.source",
     "engine_for": "mlpred_cli.store.source",
@@ -147,6 +157,13 @@ __all__ = [
     "ImportanceView",
     "compute_feature_importance",
     "show_feature_importance",
+    # monitor
+    "run_check",
+    "CheckReport",
+    "CheckResult",
+    "Severity",
+    "MonitorSettings",
+    "list_alerts",
     # admin
     "DatabaseSource",
     "engine_for",
@@ -215,6 +232,10 @@ if TYPE_CHECKING:
         partition_database,
         partitions_of,
     )
+    from mlpred_cli.monitor.alert_state import list_alerts
+    from mlpred_cli.monitor.check import run_check
+    from mlpred_cli.monitor.results import CheckReport, CheckResult, Severity
+    from mlpred_cli.monitor.settings import MonitorSettings
     from mlpred_cli.outcomes.backfill import BackfillReport, backfill_actuals
     from mlpred_cli.outcomes.candle_files import ImportReport, import_candles, read_candle_file
     from mlpred_cli.outcomes.rollups import RollupRebuildReport, rebuild_rollups

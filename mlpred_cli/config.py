@@ -257,11 +257,16 @@ DRIFT_BOOTSTRAP_RESAMPLES = 200
 DRIFT_BOOTSTRAP_SEED = 20261201
 
 #: Performance: one-sided CUSUM on the daily standardized figures (z-scores against the
-#: reference), allowance k and decision limits h for warning and critical; a single day
+#: reference), allowance k (in day standard errors) and decision limits h for warning and
+#: critical (bench/bench_check_alarms.py measured them); a single day
 #: below -EXTREME_DAY_Z is a warning on its own.
 CUSUM_ALLOWANCE = 0.5
-CUSUM_WARNING_LIMIT = 4.0
-CUSUM_CRITICAL_LIMIT = 8.0
+CUSUM_WARNING_LIMIT = 5.0
+CUSUM_CRITICAL_LIMIT = 10.0
+#: Standard errors of the reference mean added to the CUSUM allowance: the reference's own
+#: error is shared by every day after it, so a CUSUM summing those days would add it up
+#: (without it 26 % of stable simulated 60-day models went CRITICAL; with it 0.8 %).
+CUSUM_REFERENCE_ALLOWANCE = 1.64
 EXTREME_DAY_Z = 4.0
 #: Scored rows a day (per model version and horizon) needs to enter the daily series, and
 #: a symbol needs in each window before its own test runs.

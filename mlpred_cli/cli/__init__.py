@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "rollup_commands",
     "partition_commands",
     "archive_commands",
+    "monitor_commands",
 )
 
 for _module in COMMAND_MODULES:

@@ -13,7 +13,7 @@ import hashlib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import IntEnum
 from typing import Any
 
@@ -114,6 +114,26 @@ class CheckResult:
             "fingerprint": self.fingerprint,
             "details": {key: _plain(value) for key, value in self.details.items()},
         }
+
+
+def in_reference_period(
+    check: str, model_version: str, reference: tuple[date, date]
+) -> CheckResult:
+    """The OK result of a model version still in its reference period: nothing to judge
+    yet, and nothing wrong (a fresh deployment must not page, or say UNKNOWN, for weeks)."""
+    first, end = reference
+    return CheckResult(
+        check,
+        "reference_period",
+        Scope(model_version=model_version),
+        Severity.OK,
+        None,
+        None,
+        None,
+        f"model {model_version or '(none)'} is in its reference period "
+        f"[{first}, {end}): {check} not judged before {end}",
+        {"reference_first_day": first.isoformat(), "reference_end_day": end.isoformat()},
+    )
 
 
 def finite_or_none(value: float | None) -> float | None:

@@ -30,6 +30,7 @@ class MonitorSettings:
     cusum_allowance: float = config.CUSUM_ALLOWANCE
     cusum_warning_limit: float = config.CUSUM_WARNING_LIMIT
     cusum_critical_limit: float = config.CUSUM_CRITICAL_LIMIT
+    cusum_reference_allowance: float = config.CUSUM_REFERENCE_ALLOWANCE
     extreme_day_z: float = config.EXTREME_DAY_Z
     performance_min_day_rows: int = config.PERFORMANCE_MIN_DAY_ROWS
     symbol_min_rows: int = config.SYMBOL_MIN_ROWS
