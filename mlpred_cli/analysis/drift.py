@@ -157,7 +157,10 @@ def _group_slices(
     labels = np.asarray(groups)
     if labels.shape != (size,):
         raise InputError(f"groups must have one label per value ({size}), got {labels.shape}")
-    _, codes = np.unique(labels.astype(str), return_inverse=True)
+    if np.issubdtype(labels.dtype, np.integer):  # already codes (the caller factorized once)
+        codes = labels
+    else:
+        _, codes = np.unique(labels.astype(str), return_inverse=True)
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
     starts = np.concatenate(([0], bounds))

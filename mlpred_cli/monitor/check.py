@@ -151,6 +151,21 @@ def _cadence(symbol_daily: pd.DataFrame) -> timedelta:
     return timedelta(days=1) / float(counts.median())
 
 
+#: Rollup columns the per-symbol tests (and the cadence) read.
+SYMBOL_COLUMNS: tuple[str, ...] = ("predictions", "scored", "correct")
+
+
+def _merged(spans: Sequence[tuple[date, date]]) -> list[tuple[date, date]]:
+    """Day ranges ``[first, end)`` merged where they overlap or touch, in order."""
+    merged: list[tuple[date, date]] = []
+    for first, end in sorted(spans):
+        if merged and first <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((first, end))
+    return merged
+
+
 def _performance(
     conn: Any,
     windows: CheckWindows,
@@ -170,7 +185,20 @@ def _performance(
     )
     columns = list(dict.fromkeys([*PERFORMANCE_COLUMNS, "predictions"]))  # + the cadence
     daily = daily_rollups(conn, period, columns)
-    symbol_daily = daily_rollups(conn, period, columns, ("day", "symbol", "model_version"))
+    # per symbol only the reference periods and the window count: a year of every symbol's
+    # days would be most of the run's time
+    current = _day_span(windows.since, windows.until)
+    parts = [
+        daily_rollups(
+            conn,
+            replace(period, since=_midnight(first), until=min(_midnight(end), windows.until)),
+            SYMBOL_COLUMNS,
+            ("day", "symbol", "model_version"),
+        )
+        for first, end in _merged([*references.values(), current])
+        if _midnight(first) < windows.until
+    ]
+    symbol_daily = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     wanted = set(references)
     daily = daily[daily["model_version"].isin(wanted)]
     symbol_daily = symbol_daily[symbol_daily["model_version"].isin(wanted)]
@@ -178,7 +206,7 @@ def _performance(
         daily,
         symbol_daily,
         references=references,
-        current=_day_span(windows.since, windows.until),
+        current=current,
         matured_through=matured,
         cadence=_cadence(symbol_daily),
         settings=settings,

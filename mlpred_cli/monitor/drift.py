@@ -63,6 +63,14 @@ class DriftWindows:
     symbol: str | None = None
 
 
+def _symbol_codes(windows: DriftWindows) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of each window's symbols (one series per symbol), shared by both."""
+    symbols = pd.concat([windows.reference["symbol"], windows.current["symbol"]])
+    codes, _ = pd.factorize(symbols.astype(str))
+    split = len(windows.reference)
+    return codes[:split].astype(np.int64), codes[split:].astype(np.int64)
+
+
 def _test(column: str, windows: DriftWindows, settings: MonitorSettings) -> DriftTest | None:
     """The drift test of ``column``; None when neither window has a value in it."""
     reference, current = windows.reference, windows.current
@@ -71,7 +79,7 @@ def _test(column: str, windows: DriftWindows, settings: MonitorSettings) -> Drif
     ref_values, cur_values = reference[column], current[column]
     if ref_values.isna().all() and cur_values.isna().all():
         return None
-    groups = (reference["symbol"].to_numpy(), current["symbol"].to_numpy())
+    groups = _symbol_codes(windows)
     if column in CATEGORICAL_COLUMNS:
         return categorical_drift(
             column,
