@@ -177,6 +177,12 @@ def test_cli_check_exit_codes_json_alert_state_and_webhook(
 
     code, out, _ = run_cli(*args)
     assert code == 2 and "CRITICAL" in out.splitlines()[0] and "ETHUSDT" in out
+    table = [line for line in out.splitlines() if line.startswith(" ") or "───" in line]
+    assert table and all(len(line) <= 80 for line in table)
+
+    code, out, _ = run_cli("--db", db_url, "alerts")
+    assert code == 0 and "ETHUSDT" in out and "CRITICAL" in out
+    assert all(len(line) <= 80 for line in out.splitlines())
 
 
 def test_cli_quiet_prints_nothing_when_ok(db_url: str, scenario_engine: Engine) -> None:

@@ -132,16 +132,7 @@ def render_check(
         )
 
 
-ALERT_COLUMNS = (
-    "severity",
-    "check_name",
-    "scope",
-    "metric",
-    "value",
-    "first_seen",
-    "last_seen",
-    "resolved_at",
-)
+ALERT_COLUMNS = ("state", "scope", "metric", "first_seen", "last")
 ALERT_CSV_COLUMNS = (
     "fingerprint",
     "severity",
@@ -161,31 +152,29 @@ ALERT_CSV_COLUMNS = (
 
 
 def _minute(value: datetime | None) -> str:
-    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M")
+    return "-" if value is None else value.astimezone(UTC).strftime("%m-%d %H:%M")
 
 
 def render_alerts(
     rows: Sequence[Mapping[str, Any]], fmt: OutputFormat, *, out: TextIO | None = None
 ) -> None:
-    """Print alert rows (``store.alert_rows``) as ``fmt``."""
+    """Print alert rows (``store.alert_rows``) as ``fmt``; the table shows the state
+    (severity, or ``resolved``), scope, metric, when it was first seen and when it was last
+    seen (or resolved), in UTC; JSON and CSV carry every column."""
     if fmt is not OutputFormat.table:
         emit_rows(rows, fmt, columns=ALERT_CSV_COLUMNS, out=out)
         return
     table_rows = []
     for row in rows:
-        scope = Scope(row["symbol"], row["model_version"], row["horizon"])
+        resolved = row["resolved_at"]
         table_rows.append(
             {
-                "severity": row["severity"] if row["resolved_at"] is None else "resolved",
-                "check_name": row["check_name"],
-                "scope": scope.describe(),
+                "state": row["severity"] if resolved is None else "resolved",
+                "scope": compact_scope(Scope(row["symbol"], row["model_version"], row["horizon"])),
                 "metric": row["metric"],
-                "value": _number(row["value"]),
                 "first_seen": _minute(row["first_seen"]),
-                "last_seen": _minute(row["last_seen"]),
-                "resolved_at": _minute(row["resolved_at"]),
+                "last": _minute(row["last_seen"] if resolved is None else resolved),
             }
         )
-    headers = {"check_name": "check", "first_seen": "first", "last_seen": "last"}
-    headers["resolved_at"] = "resolved"
+    headers = {"first_seen": "since (UTC)", "last": "last/resolved"}
     emit_rows(table_rows, fmt, columns=ALERT_COLUMNS, headers=headers, out=out)
