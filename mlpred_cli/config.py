@@ -237,6 +237,9 @@ DRIFT_MIN_EFFECT_CRITICAL = 0.25
 #: KS is reported only while the smaller window has at most KS_MAX_ROWS rows (larger ones
 #: flag negligible shifts).
 DRIFT_MIN_ROWS = 30
+#: Shortest current window (after the reference) drift judges: shorter ones see a fraction
+#: of a long horizon's overlapping outcomes and underestimate their autocorrelation.
+DRIFT_MIN_WINDOW = timedelta(days=1)
 KS_MAX_ROWS = 2_000
 #: At most this many rows of each window are read for drift (an even sample by id beyond).
 DRIFT_MAX_ROWS = 50_000

@@ -56,6 +56,9 @@ class Scenario:
     model_version: str = "v1"
     #: False: no outcome is filled (the backfill never ran).
     outcomes: bool = True
+    #: From day ``drop_from`` on, ``drop_column`` is no longer logged (null).
+    drop_column: str | None = None
+    drop_from: int = 0
     seed: int = 7
     #: First candle's open time (None: ``recent_start(days)``).
     start_at: datetime | None = None
@@ -163,6 +166,8 @@ def scenario_rows(scenario: Scenario) -> list[dict[str, Any]]:
                 "model_version": scenario.model_version,
                 "inference_time_ms": float(5.0 + rng.gamma(2.0, 1.0)),
             }
+            if scenario.drop_column is not None and day_of[k] >= scenario.drop_from:
+                row[scenario.drop_column] = None
             any_outcome = False
             for horizon, values in horizons.items():
                 predicted = str(values["predicted"][k])

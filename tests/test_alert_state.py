@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mlpred_cli.monitor.alert_state import list_alerts, record_alerts
+from mlpred_cli.monitor.alert_state import list_alerts, mark_sent, record_alerts
 from mlpred_cli.monitor.results import CheckResult, Scope, Severity
 from mlpred_cli.store.tables import alerts_table
 
@@ -45,7 +45,10 @@ def test_repeated_runs_update_one_row_and_ok_resolves(engine: Engine) -> None:
     later = T0 + timedelta(minutes=15)
     second = record_alerts(engine, [result(Severity.WARNING)], later)
     assert second.changes.ongoing == [fingerprint]
-    assert second.changes.opened == [] and second.firing == []
+    # never delivered yet: still pending for a webhook; once sent, no longer
+    assert second.changes.opened == [] and second.pending() == [fingerprint]
+    mark_sent(engine, second, later)
+    assert record_alerts(engine, [result(Severity.WARNING)], later).firing == []
     assert count_rows(engine) == 1
     [row] = list_alerts(engine)
     assert row["first_seen"] == T0 and row["last_seen"] == later
@@ -59,6 +62,11 @@ def test_repeated_runs_update_one_row_and_ok_resolves(engine: Engine) -> None:
     fourth = record_alerts(engine, [result(Severity.OK)], resolved_at)
     assert fourth.changes.resolved == [fingerprint]
     assert fourth.resolved_rows[0]["first_seen"] == T0
+    # an undelivered resolution is sent again by the next run, until delivered
+    again = record_alerts(engine, [result(Severity.OK)], resolved_at)
+    assert [row["fingerprint"] for row in again.resolved_rows] == [fingerprint]
+    mark_sent(engine, again, resolved_at)
+    assert record_alerts(engine, [result(Severity.OK)], resolved_at).resolved_rows == []
     [row] = list_alerts(engine)
     assert row["resolved_at"] == resolved_at and row["severity"] == "CRITICAL"
     assert list_alerts(engine, open_only=True) == []
@@ -93,6 +101,19 @@ def test_unknown_and_unjudged_fingerprints_are_left_alone(engine: Engine) -> Non
     assert len(update.changes.resolved) == 1
     [still_open] = list_alerts(engine, open_only=True)
     assert still_open["symbol"] == "ETHUSDT"
+
+
+def test_a_run_over_everything_expires_alerts_whose_subject_vanished(engine: Engine) -> None:
+    record_alerts(engine, [result(Severity.CRITICAL, symbol="DEADUSDT")], T0)
+    # a narrow run (or another check) never expires it ...
+    later = T0 + timedelta(days=3)
+    other = CheckResult("drift", "psi:x", Scope(), Severity.OK, 0.0, 1.0, 10, "ok")
+    kept = record_alerts(engine, [other], later, expire_checks=("drift",))
+    assert kept.changes.resolved == [] and len(list_alerts(engine, open_only=True)) == 1
+    # ... the same check run over everything with no result for it does
+    expired = record_alerts(engine, [result(Severity.OK)], later, expire_checks=("performance",))
+    assert len(expired.changes.resolved) == 1
+    assert list_alerts(engine, open_only=True) == []
 
 
 def test_concurrent_runs_never_duplicate_a_fingerprint(engine: Engine) -> None:

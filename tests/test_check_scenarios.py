@@ -14,10 +14,15 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy.engine import Engine
 
+from mlpred_cli.errors import InputError
+from mlpred_cli.monitor.alert_state import list_alerts
 from mlpred_cli.monitor.check import run_check
 from mlpred_cli.monitor.results import CheckReport, CheckResult, Severity
+from mlpred_cli.monitor.settings import MonitorSettings
 from mlpred_cli.outcomes.rollups import rebuild_rollups
 from mlpred_cli.store.database import create_engine
+from mlpred_cli.store.monitor_reads import drift_sample
+from mlpred_cli.store.tables import predictions_table
 from tests.cli_helpers import run_cli
 from tests.factories import insert_predictions
 from tests.monitor_scenarios import Scenario, scenario_rows
@@ -211,3 +216,144 @@ def test_cli_usage_errors_and_an_unreachable_database_exit_unknown(db_url: str) 
     assert document["status"] == "UNKNOWN" and document["error"]
     assert datetime.fromisoformat(document["generated_at"]).tzinfo is not None
     assert datetime.now(UTC) >= datetime.fromisoformat(document["generated_at"])
+
+
+# ---------------------------------------------------------------- review findings
+
+
+def test_a_narrow_run_never_shares_or_resolves_the_whole_runs_alerts(
+    scenario_engine: Engine,
+) -> None:
+    now = load(scenario_engine, Scenario(days=38, degrade_from=31))
+    full = run_check(scenario_engine, only=["performance"], days=7, now=now)
+    assert full.alerts is not None and full.alerts.opened
+    narrow = run_check(scenario_engine, only=["performance"], symbol="BTCUSDT", days=7, now=now)
+    assert all(r.scope.symbol == "BTCUSDT" for r in narrow.results)
+    # model-level figures of one symbol's rows are not the model's: other fingerprints
+    # (a per-symbol test is the same figure either way, and may share one)
+    model_level = {r.fingerprint for r in full.results if r.scope.symbol is None}
+    assert model_level and not {r.fingerprint for r in narrow.results} & model_level
+    assert narrow.alerts is not None and narrow.alerts.resolved == []
+    assert set(full.alerts.opened) <= {
+        a["fingerprint"] for a in list_alerts(scenario_engine, open_only=True)
+    }
+
+
+def test_a_past_window_leaves_the_alert_state_alone(scenario_engine: Engine) -> None:
+    now = load(scenario_engine, Scenario(days=38, degrade_from=31))
+    live = run_check(scenario_engine, only=["performance"], days=7, now=now)
+    assert live.alerts is not None and live.alerts.opened
+    past = run_check(
+        scenario_engine,
+        only=["performance"],
+        until=now - timedelta(days=9),
+        days=None,
+        since=now - timedelta(days=16),
+        now=now,
+    )
+    assert past.alerts is None and any("alert state was left alone" in n for n in past.notes)
+    assert len(list_alerts(scenario_engine, open_only=True)) == len(live.alerts.opened)
+
+
+def test_a_column_that_stops_being_logged_is_critical(scenario_engine: Engine) -> None:
+    scenario = Scenario(days=24, drop_column="features_std", drop_from=18)
+    now = load(scenario_engine, scenario)
+    report = run_check(scenario_engine, only=["drift"], days=5, now=now, record=False)
+    [gone] = of(report, "drift", "psi:features_std")
+    assert gone.severity is Severity.CRITICAL and "no longer logged" in gone.message
+    assert of(report, "drift", "psi:features_mean")[0].severity is Severity.OK
+
+
+def test_the_drift_sample_keeps_every_symbol_of_a_kept_candle(scenario_engine: Engine) -> None:
+    scenario = Scenario(days=4, symbols=("AUSDT", "BUSDT", "CUSDT", "DUSDT"))
+    load(scenario_engine, scenario)
+    with scenario_engine.connect() as conn:
+        frame, total = drift_sample(
+            conn,
+            symbol=None,
+            model_version="v1",
+            since=scenario.start,
+            until=scenario.end,
+            columns=["features_mean"],
+            max_rows=300,
+        )
+    assert total == 4 * 4 * 96 and 150 <= len(frame) <= 450
+    counts = frame["symbol"].value_counts()
+    assert set(counts.index) == set(scenario.symbols) and counts.nunique() == 1
+
+
+def test_the_day_after_the_reference_ends_is_ok_not_unknown(scenario_engine: Engine) -> None:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    scenario = Scenario(days=15, start_at=today - timedelta(days=15))
+    now = load(scenario_engine, scenario)  # the reference ended at yesterday's midnight
+    report = run_check(scenario_engine, only=["performance"], now=now, record=False)
+    assert [(r.metric, r.severity) for r in report.results] == [("reference_period", Severity.OK)]
+
+
+def test_archived_reference_rows_make_drift_not_judged_not_unknown(
+    scenario_engine: Engine,
+) -> None:
+    scenario = Scenario(days=24)
+    now = load(scenario_engine, scenario)
+    first_day = scenario.start.date()
+    cut = datetime.combine(first_day + timedelta(days=14), datetime.min.time(), UTC)
+    with scenario_engine.begin() as conn:  # as archive_predictions leaves it: rollups kept
+        conn.execute(predictions_table.delete().where(predictions_table.c.datetime < cut))
+    report = run_check(scenario_engine, only=["drift"], now=now, record=False)
+    [result] = report.results
+    assert (result.metric, result.severity) == ("reference_rows", Severity.OK)
+    assert "no reference row left" in result.message
+
+
+class FlakyReceiver(BaseHTTPRequestHandler):
+    failures = 0
+    bodies: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if FlakyReceiver.failures > 0:
+            FlakyReceiver.failures -= 1
+            self.send_response(503)
+        else:
+            FlakyReceiver.bodies.append(body)
+            self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_failed_webhook_delivery_is_sent_by_the_next_run(scenario_engine: Engine) -> None:
+    FlakyReceiver.failures, FlakyReceiver.bodies = 1, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    once = MonitorSettings(webhook_attempts=1)
+    try:
+        now = load(scenario_engine, Scenario(days=16, stopped_symbol="ETHUSDT"))
+        args: dict[str, Any] = {"only": ["freshness"], "webhook": url, "settings": once}
+        first = run_check(scenario_engine, now=now, **args)
+        assert first.webhook is not None and first.webhook.error is not None
+        assert first.status is Severity.CRITICAL  # the failed post never changes the verdict
+        second = run_check(scenario_engine, now=now + timedelta(minutes=15), **args)
+        assert second.webhook is not None and second.webhook.error is None
+        [body] = FlakyReceiver.bodies
+        assert "ETHUSDT" in body["text"]
+        third = run_check(scenario_engine, now=now + timedelta(minutes=30), **args)
+        assert third.webhook is not None and third.webhook.sent == 0
+        assert len(FlakyReceiver.bodies) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.sqlite_only
+def test_naive_now_is_utc_and_a_reference_covering_the_window_is_refused(
+    scenario_engine: Engine,
+) -> None:
+    now = load(scenario_engine, Scenario(days=3))
+    aware = run_check(scenario_engine, only=["quality"], now=now, record=False)
+    naive = run_check(scenario_engine, only=["quality"], now=now.replace(tzinfo=None), record=False)
+    assert naive.windows == aware.windows
+    with pytest.raises(InputError, match="reference must end before"):
+        run_check(scenario_engine, reference=(now - timedelta(days=2), now), now=now, record=False)

@@ -189,14 +189,17 @@ def test_a_new_deployment_is_not_blamed_on_the_backfill(engine: Engine) -> None:
     assert lag[Scope(horizon="4h")].message == "4h: no outcome due yet"
 
 
-def test_nothing_in_the_lookback_is_unknown(engine: Engine) -> None:
+def test_nothing_ever_logged_is_unknown_and_a_long_silence_is_critical(engine: Engine) -> None:
     results = _freshness(engine)
     assert {result.severity for result in results} == {Severity.UNKNOWN}
     assert len(results) == 1 + len(HORIZONS)
+    # Predictions that stopped before the lookback: the bot is down, not "unknown".
     insert_predictions(engine, [prediction_row("BTCUSDT", NOW - timedelta(days=5))])
     results = _freshness(engine)
-    assert {result.severity for result in results} == {Severity.UNKNOWN}
-    assert "(newest 2026-11-26 12:00)" in results[0].message
+    stale, *lags = results
+    assert stale.severity is Severity.CRITICAL and stale.value == 5 * 24 * 60
+    assert "(newest 2026-11-26 12:00)" in stale.message and "bot down" in stale.message
+    assert {result.severity for result in lags} == {Severity.UNKNOWN}
 
 
 # ---------------------------------------------------------------- quality

@@ -8,7 +8,9 @@ Why. ``mlpred check`` runs from cron; without state every run would report (and 
 webhook) the same alert again. ``ml_alerts`` holds one row per fingerprint (a hash of the
 check, metric and scope): when it was first and last seen, what it last measured, and when
 it was resolved. A later run updates the row; an alert that comes back after being resolved
-is reopened on the same row with a new ``first_seen``.
+is reopened on the same row with a new ``first_seen``. ``notified_at`` is set once the
+row's current state (firing or resolved) reached the webhook, so a failed delivery is sent
+again by the next run instead of being lost.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def upgrade() -> None:
         sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
         sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("notified_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("fingerprint", name=op.f("pk_ml_alerts")),
     )
     op.create_index(op.f("ix_ml_alerts_resolved_at"), "ml_alerts", ["resolved_at"])

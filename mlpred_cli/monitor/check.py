@@ -21,7 +21,7 @@ import pandas as pd
 
 from mlpred_cli.config import CHECK_DAYS
 from mlpred_cli.errors import InputError
-from mlpred_cli.monitor.alert_state import record_alerts
+from mlpred_cli.monitor.alert_state import mark_sent, record_alerts
 from mlpred_cli.monitor.drift import DRIFT_COLUMNS, DriftWindows, drift_checks
 from mlpred_cli.monitor.freshness import freshness_results
 from mlpred_cli.monitor.performance import (
@@ -34,7 +34,9 @@ from mlpred_cli.monitor.results import (
     CHECK_NAMES,
     CheckReport,
     CheckResult,
+    Scope,
     in_reference_period,
+    not_judged,
 )
 from mlpred_cli.monitor.settings import DEFAULT_SETTINGS, MonitorSettings
 from mlpred_cli.monitor.webhook import deliver_alerts
@@ -133,8 +135,8 @@ def resolve_windows(
         window = (parse_time(start, "reference start"), parse_time(end, "reference end"))
         if window[0] >= window[1]:
             raise InputError("reference start must be before its end")
-        if window[0] >= until_at:
-            raise InputError("reference must start before the current window ends")
+        if window[1] >= until_at:
+            raise InputError("reference must end before the current window ends")
     return CheckWindows(current, window)
 
 
@@ -229,9 +231,22 @@ def _drift(
             first, end = references[span.model_version]
             ref_since, ref_until = _midnight(first), _midnight(end)
         current_since = max(windows.since, ref_until)
+        scope = Scope(model_version=span.model_version)
         if current_since >= windows.until:
             days = (ref_since.date(), _day_span(ref_since, ref_until)[1])
             notes.append(in_reference_period("drift", span.model_version, days))
+            continue
+        if windows.until - current_since < settings.drift_min_window:
+            hours = (windows.until - current_since) / timedelta(hours=1)
+            notes.append(
+                not_judged(
+                    "drift",
+                    "window",
+                    scope,
+                    f"drift (model {span.model_version or '(none)'}): {hours:.1f} h of the "
+                    f"window follow the reference; drift needs {settings.drift_min_window}",
+                )
+            )
             continue
         samples = [
             drift_sample(
@@ -246,6 +261,18 @@ def _drift(
             for start, end in ((ref_since, ref_until), (current_since, windows.until))
         ]
         (reference_rows, reference_total), (current_rows, current_total) = samples
+        if reference_total == 0:
+            notes.append(
+                not_judged(
+                    "drift",
+                    "reference_rows",
+                    scope,
+                    f"drift (model {span.model_version or '(none)'}): no reference row left "
+                    f"in [{ref_since:%Y-%m-%d}, {ref_until:%Y-%m-%d}) (archived?); pass a "
+                    "reference window whose rows are still in the database",
+                )
+            )
+            continue
         found.append(
             DriftWindows(
                 span.model_version,
@@ -257,6 +284,26 @@ def _drift(
             )
         )
     return notes + drift_checks(found, settings)
+
+
+def _narrowed(
+    results: list[CheckResult], symbol: str | None, model_version: str | None
+) -> list[CheckResult]:
+    """``results`` with the run's symbol / model version filter written into every scope
+    that leaves it open, so a narrow run (judging one symbol's rows) never shares a
+    fingerprint with, and never resolves, the whole run's alerts."""
+    if symbol is None and model_version is None:
+        return results
+    for result in results:
+        scope = result.scope
+        result.scope = Scope(
+            symbol=scope.symbol if scope.symbol is not None else symbol,
+            model_version=(
+                scope.model_version if scope.model_version is not None else model_version
+            ),
+            horizon=scope.horizon,
+        )
+    return results
 
 
 def run_check(
@@ -284,7 +331,7 @@ def run_check(
     checks = parse_checks(only)
     if webhook and not record:
         raise InputError("a webhook needs the alert state: keep record on")
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    moment = parse_time(now, "now") if now is not None else datetime.now(UTC)
     windows = resolve_windows(
         symbol=symbol,
         model_version=model_version,
@@ -302,6 +349,7 @@ def run_check(
                 span
                 for span in version_spans(conn, windows.current)
                 if span.last_day >= windows.since.date()
+                and _midnight(span.first_day) < windows.until
             ]
             references = {
                 span.model_version: windows.reference_days(span, settings) for span in spans
@@ -339,6 +387,7 @@ def run_check(
                     results += quality_checks(
                         quality_figures(conn, windows.current), windows.current, settings
                     )
+        results = _narrowed(results, symbol or None, model_version or None)
         report = CheckReport(
             generated_at=moment,
             windows=windows.describe(references),
@@ -346,8 +395,15 @@ def run_check(
             checks=checks,
             notes=notes,
         )
-        if record:
-            update = record_alerts(engine, results, moment)
+        live = windows.until >= moment - timedelta(minutes=1)
+        if record and not live:
+            report.notes.append(
+                "the window ends in the past: the alert state was left alone (and no webhook "
+                "was called); run without until to update it"
+            )
+        elif record:
+            expire = checks if not (symbol or model_version) else ()
+            update = record_alerts(engine, results, moment, expire_checks=expire)
             report.alerts = update.changes
             if webhook:
                 report.webhook = deliver_alerts(
@@ -358,4 +414,6 @@ def run_check(
                     generated_at=moment,
                     settings=settings,
                 )
+                if report.webhook.error is None:
+                    mark_sent(engine, update, moment)
     return report

@@ -106,6 +106,32 @@ def _test(column: str, windows: DriftWindows, settings: MonitorSettings) -> Drif
     )
 
 
+def _count(frame: pd.DataFrame, column: str) -> int:
+    return int(frame[column].notna().sum()) if column in frame else 0
+
+
+def _no_longer_logged(
+    column: str, window: DriftWindows, scope: Scope, settings: MonitorSettings
+) -> CheckResult | None:
+    """CRITICAL when ``column`` had values in the reference and has none in the current
+    window (a feature pipeline or indicator stopped): the biggest drift there is."""
+    before, now = _count(window.reference, column), _count(window.current, column)
+    if before < settings.drift_min_rows or now > 0 or window.current.empty:
+        return None
+    return CheckResult(
+        "drift",
+        f"psi:{column}",
+        scope,
+        Severity.CRITICAL,
+        None,
+        None,
+        len(window.current),
+        f"{column} ({scope.describe()}): no value in the {len(window.current):,} current "
+        f"rows, {before:,} of {len(window.reference):,} in the reference: no longer logged?",
+        {"reference_values": before, "current_values": 0},
+    )
+
+
 def _severity(q_value: float, effect: float | None, settings: MonitorSettings) -> Severity:
     size = 0.0 if effect is None or not np.isfinite(effect) else effect
     if q_value < settings.critical_alpha and size >= settings.drift_min_effect_critical:
@@ -131,8 +157,9 @@ def drift_checks(
 ) -> list[CheckResult]:
     """Results of every drift test of ``windows`` (check ``drift``, metric
     ``psi:<column>``), q-values controlled across all of them. A version whose windows are
-    too small gets one UNKNOWN result (metric ``drift``) saying so; a column with too few
-    values in a window is left out."""
+    too small gets one UNKNOWN result (metric ``drift``) saying so. A column logged in the
+    reference and absent from the current window is CRITICAL; one with too few values to
+    judge is UNKNOWN (left out when it never had values)."""
     found: list[tuple[DriftTest, Scope]] = []
     results: list[CheckResult] = []
     for window in windows:
@@ -155,9 +182,26 @@ def drift_checks(
             )
             continue
         for column in DRIFT_COLUMNS:
+            gone = _no_longer_logged(column, window, scope, settings)
+            if gone is not None:
+                results.append(gone)
+                continue
             try:
                 test = _test(column, window, settings)
-            except NotEnoughData:  # a column with too few values in a window: not judged
+            except NotEnoughData as error:
+                if _count(window.reference, column) > 0:  # logged before: say it cannot judge
+                    results.append(
+                        CheckResult(
+                            "drift",
+                            f"psi:{column}",
+                            scope,
+                            Severity.UNKNOWN,
+                            None,
+                            None,
+                            _count(window.current, column),
+                            f"{column} ({scope.describe()}): {error}",
+                        )
+                    )
                 continue
             if test is not None:
                 found.append((test, scope))

@@ -237,15 +237,18 @@ def _nothing_logged(snapshot: Liveness) -> list[CheckResult]:
     if snapshot.newest is not None:
         why += f" (newest {snapshot.newest:%Y-%m-%d %H:%M})"
     details: dict[str, object] = {"since": since, "newest_prediction": snapshot.newest}
+    # Predictions that stopped longer ago than the lookback: the bot is down (CRITICAL);
+    # a database that never held any cannot be judged (UNKNOWN).
+    down = snapshot.newest is not None
     stale = CheckResult(
         check=CHECK,
         metric=STALE,
         scope=Scope(),
-        severity=Severity.UNKNOWN,
-        value=None,
+        severity=Severity.CRITICAL if down else Severity.UNKNOWN,
+        value=minutes(snapshot.now - snapshot.newest) if down else None,  # type: ignore[operator]
         threshold=None,
         n=0,
-        message=why,
+        message=why + (": is the bot down?" if down else ""),
         details=details,
     )
     lags = [

@@ -277,6 +277,23 @@ def active_versions(frame: pd.DataFrame, current: DayWindow) -> list[str]:
     return model_version_order(list(present["model_version"].unique()))
 
 
+#: After its reference ends, a version waits this long at most for its first fully
+#: matured day before "nothing to judge" becomes UNKNOWN (a stalled backfill, say).
+FIRST_MATURED_DAY_GRACE = timedelta(days=2)
+
+
+def _still_learning(
+    reference: DayWindow, current: DayWindow, matured_through: Mapping[str, datetime | None]
+) -> bool:
+    """True while the version's reference has not ended by the window's end, or ended so
+    recently that no day after it has matured yet at the quickest horizon."""
+    if reference[1] >= current[1]:
+        return True
+    quickest = matured_through.get(HORIZONS[0])
+    recent = reference[1] >= current[1] - FIRST_MATURED_DAY_GRACE
+    return quickest is not None and recent and reference[1] >= quickest.date()
+
+
 def _logged_rows(logged: pd.DataFrame, version: str) -> int:
     rows = logged[logged["model_version"] == version]
     one_horizon = rows[rows["horizon"] == rows["horizon"].iloc[0]]  # counts repeat per horizon
@@ -288,6 +305,7 @@ def _unscored(
     current: DayWindow,
     judged: list[str],
     references: Mapping[str, DayWindow],
+    matured_through: Mapping[str, datetime | None],
 ) -> list[CheckResult]:
     """UNKNOWN for each version that logged in ``current`` but has no scored row there
     (outcomes not filled: nothing to judge), OK while it is still in its reference period."""
@@ -299,7 +317,7 @@ def _unscored(
         if version in judged:
             continue
         reference = references.get(version)
-        if reference is not None and reference[1] >= current[1]:
+        if reference is not None and _still_learning(reference, current, matured_through):
             results.append(in_reference_period(CHECK, version, reference))
             continue
         results.append(
@@ -349,10 +367,10 @@ def performance_checks(
     frame = _prepared(daily)
     results: list[CheckResult] = []
     judged = active_versions(frame, current)
-    results += _unscored(frame, current, judged, references)
+    results += _unscored(frame, current, judged, references, matured_through)
     for version in judged:
         reference = references.get(version)
-        if reference is not None and reference[1] >= current[1]:
+        if reference is not None and _still_learning(reference, current, matured_through):
             results.append(in_reference_period(CHECK, version, reference))
             continue
         rows = frame[frame["model_version"] == version]

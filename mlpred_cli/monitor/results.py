@@ -116,6 +116,12 @@ class CheckResult:
         }
 
 
+def not_judged(check: str, metric: str, scope: Scope, message: str) -> CheckResult:
+    """An OK result saying why ``check`` judged nothing for ``scope`` and nothing is wrong
+    with that (a short window, reference rows archived), so cron neither pages nor mails."""
+    return CheckResult(check, metric, scope, Severity.OK, None, None, None, message)
+
+
 def in_reference_period(
     check: str, model_version: str, reference: tuple[date, date]
 ) -> CheckResult:

@@ -23,6 +23,7 @@ class MonitorSettings:
     drift_min_effect_warning: float = config.DRIFT_MIN_EFFECT_WARNING
     drift_min_effect_critical: float = config.DRIFT_MIN_EFFECT_CRITICAL
     drift_min_rows: int = config.DRIFT_MIN_ROWS
+    drift_min_window: timedelta = config.DRIFT_MIN_WINDOW
     ks_max_rows: int = config.KS_MAX_ROWS
     drift_max_rows: int = config.DRIFT_MAX_ROWS
     drift_bootstrap_resamples: int = config.DRIFT_BOOTSTRAP_RESAMPLES

@@ -264,6 +264,9 @@ _OPENER = urllib.request.build_opener(_NoRedirects)
 # ---------------------------------------------------------------- delivery
 
 
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
 def _attempt(request: urllib.request.Request, timeout: float) -> tuple[str | None, bool]:
     """One POST: (None, _) on a 2xx answer, else (reason, retryable)."""
     try:
@@ -281,6 +284,8 @@ def _attempt(request: urllib.request.Request, timeout: float) -> tuple[str | Non
         return "timed out", True
     except (OSError, http.client.HTTPException) as error:
         return f"{type(error).__name__}: {error}", True
+    except ValueError as error:  # a URL urllib cannot send (bad port, bad characters)
+        return f"unusable URL: {type(error).__name__}", False
     return None, False
 
 
@@ -311,6 +316,11 @@ def deliver_alerts(
         "https",
     ):
         outcome.error = "webhook URL must be http:// or https:// with a host"
+        return outcome
+    if not _PRINTABLE_ASCII.fullmatch(url.strip()):
+        # control characters would be echoed (escaped, so not scrubbed) in urllib's errors,
+        # and non-ASCII ones break the request line: percent-encode them instead
+        outcome.error = "webhook URL holds a space, control or non-ASCII character"
         return outcome
     body = json.dumps(
         alert_payload(opened, resolved, status=status, generated_at=generated_at)

@@ -77,10 +77,36 @@ def update_alert(conn: Connection, fingerprint: str, values: Mapping[str, Any]) 
 
 
 def resolve_alerts(conn: Connection, fingerprints: Sequence[str], at: datetime) -> None:
-    """Mark the open alerts of ``fingerprints`` resolved at ``at``."""
+    """Mark the open alerts of ``fingerprints`` resolved at ``at`` (not yet notified)."""
     if fingerprints:
         conn.execute(
             sa.update(alerts_table)
             .where(A.fingerprint.in_(list(fingerprints)), A.resolved_at.is_(None))
-            .values(resolved_at=at)
+            .values(resolved_at=at, notified_at=None)
+        )
+
+
+def open_fingerprints(conn: Connection, checks: Sequence[str]) -> list[str]:
+    """Fingerprints of the open alerts raised by ``checks``."""
+    query = sa.select(A.fingerprint).where(A.resolved_at.is_(None), A.check_name.in_(list(checks)))
+    return list(conn.execute(query).scalars())
+
+
+def unnotified_resolved(conn: Connection, since: datetime) -> list[dict[str, Any]]:
+    """Alerts resolved at or after ``since`` whose resolution no webhook has received."""
+    query = sa.select(alerts_table).where(
+        A.resolved_at.is_not(None), A.resolved_at >= since, A.notified_at.is_(None)
+    )
+    return [dict(row) for row in conn.execute(query.order_by(A.resolved_at)).mappings()]
+
+
+def mark_notified(source: DatabaseSource, fingerprints: Sequence[str], at: datetime) -> None:
+    """Record that the current state of ``fingerprints`` reached the webhook at ``at``."""
+    if not fingerprints:
+        return
+    with alerts_transaction(source) as conn:
+        conn.execute(
+            sa.update(alerts_table)
+            .where(A.fingerprint.in_(list(fingerprints)))
+            .values(notified_at=at)
         )

@@ -22,6 +22,9 @@ from mlpred_cli.store.rollups import complete_through
 from mlpred_cli.store.tables import predictions_table, rollup_table
 
 P = predictions_table.c
+
+#: Width of the time slots the drift sample keeps or skips whole (one 15-minute candle).
+SAMPLE_SLOT_MS = 15 * 60 * 1000
 R = rollup_table.c
 
 
@@ -102,7 +105,7 @@ def drift_sample(
     """The ``columns`` (plus ``symbol`` and ``datetime``) of one model version's predictions
     in ``[since, until)`` (of ``symbol`` when given; ``model_version`` '' is rows without
     one), in time order, and how many rows that window holds: every row up to ``max_rows``,
-    else an even sample of about ``max_rows`` of them (every k-th id)."""
+    else an even sample of about ``max_rows`` of them (every k-th 15-minute slot)."""
     clauses = [
         P.datetime >= since,
         P.datetime < until,
@@ -115,6 +118,9 @@ def drift_sample(
     wanted = [P[name] for name in dict.fromkeys(["symbol", "datetime", *columns])]
     query = sa.select(*wanted).where(*clauses)
     if total > max_rows:
-        query = query.where(P.id % math.ceil(total / max_rows) == 0)
+        # whole candle slots, every symbol's row of a kept slot: a stride over ids would
+        # keep some symbols only (the logger writes a candle's symbols in turn)
+        stride = math.ceil(total / max_rows) * SAMPLE_SLOT_MS
+        query = query.where(P.timestamp % stride < SAMPLE_SLOT_MS)
     frame = read_frame(conn, query.order_by(P.datetime, P.id))
     return frame, total

@@ -284,6 +284,7 @@ class Alert(Base):
     first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 predictions_table: sa.Table = MLPrediction.__table__  # type: ignore[assignment]
