@@ -357,3 +357,11 @@ def test_naive_now_is_utc_and_a_reference_covering_the_window_is_refused(
     assert naive.windows == aware.windows
     with pytest.raises(InputError, match="reference must end before"):
         run_check(scenario_engine, reference=(now - timedelta(days=2), now), now=now, record=False)
+
+
+def test_drift_waits_for_three_days_after_the_reference(scenario_engine: Engine) -> None:
+    now = load(scenario_engine, Scenario(days=16))  # ~2 days follow the 14-day reference
+    report = run_check(scenario_engine, only=["drift"], now=now, record=False)
+    [result] = report.results
+    assert (result.metric, result.severity) == ("window", Severity.OK)
+    assert "drift needs 3 days" in result.message
