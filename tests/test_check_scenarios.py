@@ -185,6 +185,10 @@ def test_cli_check_exit_codes_json_alert_state_and_webhook(
     table = [line for line in out.splitlines() if line.startswith(" ") or "───" in line]
     assert table and all(len(line) <= 80 for line in table)
 
+    # --changes-only: the alert is ongoing, nothing changed, nothing printed; exit code kept
+    code, out, _ = run_cli(*args, "--changes-only")
+    assert (code, out) == (2, "")
+
     code, out, _ = run_cli("--db", db_url, "alerts")
     assert code == 0 and "ETHUSDT" in out and "CRITICAL" in out
     assert all(len(line) <= 80 for line in out.splitlines())

@@ -106,6 +106,12 @@ def check_command(
         show_default=False,
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing when all is OK."),
+    changes_only: bool = typer.Option(
+        False,
+        "--changes-only",
+        help="Print only when an alert opened, escalated or resolved (or the run could not "
+        "judge): cron mails each change once. The exit code is the status all the same.",
+    ),
     show_all: bool = typer.Option(False, "--all", help="List OK results too (table)."),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
@@ -121,11 +127,13 @@ def check_command(
 
         mlpred check --only performance,freshness --days 3 --format json
 
-    Crontab line (cron mails only when something is wrong):
+    Crontab line (cron mails only when something is wrong; --changes-only: only when an
+    alert opens, escalates or resolves):
 
         */15 * * * * mlpred check --quiet
     """
     from mlpred_cli.monitor.check import run_check
+    from mlpred_cli.monitor.results import Severity
     from mlpred_cli.monitor.settings import DEFAULT_SETTINGS
     from mlpred_cli.render.check_report import render_check
 
@@ -155,7 +163,11 @@ def check_command(
     except KeyboardInterrupt:
         raise _unknown("interrupted", fmt) from None
     status = int(report.status)
-    if not (quiet and status == 0):
+    silent = quiet and status == 0
+    if changes_only and report.alerts is not None and report.status is not Severity.UNKNOWN:
+        changes = report.alerts
+        silent = silent or not (changes.opened or changes.escalated or changes.resolved)
+    if not silent:
         render_check(report, fmt, show_all=show_all)
     if report.webhook is not None and report.webhook.error is not None:
         sys.stderr.write(f"webhook {report.webhook.url} failed: {report.webhook.error}\n")
