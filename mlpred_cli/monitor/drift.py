@@ -23,6 +23,7 @@ from mlpred_cli.config import HORIZONS, SIGNAL_TYPES
 from mlpred_cli.errors import NotEnoughData
 from mlpred_cli.monitor.results import CheckResult, Scope, Severity
 from mlpred_cli.monitor.settings import DEFAULT_SETTINGS, MonitorSettings
+from mlpred_cli.store.prediction_row import INDICATOR_COLUMNS
 
 #: Numeric columns whose distribution is compared: the stored feature statistics, the
 #: model's outputs and the key indicators.
@@ -35,12 +36,8 @@ CONTINUOUS_COLUMNS: tuple[str, ...] = (
     "zero_variance_count",
     *(f"predicted_return_{horizon}" for horizon in HORIZONS),
     "signal_confidence",
-    "rsi",
-    "macd",
-    "bb_position",
-    "atr_pct",
-    "volume_ratio",
-    "trend_strength",
+    # the indicators, but not price and volume levels, which wander without anything wrong
+    *(name for name in INDICATOR_COLUMNS if name not in ("close_price", "volume")),
 )
 #: Categorical columns whose mix is compared (LONG / SHORT / NEUTRAL).
 CATEGORICAL_COLUMNS: tuple[str, ...] = (
