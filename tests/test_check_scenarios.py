@@ -364,8 +364,14 @@ def test_naive_now_is_utc_and_a_reference_covering_the_window_is_refused(
 
 
 def test_drift_waits_for_three_days_after_the_reference(scenario_engine: Engine) -> None:
-    now = load(scenario_engine, Scenario(days=16))  # ~2 days follow the 14-day reference
-    report = run_check(scenario_engine, only=["drift"], now=now, record=False)
-    [result] = report.results
+    now = load(scenario_engine, Scenario(days=24, shift_from=17))
+    report = run_check(scenario_engine, only=["drift"], now=now)
+    assert report.alerts is not None and report.alerts.opened  # the planted shift
+    # A one-day window follows the reference by more than a day but less than three:
+    # drift is not judged, and the open drift alerts are neither resolved nor expired.
+    short = run_check(scenario_engine, only=["drift"], days=1, now=now)
+    [result] = short.results
     assert (result.metric, result.severity) == ("window", Severity.OK)
     assert "drift needs 3 days" in result.message
+    assert short.alerts is not None and short.alerts.resolved == []
+    assert len(list_alerts(scenario_engine, open_only=True)) == len(report.alerts.opened)

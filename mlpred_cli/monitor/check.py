@@ -286,6 +286,10 @@ def _drift(
     return notes + drift_checks(found, settings)
 
 
+#: Metrics of the OK results saying a check judged nothing for part of its scope.
+NOT_JUDGED_METRICS = frozenset({"window", "reference_rows", "reference_period"})
+
+
 def _narrowed(
     results: list[CheckResult], symbol: str | None, model_version: str | None
 ) -> list[CheckResult]:
@@ -402,7 +406,10 @@ def run_check(
                 "was called); run without until to update it"
             )
         elif record:
-            expire = checks if not (symbol or model_version) else ()
+            # a check that left part of its scope unjudged (a short window, archived
+            # reference rows) must not expire that part's alerts
+            partial = {r.check for r in results if r.metric in NOT_JUDGED_METRICS}
+            expire = () if symbol or model_version else tuple(set(checks) - partial)
             update = record_alerts(engine, results, moment, expire_checks=expire)
             report.alerts = update.changes
             if webhook:
