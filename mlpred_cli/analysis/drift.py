@@ -647,6 +647,28 @@ def _values_cutoff(
     return _geyer_tau(sums), _geyer_cutoff(sums)
 
 
+def _binned_figures(binned: _Binned, alpha: float) -> dict[str, Any]:
+    """The ``DriftTest`` fields both kinds compute alike from their binned windows: sizes,
+    autocorrelation, PSI with its null threshold and p-value, JS distance and threshold."""
+    psi_value = psi(binned.reference_shares, binned.current_shares)
+    psi_threshold, p_value = _chi2_null(psi_value, binned.scale, binned.df, alpha)
+    js_threshold_sq, _ = _chi2_null(0.0, binned.scale / 8, binned.df, alpha)
+    return {
+        "n_eff": binned.n_eff,
+        "m_eff": binned.m_eff,
+        "tau_reference": binned.tau_reference,
+        "tau_current": binned.tau_current,
+        "bins": binned.bins,
+        "df": binned.df,
+        "alpha": alpha,
+        "psi": psi_value,
+        "psi_threshold": psi_threshold,
+        "p_value": p_value,
+        "js_distance": js_distance(binned.raw_reference, binned.raw_current),
+        "js_threshold": math.sqrt(js_threshold_sq),
+    }
+
+
 def continuous_drift(
     name: str,
     reference: npt.ArrayLike,
@@ -702,9 +724,7 @@ def continuous_drift(
     if affordable < edges.size + 1 and ref.min() < ref.max():
         edges = reference_edges(ref, affordable)
         binned = binned_on(edges)
-    psi_value = psi(binned.reference_shares, binned.current_shares)
-    psi_threshold, p_value = _chi2_null(psi_value, binned.scale, binned.df, alpha)
-    js_threshold_sq, _ = _chi2_null(0.0, binned.scale / 8, binned.df, alpha)
+    shared = _binned_figures(binned, alpha)
     method = _null_text(binned, alpha)
     wasserstein = scaled_wasserstein(ref, cur)
     band = None
@@ -729,18 +749,7 @@ def continuous_drift(
         kind="continuous",
         n=int(ref.size),
         m=int(cur.size),
-        n_eff=binned.n_eff,
-        m_eff=binned.m_eff,
-        tau_reference=binned.tau_reference,
-        tau_current=binned.tau_current,
-        bins=binned.bins,
-        df=binned.df,
-        alpha=alpha,
-        psi=psi_value,
-        psi_threshold=psi_threshold,
-        p_value=p_value,
-        js_distance=js_distance(binned.raw_reference, binned.raw_current),
-        js_threshold=math.sqrt(js_threshold_sq),
+        **shared,
         effect=wasserstein,
         threshold_method=method,
         wasserstein=wasserstein,
@@ -811,27 +820,16 @@ def categorical_drift(
     binned = _binned(ref_codes, cur_codes, len(names), ref_groups, cur_groups, block_rows=block)
     _check_sizes(name, "reference", ref.size, binned.n_eff, min_rows)
     _check_sizes(name, "current", cur.size, binned.m_eff, min_rows)
-    single = binned.bins < 2  # one category only: nothing can shift
-    psi_value = 0.0 if single else psi(binned.reference_shares, binned.current_shares)
-    psi_threshold, p_value = _chi2_null(psi_value, binned.scale, binned.df, alpha)
-    js_threshold_sq, _ = _chi2_null(0.0, binned.scale / 8, binned.df, alpha)
+    shared = _binned_figures(binned, alpha)
+    if binned.bins < 2:  # one category only: nothing can shift
+        shared.update(psi=0.0, p_value=1.0)
+        shared["psi_threshold"] = _chi2_null(0.0, binned.scale, binned.df, alpha)[0]
     return DriftTest(
         name=name,
         kind="categorical",
         n=int(ref.size),
         m=int(cur.size),
-        n_eff=binned.n_eff,
-        m_eff=binned.m_eff,
-        tau_reference=binned.tau_reference,
-        tau_current=binned.tau_current,
-        bins=binned.bins,
-        df=binned.df,
-        alpha=alpha,
-        psi=psi_value,
-        psi_threshold=psi_threshold,
-        p_value=1.0 if single else p_value,
-        js_distance=js_distance(binned.raw_reference, binned.raw_current),
-        js_threshold=math.sqrt(js_threshold_sq),
+        **shared,
         effect=total_variation(binned.raw_reference, binned.raw_current),
         threshold_method=_null_text(binned, alpha),
         dropped_reference=ref_dropped,
