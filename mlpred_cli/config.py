@@ -162,6 +162,21 @@ INTERVAL_CONFIDENCE = 0.95
 #: Window of ``mlpred analyze`` when no --days/--since/--until is given.
 DEFAULT_ANALYZE_DAYS = 7.0
 
+# ---------------------------------------------------------------- periodic report
+
+#: Window of ``mlpred report`` when no --days/--since/--until is given.
+DEFAULT_REPORT_DAYS = 7.0
+
+#: The report's quintile and signal-return figures read realized returns row by row; beyond
+#: this many rows with an outcome they use an even sample (every k-th id) and say so.
+REPORT_SAMPLE_MAX_ROWS = 500_000
+
+#: Bins of the report's histogram of daily ICs (equal width on [-1, 1]).
+IC_HISTOGRAM_BINS = 20
+
+#: A symbol needs this many scored rows at the primary horizon to be ranked best or worst.
+REPORT_RANK_MIN_ROWS = 30
+
 # ---------------------------------------------------------------- candles and backfill
 
 #: Rows per COPY / executemany batch of ``mlpred import-candles`` (one transaction overall).

@@ -266,6 +266,8 @@ def compare_versions(
     version_b: str,
     *,
     days: float | None = 30.0,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
     horizons: list[str] | None = None,
     symbol: str | None = None,
     alpha: float = COMPARE_ALPHA,
@@ -275,7 +277,8 @@ def compare_versions(
 ) -> ModelComparison:
     """Compare model ``version_b`` against ``version_a`` (in ``database``: a URL, a path, an
     engine, or None for the configured default) over the last ``days`` days
-    (optionally one ``symbol``) at each horizon (default: all). Times are UTC.
+    (or ``since`` / ``until``, with ``days=None``; optionally one ``symbol``) at each horizon
+    (default: all). Times are UTC.
 
     Raises ``InputError`` for an unknown version (naming the versions that exist), equal
     versions or bad options. ``seed`` overrides the bootstrap seed (default: fixed).
@@ -286,7 +289,7 @@ def compare_versions(
     if not 0 < alpha < 1:
         raise InputError(f"alpha must be within (0, 1), got {alpha:g}")
     chosen = check_horizons(horizons)
-    selection = make_filter(symbol=symbol, days=days, now=now)
+    selection = make_filter(symbol=symbol, days=days, since=since, until=until, now=now)
     frame = read_version_rows(database, selection, (version_a, version_b), _columns(chosen))
     comparison = ModelComparison(version_a, version_b, selection.describe(), alpha)
     frame_a = frame[frame["model_version"] == version_a]

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "partition_commands",
     "archive_commands",
     "monitor_commands",
+    "report_commands",
 )
 
 for _module in COMMAND_MODULES:

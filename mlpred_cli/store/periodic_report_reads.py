@@ -1,0 +1,140 @@
+"""The reads behind ``mlpred report`` beyond what ``analyze`` reads (``store.report_reads``):
+the period's rollups per day and per (day, symbol, model version), the previous period's
+rollups, the version mix, how much of the window is due, the newest outcomes, and a
+row-level sample of realized returns for the quintile and signal figures. One connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mlpred_cli.config import HORIZONS, REPORT_SAMPLE_MAX_ROWS
+from mlpred_cli.store.liveness_reads import DEFAULT_CANDLE_INTERVAL, due_through, newest_outcomes
+from mlpred_cli.store.prediction_queries import P, PredictionFilter, read_frame
+from mlpred_cli.store.prediction_reads import reading
+from mlpred_cli.store.rollup_reads import read_rollup_rows
+from mlpred_cli.store.source import DatabaseSource
+
+#: Row-level columns of the realized-return sample.
+SAMPLE_COLUMNS: tuple[str, ...] = (
+    "id",
+    "datetime",
+    "symbol",
+    "signal_type",
+    "signal_confidence",
+    "signal_timeframe",
+    *(f"predicted_return_{h}" for h in HORIZONS),
+    *(f"actual_return_{h}" for h in HORIZONS),
+    *(f"actual_direction_{h}" for h in HORIZONS),
+)
+
+
+@dataclass
+class PeriodicReportData:
+    """What ``read_periodic_report_data`` read for one window.
+
+    ``daily``: rollup figures per day and horizon; ``symbol_days``: the daily ICs per
+    (day, symbol, model version) and horizon (``ic_sum`` / ``ic_days``); ``by_version``:
+    rollup figures per model version and horizon; ``previous_horizons`` /
+    ``previous_symbols``: the previous period's rollups in total and per symbol (None
+    without a previous period); ``not_due``: per horizon, the window's predictions whose
+    outcome is not due yet at ``now``; ``newest_outcome``: per horizon, the newest
+    prediction time with a filled outcome; ``sample``: ``SAMPLE_COLUMNS`` of rows with a
+    realized return, every k-th ``id`` beyond ``sample_rows`` rows (``sampled``).
+    """
+
+    daily: pd.DataFrame
+    symbol_days: pd.DataFrame
+    by_version: pd.DataFrame
+    not_due: dict[str, int]
+    newest_outcome: dict[str, datetime | None]
+    sample: pd.DataFrame
+    sampled: bool = False
+    previous_horizons: pd.DataFrame | None = None
+    previous_symbols: pd.DataFrame | None = None
+    version_first_seen: dict[str, datetime] = field(default_factory=dict)
+
+
+def _not_due(
+    conn: Connection, selection: PredictionFilter, now: datetime, candle_interval: timedelta
+) -> dict[str, int]:
+    # Only the tail after each horizon's due time is counted: a few hours of rows at most.
+    counts: dict[str, int] = {}
+    for horizon in HORIZONS:
+        cutoff = due_through(now, horizon, candle_interval)
+        statement = sa.select(sa.func.count()).where(*selection.clauses(), P.datetime > cutoff)
+        counts[horizon] = int(conn.execute(statement).scalar_one())
+    return counts
+
+
+def _with_any_return() -> sa.ColumnElement[bool]:
+    return sa.or_(*(P[f"actual_return_{h}"].isnot(None) for h in HORIZONS))
+
+
+def read_return_sample(
+    conn: Connection, selection: PredictionFilter, max_rows: int = REPORT_SAMPLE_MAX_ROWS
+) -> tuple[pd.DataFrame, bool]:
+    """``SAMPLE_COLUMNS`` of the selection's rows with a realized return at some horizon,
+    oldest first, and whether they are an even sample (every k-th ``id``) of about
+    ``max_rows`` because there were more."""
+    clauses = [*selection.clauses(), _with_any_return()]
+    rows = int(conn.execute(sa.select(sa.func.count()).where(*clauses)).scalar_one())
+    stride = -(-rows // max_rows) if rows > max_rows else 1
+    if stride > 1:
+        clauses.append(P.id % stride == 0)
+    statement = (
+        sa.select(*(P[name] for name in SAMPLE_COLUMNS)).where(*clauses).order_by(P.datetime, P.id)
+    )
+    return read_frame(conn, statement), stride > 1
+
+
+def _first_seen(conn: Connection, selection: PredictionFilter) -> dict[str, datetime]:
+    statement = (
+        sa.select(P.model_version, sa.func.min(P.datetime))
+        .where(*selection.clauses(), P.model_version.isnot(None))
+        .group_by(P.model_version)
+    )
+    return {str(version): first for version, first in conn.execute(statement)}
+
+
+def read_periodic_report_data(
+    source: DatabaseSource,
+    selection: PredictionFilter,
+    previous: PredictionFilter | None,
+    now: datetime,
+    *,
+    candle_interval: timedelta = DEFAULT_CANDLE_INTERVAL,
+    sample_rows: int = REPORT_SAMPLE_MAX_ROWS,
+) -> PeriodicReportData:
+    """Read the report's figures for ``selection`` (and the ``previous`` period) as of
+    ``now`` (timezone-aware UTC) on one connection."""
+    with reading(source) as engine, engine.connect() as conn:
+        sample, sampled = read_return_sample(conn, selection, sample_rows)
+        lookback = (now - selection.since) if selection.since is not None else timedelta(365)
+        data = PeriodicReportData(
+            daily=read_rollup_rows(conn, selection, ("day",)).frame,
+            symbol_days=read_rollup_rows(
+                conn, selection, ("day", "symbol", "model_version"), ("ic_n",)
+            ).frame,
+            by_version=read_rollup_rows(conn, selection, ("model_version",)).frame,
+            not_due=_not_due(conn, selection, now, candle_interval),
+            newest_outcome=newest_outcomes(
+                conn,
+                replace(selection, since=None),
+                max(lookback, timedelta(days=1)),
+                now=now,
+                candle_interval=candle_interval,
+            ),
+            sample=sample,
+            sampled=sampled,
+            version_first_seen=_first_seen(conn, selection),
+        )
+        if previous is not None:
+            data.previous_horizons = read_rollup_rows(conn, previous, ()).frame
+            data.previous_symbols = read_rollup_rows(conn, previous, ("symbol",)).frame
+    return data
