@@ -298,6 +298,7 @@ def _model_versions(
             }
             for item in comparison.horizons
         ],
+        "verdict": "; ".join(item.verdict for item in comparison.horizons),
     }
     return result
 
