@@ -1,0 +1,342 @@
+"""The HTML report (``report.html.render_html``) from synthetic content: structure, no
+external resources or scripts, determinism, both image formats, nulls and empty windows."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlpred_cli.errors import InputError
+from mlpred_cli.report import formatting
+from mlpred_cli.report.html import SECTION_IDS, render_html
+from tests.report_content_sample import empty_content, sample_content
+
+VOID_ELEMENTS = {"meta", "br", "img", "hr", "input", "link", "col", "wbr", "source"}
+
+
+class ReportParser(HTMLParser):
+    """Collects section ids, figures and their captions, svg attributes, element ids, and
+    whether every non-void element is closed in order."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.sections: list[str] = []
+        self.figures: list[dict[str, Any]] = []
+        self.svgs: list[dict[str, str | None]] = []
+        self.ids: list[str] = []
+        self.text_by_section: dict[str, list[str]] = {}
+        self._section: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if attributes.get("id"):
+            self.ids.append(str(attributes["id"]))
+        if tag == "section":
+            self._section = str(attributes.get("id"))
+            self.sections.append(self._section)
+        if tag == "figure":
+            self.figures.append({"caption": None, "images": 0})
+        if tag in ("svg", "img") and "figure" in self.stack:
+            self.figures[-1]["images"] += 1
+        if tag == "svg":
+            self.svgs.append(attributes)
+        if tag == "figcaption":
+            self.figures[-1]["caption"] = ""
+        if tag not in VOID_ELEMENTS:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if attributes.get("id"):
+            self.ids.append(str(attributes["id"]))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID_ELEMENTS:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1] if self.stack else 'nothing'}")
+            return
+        self.stack.pop()
+        if tag == "section":
+            self._section = None
+
+    def handle_data(self, data: str) -> None:
+        if self.stack and self.stack[-1] == "figcaption":
+            self.figures[-1]["caption"] += data
+        if self._section is not None:
+            self.text_by_section.setdefault(self._section, []).append(data)
+
+    def section_text(self, section: str) -> str:
+        return " ".join(" ".join(self.text_by_section.get(section, [])).split())
+
+
+def parse(document: str) -> ReportParser:
+    parser = ReportParser()
+    parser.feed(document)
+    parser.close()
+    return parser
+
+
+@pytest.fixture(scope="module")
+def svg_report() -> str:
+    return render_html(sample_content(30, 10))
+
+
+@pytest.fixture(scope="module")
+def png_report() -> str:
+    return render_html(sample_content(30, 10, images="png"))
+
+
+@pytest.mark.parametrize("images", ["svg", "png"])
+def test_sections_in_order_and_tags_balanced(images: str, svg_report: str, png_report: str) -> None:
+    parser = parse(svg_report if images == "svg" else png_report)
+    assert parser.sections == list(SECTION_IDS)
+    assert parser.sections[:3] == ["header", "status", "accuracy"]
+    assert parser.errors == []
+    assert parser.stack == []
+    # one h2 per section
+    assert svg_report.count("<h2>") >= len(SECTION_IDS)
+
+
+@pytest.mark.parametrize("images", ["svg", "png"])
+def test_no_script_and_nothing_outside_the_document(
+    images: str, svg_report: str, png_report: str
+) -> None:
+    document = svg_report if images == "svg" else png_report
+    lowered = document.lower()
+    for forbidden in ("http://", "https://", "<script", 'src="//', "@import", "<link", "onload="):
+        assert forbidden not in lowered, forbidden
+    for match in re.finditer(r"url\(\s*['\"]?([^'\")\s]*)", lowered):
+        assert match.group(1).startswith(("#", "data:")), match.group(0)
+    for match in re.finditer(r"(?:src|href)=\"([^\"]*)\"", lowered):
+        assert match.group(1).startswith(("#", "data:")), match.group(0)
+
+
+def test_same_content_gives_identical_bytes() -> None:
+    for images in ("svg", "png"):
+        first = render_html(sample_content(20, 5, seed=3, images=images))
+        second = render_html(sample_content(20, 5, seed=3, images=images))
+        assert first.encode() == second.encode()
+    assert render_html(sample_content(20, 5, seed=3)) != render_html(sample_content(20, 5, seed=4))
+
+
+def test_identical_bytes_across_processes() -> None:
+    """Chart ids come from a fixed salt, not from hash randomization or object addresses."""
+    script = (
+        "import hashlib, sys\n"
+        "from tests.report_content_sample import sample_content\n"
+        "from mlpred_cli.report.html import render_html\n"
+        "sys.stdout.write(hashlib.sha256(render_html(sample_content(8, 3)).encode()).hexdigest())"
+    )
+    digests = set()
+    for seed in ("1", "2"):
+        environment = {**os.environ, "PYTHONHASHSEED": seed}
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            env=environment,
+            cwd=Path(__file__).resolve().parent.parent,
+            check=True,
+            timeout=120,
+        )
+        digests.add(result.stdout)
+    digests.add(hashlib.sha256(render_html(sample_content(8, 3)).encode()).hexdigest())
+    assert len(digests) == 1
+
+
+def test_svg_charts_are_inline_accessible_and_ids_unique(svg_report: str) -> None:
+    parser = parse(svg_report)
+    assert len(parser.svgs) >= 9
+    for attributes in parser.svgs:
+        assert attributes.get("role") == "img"
+        assert attributes.get("aria-label")
+        assert "xmlns" not in attributes
+    assert "<?xml" not in svg_report
+    assert "<!DOCTYPE svg" not in svg_report
+    assert "<metadata>" not in svg_report
+    assert "data:image/png" not in svg_report
+    duplicated = {name for name in parser.ids if parser.ids.count(name) > 1}
+    assert duplicated == set()
+
+
+def test_png_mode_has_images_and_no_svg(png_report: str) -> None:
+    parser = parse(png_report)
+    assert "<svg" not in png_report
+    images = re.findall(
+        r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]+)"', png_report
+    )
+    assert len(images) == sum(figure["images"] for figure in parser.figures) >= 9
+    assert all(len(data) > 1000 for data, _ in images)
+
+
+def test_every_figure_has_a_caption_with_its_key_figure(svg_report: str) -> None:
+    parser = parse(svg_report)
+    assert len(parser.figures) >= 9
+    for figure in parser.figures:
+        assert figure["images"] == 1
+        assert figure["caption"] and figure["caption"].strip()
+    content = sample_content(30, 10)
+    # the accuracy caption names the worst day, found here from the daily rows themselves
+    days = [
+        row for row in content["daily"] if row["horizon"] == "1h" and row["accuracy"] is not None
+    ]
+    lowest = min(days, key=lambda row: row["accuracy"])
+    captions = " ".join(figure["caption"] for figure in parser.figures)
+    assert f"lowest day {lowest['day']} at {lowest['accuracy'] * 100:.1f} %" in captions
+    assert "before costs" in captions
+
+
+def test_report_size_stays_small(svg_report: str, png_report: str) -> None:
+    sizes = {"svg": len(svg_report.encode()), "png": len(png_report.encode())}
+    print(f"30-day 10-symbol report: {sizes['svg']:,} bytes (svg), {sizes['png']:,} bytes (png)")
+    assert all(size < 1_000_000 for size in sizes.values()), sizes
+
+
+def test_status_cards_carry_verdict_colour_and_words() -> None:
+    content = sample_content(30, 10)
+    content["status"][0]["verdict"] = "below"
+    content["status"][1]["verdict"] = "unknown"
+    document = render_html(content)
+    status = document[
+        document.index('<section id="status">') : document.index('<section id="accuracy">')
+    ]
+    assert status.count('class="card verdict-') == len(content["status"])
+    assert 'class="card verdict-below"' in status and "below base rate" in status
+    assert 'class="card verdict-unknown"' in status and "not enough data" in status
+
+
+def test_empty_window_renders_a_short_report() -> None:
+    document = render_html(empty_content())
+    parser = parse(document)
+    assert parser.errors == [] and parser.stack == []
+    assert parser.sections[0] == "header"
+    assert "There are no predictions in the window" in parser.section_text("status")
+    assert parser.figures == []
+    # maturity and freshness still show, as unknowns
+    assert "Matured share" in document
+    assert "n/a" in parser.section_text("header")
+    assert len(document.encode()) < 30_000
+
+
+def test_nulls_render_as_not_available() -> None:
+    content = sample_content(30, 10)
+    content["performance"]["inference_time_ms_p99"] = None
+    content["horizons"][2]["pearson_ic"] = None
+    parser = parse(render_html(content))
+    assert "p99 n/a" in parser.section_text("input-health")
+    ic_text = parser.section_text("ic")
+    assert re.search(r"4h [+-]\d\.\d{3} n/a", ic_text), ic_text
+
+
+def _blank_figures(value: Any) -> Any:
+    """Every float of ``value`` replaced with None, recursively."""
+    if isinstance(value, float):
+        return None
+    if isinstance(value, dict):
+        return {key: _blank_figures(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_blank_figures(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("images", ["svg", "png"])
+def test_content_with_every_figure_unknown_still_renders(images: str) -> None:
+    content = _blank_figures(sample_content(10, 3, images=images))
+    document = render_html(content)
+    parser = parse(document)
+    assert parser.sections == list(SECTION_IDS)
+    assert parser.errors == []
+    assert document.count("n/a") > 50
+    for figure in parser.figures:
+        assert figure["caption"].strip()
+
+
+def test_empty_lists_say_so_in_one_sentence() -> None:
+    content = sample_content(30, 10, versions=1, monitoring=False)
+    for key in ("return_quintiles", "return_by_confidence", "symbol_table", "signals"):
+        content[key] = []
+    content["signal_economics"] = {**content["signal_economics"], "signals": [], "cumulative": []}
+    parser = parse(render_html(content))
+    returns = parser.section_text("returns")
+    assert "No predicted return with an outcome" in returns
+    assert "No LONG or SHORT signal with an outcome to group" in returns
+    assert "No symbol has a prediction in the window." in parser.section_text("symbols")
+    assert "No signal recorded in the window." in parser.section_text("signals")
+    assert "one model version, v1" in parser.section_text("versions")
+    assert "mlpred check was not run" in parser.section_text("monitoring")
+    assert len(parser.figures) == 6  # accuracy, 3 IC, reliability, confidence
+
+
+def test_monitoring_error_and_escaping() -> None:
+    content = sample_content(30, 10)
+    monitoring = copy.deepcopy(content["monitoring"])
+    monitoring["error"] = "database <unreachable> & retried"
+    content["monitoring"] = monitoring
+    document = render_html(content)
+    section = parse(document).section_text("monitoring")
+    assert "mlpred check failed: database <unreachable> & retried" in section
+    assert "database &lt;unreachable&gt; &amp; retried" in document
+    # OK results are left out of the table, the others are listed worst first as given
+    assert "no NaN rows" not in section
+    assert "no candles for SYM09USDT" in section
+
+
+def test_symbol_table_marks_best_worst_and_colours_cells() -> None:
+    content = sample_content(30, 10)
+    document = render_html(content)
+    symbols = document[
+        document.index('<section id="symbols">') : document.index('<section id="versions">')
+    ]
+    assert symbols.count('class="badge best"') == 1
+    assert symbols.count('class="badge worst"') == 1
+    base_rate = {row["horizon"]: row["base_rate"] for row in content["horizons"]}
+    expected_above = sum(
+        1
+        for row in content["symbol_table"]
+        for item in row["horizons"]
+        if item["accuracy_low"] is not None and item["accuracy_low"] > base_rate[item["horizon"]]
+    )
+    assert symbols.count('class="cell-above"') == expected_above
+
+
+def test_formatting_helpers() -> None:
+    assert formatting.percent(0.5421) == "54.2 %"
+    assert formatting.percent(None) == "n/a"
+    assert formatting.percent(float("nan")) == "n/a"
+    assert formatting.interval(0.531, 0.553) == "53.1\N{EN DASH}55.3 %"
+    assert formatting.interval(None, 0.5) == "n/a"
+    assert formatting.points(0.013) == "+1.3 pp"
+    assert formatting.points(-0.0213) == "-2.1 pp"
+    assert formatting.points(-0.00001) == "+0.0 pp"
+    assert formatting.return_percent(0.0012) == "+0.12 %"
+    assert formatting.basis_points(-0.0012) == "-12.0 bp"
+    assert formatting.magnitude(0.0015) == "0.15 %"
+    assert formatting.count(1234567) == "1,234,567"
+    assert formatting.count(True) == "n/a"
+    assert formatting.coefficient(0.0342) == "+0.034"
+    assert formatting.t_statistic(-2.314) == "t = -2.31"
+    assert formatting.p_value(0.0004) == "p < 0.001"
+    assert formatting.moment("2026-12-01T06:00:00+01:00") == "2026-12-01 05:00 UTC"
+    assert formatting.moment("2026-11-03") == "2026-11-03"
+    assert formatting.age(45) == "45 s"
+    assert formatting.age(3 * 3600) == "3.0 h"
+    assert formatting.age(3 * 86400) == "3.0 d"
+
+
+def test_content_missing_a_key_is_an_input_error() -> None:
+    content = sample_content(10, 3)
+    del content["horizons"][0]["base_rate"]
+    with pytest.raises(InputError, match="base_rate"):
+        render_html(content)
