@@ -17,6 +17,9 @@ The public API, by job (everything else is internal and may change):
 - **monitor**: ``run_check`` (what ``mlpred check`` runs; a ``CheckReport`` of
   ``CheckResult`` with a ``Severity``), ``MonitorSettings`` (its tunables) and
   ``list_alerts`` (the alert state).
+- **report** (extra ``mlpred[report]``): ``report_content`` (every figure of ``mlpred
+  report`` as one JSON-ready document), ``render_html`` (that document as the self-contained
+  HTML page) and ``write_report`` (atomic files, ``latest.html``).
 - **admin**: ``DatabaseSource`` (a URL string, a ``Path`` or an ``Engine``), ``engine_for``,
   ``init_database`` and the exceptions (every one an ``MlpredError``).
 
@@ -90,6 +93,9 @@ _EXPORTS: dict[str, str] = {
     "Severity": "mlpred_cli.monitor.results",
     "MonitorSettings": "mlpred_cli.monitor.settings",
     "list_alerts": "mlpred_cli.monitor.alert_state",
+    "report_content": "mlpred_cli.report.content",
+    "render_html": "mlpred_cli.report.html",
+    "write_report": "mlpred_cli.report.files",
     # admin
     "DatabaseSource": "mlpred_cli.store.source",
     "engine_for": "mlpred_cli.store.source",
@@ -164,6 +170,10 @@ __all__ = [
     "Severity",
     "MonitorSettings",
     "list_alerts",
+    # report
+    "report_content",
+    "render_html",
+    "write_report",
     # admin
     "DatabaseSource",
     "engine_for",
@@ -240,6 +250,9 @@ if TYPE_CHECKING:
     from mlpred_cli.outcomes.candle_files import ImportReport, import_candles, read_candle_file
     from mlpred_cli.outcomes.rollups import RollupRebuildReport, rebuild_rollups
     from mlpred_cli.render.model_views import compare_models, show_feature_importance
+    from mlpred_cli.report.content import report_content
+    from mlpred_cli.report.files import write_report
+    from mlpred_cli.report.html import render_html
     from mlpred_cli.store.source import DatabaseSource, engine_for, init_database
 
 

@@ -169,13 +169,22 @@ DEFAULT_REPORT_DAYS = 7.0
 
 #: The report's quintile and signal-return figures read realized returns row by row; beyond
 #: this many rows with an outcome they use an even sample (every k-th id) and say so.
-REPORT_SAMPLE_MAX_ROWS = 500_000
+REPORT_SAMPLE_MAX_ROWS = 200_000
 
 #: Bins of the report's histogram of daily ICs (equal width on [-1, 1]).
 IC_HISTOGRAM_BINS = 20
 
 #: A symbol needs this many scored rows at the primary horizon to be ranked best or worst.
 REPORT_RANK_MIN_ROWS = 30
+
+#: Above this many rows with an outcome the report leaves out the pooled rank ICs (each
+#: needs every row; ``analyze`` goes up to ``POOLED_IC_MAX_ROWS``) and shows the mean daily
+#: IC from the rollups, which it always shows.
+REPORT_POOLED_IC_MAX_ROWS = 200_000
+
+#: The paired model-version test and the ``mlpred check`` section cover the window's last
+#: this many days (each reads rows; a 1-year report stays seconds).
+REPORT_RECENT_DAYS = 7.0
 
 # ---------------------------------------------------------------- candles and backfill
 

@@ -113,7 +113,7 @@ def empty_content(days: int = 30, images: str = "svg") -> dict[str, Any]:
             "total_return": None,
         },
         "symbol_table": [],
-        "model_versions": {"versions": [], "comparison": None},
+        "model_versions": {"versions": [], "comparison": None, "note": None},
         "monitoring": None,
     }
 
@@ -454,7 +454,13 @@ def sample_content(
             }
         )
     comparison = None
-    if versions > 1:
+    # like the real content: a paired comparison needs exactly two versions, else a note
+    note = (
+        f"{versions} model versions in the window: the paired comparison needs exactly two"
+        if versions > 2
+        else None
+    )
+    if versions == 2:
         comparison = {
             "version_a": "v1",
             "version_b": "v2",
@@ -595,6 +601,6 @@ def sample_content(
         "return_by_confidence": return_by_confidence,
         "signal_economics": signal_economics,
         "symbol_table": symbol_table,
-        "model_versions": {"versions": version_rows, "comparison": comparison},
+        "model_versions": {"versions": version_rows, "comparison": comparison, "note": note},
         "monitoring": monitoring_block,
     }

@@ -3,8 +3,10 @@ external resources or scripts, determinism, both image formats, nulls and empty 
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
+import io
 import os
 import re
 import subprocess
@@ -14,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image as PILImage
 
 from mlpred_cli.errors import InputError
 from mlpred_cli.report import formatting
 from mlpred_cli.report.html import SECTION_IDS, render_html
+from tests.browser_support import launch_args, require_chromium, require_playwright
 from tests.report_content_sample import empty_content, sample_content
 
 VOID_ELEMENTS = {"meta", "br", "img", "hr", "input", "link", "col", "wbr", "source"}
@@ -340,3 +344,104 @@ def test_content_missing_a_key_is_an_input_error() -> None:
     del content["horizons"][0]["base_rate"]
     with pytest.raises(InputError, match="base_rate"):
         render_html(content)
+
+
+#: The report's content column at a 1000 px wide window (60rem body less its padding).
+COLUMN_PX = 920
+
+
+def test_png_charts_are_drawn_for_hidpi_at_their_css_size(png_report: str) -> None:
+    """Each <img> declares the CSS size it is shown at, and its bitmap has at least twice
+    those pixels across, in the same proportions, so a HiDPI screen does not upscale it."""
+    images = re.findall(
+        r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="[^"]+" '
+        r'width="(\d+)" height="(\d+)">',
+        png_report,
+    )
+    assert len(images) >= 9
+    for data, width, height in images:
+        with PILImage.open(io.BytesIO(base64.b64decode(data))) as bitmap:
+            pixels_wide, pixels_high = bitmap.size
+        assert int(width) >= COLUMN_PX
+        assert pixels_wide >= 2 * int(width)
+        assert abs(pixels_high / pixels_wide - int(height) / int(width)) < 0.01
+
+
+def _status_cards(document: str) -> dict[str, str]:
+    """Each status card's text, by horizon."""
+    status = document[
+        document.index('<section id="status">') : document.index('<section id="accuracy">')
+    ]
+    cards = re.findall(r'<div class="card verdict-[a-z]+">(.*?)</div>', status, re.DOTALL)
+    texts = [" ".join(re.sub(r"<[^>]+>", " ", card).split()) for card in cards]
+    return {text.split()[0]: text for text in texts}
+
+
+def test_status_card_without_a_previous_period_says_so() -> None:
+    content = sample_content(30, 10)
+    by_horizon = {row["horizon"]: row for row in content["status"]}
+    for horizon, previous_n in (("15m", 0), ("12h", None)):
+        by_horizon[horizon].update(
+            previous_n=previous_n,
+            previous_accuracy=None,
+            accuracy_change=None,
+            previous_daily_ic_mean=None,
+            ic_change=None,
+        )
+    cards = _status_cards(render_html(content))
+    for horizon in ("15m", "12h"):
+        assert "no predictions in the previous period" in cards[horizon].lower()
+        assert "was n/a" not in cards[horizon]
+    # a horizon with a previous period still compares against it
+    previous = by_horizon["1h"]
+    assert f"n = {previous['previous_n']:,}" in cards["1h"]
+    assert f"was {previous['previous_accuracy'] * 100:.1f} %" in cards["1h"]
+    assert "no predictions in the previous period" not in cards["1h"].lower()
+
+
+def test_model_version_note_explains_a_missing_comparison() -> None:
+    content = sample_content(30, 10, versions=3)
+    note = content["model_versions"]["note"]
+    assert note and content["model_versions"]["comparison"] is None
+    assert note in parse(render_html(content)).section_text("versions")
+    single = sample_content(30, 10, versions=1)
+    single["model_versions"]["note"] = "one model version: nothing to compare"
+    versions_text = parse(render_html(single)).section_text("versions")
+    assert "one model version: nothing to compare" in versions_text
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("images", ["svg", "png"])
+def test_charts_fill_the_column_and_nothing_scrolls_sideways(
+    images: str, svg_report: str, png_report: str, tmp_path: Path
+) -> None:
+    """In Chromium, every chart is as wide as the content column at 1000 px and the page
+    has no horizontal scroll at 400 px (wide tables scroll inside their own box)."""
+    sync_api = require_playwright()
+    executable = require_chromium()
+    path = tmp_path / f"report-{images}.html"
+    path.write_text(svg_report if images == "svg" else png_report, encoding="utf-8")
+    measure = """() => ({
+        page: document.scrollingElement.scrollWidth,
+        column: document.querySelector('section').getBoundingClientRect().width,
+        charts: Array.from(document.querySelectorAll('figure svg, figure img'))
+            .map(chart => chart.getBoundingClientRect().width),
+    })"""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, args=launch_args(), headless=True
+        )
+        try:
+            for window in (1000, 400):
+                page = browser.new_page(viewport={"width": window, "height": 900})
+                page.goto(path.resolve().as_uri(), wait_until="load")
+                sizes = page.evaluate(measure)
+                page.close()
+                assert sizes["page"] <= window, (window, sizes["page"])
+                assert len(sizes["charts"]) >= 9
+                for width in sizes["charts"]:
+                    assert abs(width - sizes["column"]) < 1, (window, width, sizes["column"])
+                if window == 1000:
+                    assert abs(sizes["column"] - COLUMN_PX) < 1
+        finally:
+            browser.close()

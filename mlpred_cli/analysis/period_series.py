@@ -133,3 +133,17 @@ def reliability_bins(frame: pd.DataFrame, horizon: str) -> list[dict[str, Any]]:
 def reliability(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """``reliability_bins`` of every horizon."""
     return [{"horizon": h, "bins": reliability_bins(frame, h)} for h in HORIZONS]
+
+
+def symbol_daily_ic(symbol_days: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """The mean of each (symbol, horizon)'s daily ICs (rollup rows by day, symbol and model
+    version); pairs without one are left out."""
+    if symbol_days.empty:
+        return {}
+    known = symbol_days[symbol_days["ic_days"] > 0]
+    sums = known.groupby(["symbol", "horizon"])[["ic_sum", "ic_days"]].sum()
+    means: dict[tuple[str, str], float] = {}
+    keys: list[tuple[Any, Any]] = sums.index.tolist()
+    for key, total, days in zip(keys, sums["ic_sum"], sums["ic_days"], strict=True):
+        means[(str(key[0]), str(key[1]))] = float(total) / int(days)
+    return means

@@ -30,13 +30,11 @@ from mlpred_cli.config import (
     WARNING_ALPHA,
 )
 from mlpred_cli.errors import NotEnoughData
+from mlpred_cli.store.report_reads import INFERENCE_PERCENTILES
 
 if TYPE_CHECKING:
     from mlpred_cli.store.prediction_queries import PredictionFilter
-    from mlpred_cli.store.report_reads import ReportData
-
-#: Percentiles of ``inference_time_ms`` in the performance section.
-INFERENCE_PERCENTILES: tuple[int, ...] = (50, 95, 99)
+    from mlpred_cli.store.report_reads import InferencePercentiles, ReportData
 
 
 @dataclass
@@ -263,12 +261,10 @@ def _input_health(data: ReportData) -> dict[str, Any]:
     return health
 
 
-def _performance(times: np.ndarray) -> dict[str, Any]:
-    result: dict[str, Any] = {"n": int(times.size)}
-    values = np.percentile(times, INFERENCE_PERCENTILES) if times.size else None
-    for index, percentile in enumerate(INFERENCE_PERCENTILES):
-        key = f"inference_time_ms_p{percentile}"
-        result[key] = None if values is None else float(values[index])
+def _performance(times: InferencePercentiles) -> dict[str, Any]:
+    result: dict[str, Any] = {"n": times.n}
+    for percentile in INFERENCE_PERCENTILES:
+        result[f"inference_time_ms_p{percentile}"] = times.values.get(percentile)
     return result
 
 
@@ -311,5 +307,5 @@ def build_report(data: ReportData) -> AnalysisReport:
     report.calibration = _calibration(frame)
     report.symbols = _symbols(rollup_figures.accuracy_counts(frame, "symbol"), outcomes)
     report.input_health = _input_health(data)
-    report.performance = _performance(data.inference_times)
+    report.performance = _performance(data.inference_percentiles)
     return report

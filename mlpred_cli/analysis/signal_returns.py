@@ -112,14 +112,15 @@ def signal_positions(sample: pd.DataFrame) -> pd.DataFrame:
 
 def returns_by_confidence(positions: pd.DataFrame) -> list[dict[str, Any]]:
     """Per ``CONFIDENCE_BIN_EDGES`` bin of ``signal_confidence`` (the last bin holds its
-    upper edge): the positions ``n``, their mean return of following the signal and their
-    hit rate."""
+    upper edge; a confidence outside the edges, as in ``analyze``, is in none): the positions
+    ``n``, their mean return of following the signal and their hit rate."""
     edges = CONFIDENCE_BIN_EDGES
     confidence = positions["signal_confidence"].astype(float).to_numpy()
     number = np.searchsorted(np.asarray(edges[1:-1]), confidence, side="right")
+    number[~((confidence >= edges[0]) & (confidence <= edges[-1]))] = -1
     rows = []
     for k, label in enumerate(confidence_bin_labels(edges)):
-        members = positions[(number == k) & np.isfinite(confidence)]
+        members = positions[number == k]
         n = len(members)
         rows.append(
             {
@@ -150,8 +151,9 @@ def primary_horizon(sample: pd.DataFrame) -> str:
 
 def signal_economics(positions: pd.DataFrame) -> dict[str, Any]:
     """Hit rate (with Wilson interval), mean actual return and mean return of following
-    the LONG and SHORT signals; the cumulative sum of each day's mean return of following
-    the day's signals (one unit per signal, before costs) and its total."""
+    the LONG and SHORT signals, each at its own primary horizon (``horizon_mix``: how many
+    at each); the cumulative sum of each day's mean return of following the day's signals
+    (one unit per signal, before costs) and its total."""
     signals = []
     for kind in POSITION_SIGNS:
         members = positions[positions["signal_type"] == kind]
@@ -179,8 +181,10 @@ def signal_economics(positions: pd.DataFrame) -> dict[str, Any]:
                     "cumulative_return": running,
                 }
             )
+    mix = positions["primary_horizon"].value_counts()
     return {
         "signals": signals,
+        "horizon_mix": {h: int(mix.get(h, 0)) for h in HORIZONS if mix.get(h, 0)},
         "cumulative": cumulative,
         "total_return": cumulative[-1]["cumulative_return"] if cumulative else None,
     }

@@ -110,7 +110,9 @@ def report_command(
         html = render_html(document)
         sidecar_text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
         if to_stdout:
-            sys.stdout.write(html)
+            sys.stdout.flush()
+            sys.stdout.buffer.write(html.encode("utf-8"))  # UTF-8 whatever the locale
+            sys.stdout.buffer.flush()
             if sidecar is not None:
                 write_atomically(sidecar, sidecar_text.encode("utf-8"))
             return

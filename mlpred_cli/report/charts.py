@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, PercentFormatter
+from PIL import Image as PILImage
 
 from mlpred_cli.config import HORIZONS
 
@@ -44,9 +45,16 @@ REFERENCE_COLOUR = "#444444"
 #: Diverging, colour-blind safe; centred on 0 by a symmetric norm.
 DIVERGING_COLORMAP = "PuOr"
 
-#: PNG resolution: 8 in wide at 96 dpi is 768 px, readable in an 800 px column.
-PNG_DPI = 96
 WIDTH_IN = 8.0
+#: The CSS width a chart is shown at: the report's content column at its widest (60rem less
+#: the body's padding); the ``<img>`` carries it so the layout does not jump while decoding.
+DISPLAY_WIDTH_PX = 920
+#: Device pixels per CSS pixel of a PNG chart, so HiDPI screens get a sharp image.
+PNG_SCALE = 2.0
+#: Rendering resolution that gives a PNG ``PNG_SCALE`` times the display width.
+PNG_DPI = DISPLAY_WIDTH_PX * PNG_SCALE / WIDTH_IN
+#: Colours kept in a PNG chart: flat charts need few, and a palette image is a third the size.
+PNG_COLOURS = 256
 
 # typed loosely: matplotlib's stubs accept only a literal mapping of known keys
 _STYLE: Any = {
@@ -115,9 +123,17 @@ def _svg(figure: Figure, label: str) -> str:
 
 
 def _png(figure: Figure, label: str) -> str:
+    rendered = io.BytesIO()
+    figure.savefig(rendered, format="png", dpi=PNG_DPI, metadata=_PNG_METADATA)
+    rendered.seek(0)
+    with PILImage.open(rendered) as image:
+        palette = image.convert("RGB").quantize(PNG_COLOURS, method=PILImage.Quantize.MEDIANCUT)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=PNG_DPI, metadata=_PNG_METADATA)
-    width, height = (round(size * PNG_DPI) for size in figure.get_size_inches())
+    palette.save(buffer, format="png", optimize=True)
+    inches_wide, inches_high = figure.get_size_inches()
+    # the attributes are the CSS size; the bitmap behind them is PNG_SCALE times larger
+    width = DISPLAY_WIDTH_PX
+    height = round(DISPLAY_WIDTH_PX * inches_high / inches_wide)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return (
         f'<img src="data:image/png;base64,{data}" alt="{escape(label)}" '
@@ -179,7 +195,18 @@ def _date_axis(ax: Axes, days: np.ndarray) -> None:
 
 
 def _bp_axis(ax: Axes) -> None:
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:+.0f} bp"))
+    """Y ticks (values already in basis points) as ``+12 bp``, with as many decimals as the
+    tick step needs so that small ranges do not repeat a label."""
+
+    def label(value: float, _: Any) -> str:
+        ticks = np.diff(ax.yaxis.get_majorticklocs())
+        step = float(np.abs(ticks).min()) if ticks.size else 1.0
+        # the fewest decimals that show the step exactly (0.25 bp needs two)
+        digits = next((d for d in range(3) if abs(step * 10**d - round(step * 10**d)) < 1e-6), 3)
+        text = f"{value:+.{digits}f}"
+        return f"{'0' if float(text) == 0 else text} bp"
+
+    ax.yaxis.set_major_formatter(FuncFormatter(label))
 
 
 def accuracy_chart(
@@ -217,6 +244,8 @@ def accuracy_chart(
             if base is not None:
                 ax.axhline(base, color=REFERENCE_COLOUR, linestyle="--", linewidth=1)
             _date_axis(ax, days)
+        for ax in axes[::2]:
+            ax.set_ylabel("share correct per day")
         handles = [
             Line2D([], [], color=ACCURACY_COLOUR, label="accuracy (band: 95 % interval)"),
             Line2D([], [], color=HIT_RATE_COLOUR, label="hit rate (band: 95 % interval)"),
@@ -247,10 +276,12 @@ def daily_ic_chart(daily: Sequence[Mapping[str, Any]], images: ImageFormat = "sv
             ax.axhline(0, color="#000000", linewidth=0.8)
             ax.axhline(float(np.nanmean(values)), color=REFERENCE_COLOUR, linestyle="--", lw=1)
             _date_axis(ax, days)
+        for ax in axes[::2]:
+            ax.set_ylabel("IC (Spearman), symbol mean")
         handles = [
             Patch(color=POSITIVE_COLOUR, label="IC ≥ 0"),
             Patch(color=NEGATIVE_COLOUR, label="IC < 0"),
-            Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label="mean over the period"),
+            Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label="mean of the days shown"),
         ]
         figure.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
         return _export(figure, label, images)
@@ -286,6 +317,8 @@ def ic_distribution_chart(
             if item and item.get("mean") is not None:
                 ax.axvline(float(item["mean"]), color=REFERENCE_COLOUR, linestyle="--", lw=1)
             ax.set_ylabel("symbol-days")
+        for ax in axes[2:]:
+            ax.set_xlabel("daily IC (Spearman) of one symbol")
         figure.legend(
             handles=[Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label="mean IC")],
             loc="outside lower center",
@@ -479,6 +512,8 @@ def quintile_chart(quintiles: Sequence[Mapping[str, Any]], images: ImageFormat =
             _bp_axis(ax)
         for ax in axes[2:]:
             ax.set_xlabel("predicted-return quintile (Q1 lowest)")
+        for ax in axes[::2]:
+            ax.set_ylabel("mean realized return")
         return _export(figure, label, images)
 
 

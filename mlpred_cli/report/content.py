@@ -12,7 +12,7 @@ the same document.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
@@ -25,7 +25,9 @@ from mlpred_cli.analysis.report import build_report
 from mlpred_cli.config import (
     DEFAULT_REPORT_DAYS,
     HORIZONS,
+    REPORT_POOLED_IC_MAX_ROWS,
     REPORT_RANK_MIN_ROWS,
+    REPORT_RECENT_DAYS,
     direction_thresholds,
 )
 from mlpred_cli.errors import InputError, MlpredError
@@ -56,8 +58,9 @@ def report_windows(
     now: datetime,
 ) -> tuple[PredictionFilter, PredictionFilter | None]:
     """The report's window (default: the last ``DEFAULT_REPORT_DAYS`` days up to ``now``;
-    an open end stops at ``now``) and the previous period of the same length just before
-    it (None when the window has no start). ``InputError`` on bad options."""
+    an open end stops at ``now``; ``until`` alone starts ``DEFAULT_REPORT_DAYS`` before it)
+    and the previous period of the same length just before it (None when that would start
+    before year 1). ``InputError`` on bad options."""
     if days is None and since is None and until is None:
         days = DEFAULT_REPORT_DAYS
     try:
@@ -75,15 +78,14 @@ def report_windows(
         if selection.since is not None and selection.since >= now:
             raise InputError(f"since {selection.since.isoformat()} is not before now")
         selection = replace(selection, until=now)
-    if selection.since is None:
-        return selection, None
-    assert selection.until is not None
-    length = selection.until - selection.since
+    end: datetime = selection.until or now
+    start: datetime = selection.since or end - timedelta(days=DEFAULT_REPORT_DAYS)
+    selection = replace(selection, since=start, until=end)  # --until alone: 7 days before it
     try:
-        start = selection.since - length
+        earlier = start - (end - start)
     except OverflowError:  # a window reaching back to year 1 has no previous period
         return selection, None
-    return selection, replace(selection, since=start, until=selection.since, days=None)
+    return selection, replace(selection, since=earlier, until=start, days=None)
 
 
 def _verdict(accuracy: dict[str, Any], base: float | None) -> str:
@@ -158,6 +160,14 @@ def _maturity(
     return rows
 
 
+def _rollup_predictions(frame: pd.DataFrame | None, live: int) -> int:
+    # archived days keep their rollups only: count their predictions too, as "scored" does
+    if frame is None or frame.empty:
+        return live
+    first = frame[frame["horizon"] == HORIZONS[0]]
+    return max(live, int(first["predictions"].sum()))
+
+
 def _age(now: datetime, moment: datetime | None) -> float | None:
     if moment is None:
         return None
@@ -194,6 +204,7 @@ def _accuracy_rows(table: pd.DataFrame, key: str) -> dict[Any, dict[str, Any]]:
 
 def _symbol_table(
     symbol_rollups: pd.DataFrame,
+    symbol_days: pd.DataFrame,
     symbols: list[dict[str, Any]],
     previous: pd.DataFrame | None,
     primary: str,
@@ -205,6 +216,7 @@ def _symbol_table(
         else {}
     )
     ics = {row["symbol"]: row for row in symbols}
+    daily = period_series.symbol_daily_ic(symbol_days)
     table = []
     for name, figures in current.items():
         entry: dict[str, Any] = {
@@ -222,6 +234,7 @@ def _symbol_table(
                     "horizon": horizon,
                     **cell,
                     "ic": ics.get(name, {}).get(f"ic_{horizon}"),
+                    "daily_ic_mean": daily.get((name, horizon)),
                     "previous_accuracy": earlier,
                     "accuracy_change": _change(cell["accuracy"], earlier),
                 }
@@ -258,13 +271,15 @@ def _model_versions(
         }
         for version, figures in _accuracy_rows(table, "model_version").items()
     ]
-    named = [v["model_version"] for v in versions if v["model_version"] is not None]
+    named = [v["model_version"] for v in versions if isinstance(v["model_version"], str)]
+    named = [version for version in named if version]
     result: dict[str, Any] = {"versions": versions, "comparison": None, "note": None}
     if len(named) < 2 or selection.model_version is not None:
         return result
-    # the two largest versions; B is the one that started logging later
-    first_seen = extra.version_first_seen
-    pair = sorted(named[:2], key=lambda v: (first_seen.get(v, now), v))
+    # the two largest versions; B is the one that started logging later (in all history)
+    first_day = extra.version_first_day
+    pair = sorted(named[:2], key=lambda v: (first_day.get(v, date.max), v))
+    recent = _recent(selection)
     try:
         comparison = with_verdicts(
             compare_versions(
@@ -272,8 +287,8 @@ def _model_versions(
                 pair[0],
                 pair[1],
                 days=None,
-                since=selection.since,
-                until=selection.until,
+                since=recent.since,
+                until=recent.until,
                 symbol=selection.symbol,
                 now=now,
             )
@@ -284,6 +299,8 @@ def _model_versions(
     result["comparison"] = {
         "version_a": comparison.version_a,
         "version_b": comparison.version_b,
+        "since": recent.since,
+        "until": recent.until,
         "horizons": [
             {
                 "horizon": item.horizon,
@@ -303,22 +320,36 @@ def _model_versions(
     return result
 
 
+def _in_scope(alert: dict[str, Any], selection: PredictionFilter) -> bool:
+    for key in ("symbol", "model_version"):
+        wanted = getattr(selection, key)
+        if wanted is not None and alert[key] not in (None, wanted):
+            return False
+    return True
+
+
 def _monitoring(
     database: DatabaseSource, selection: PredictionFilter, now: datetime
 ) -> dict[str, Any]:
+    recent = _recent(selection)
+    assert recent.until is not None
+    # the alert state is today's: a window that ended earlier shows none of it
+    current = now - recent.until <= timedelta(days=1)
+    window = {"since": recent.since, "until": recent.until}
     try:
         check = run_check(
             database,
             symbol=selection.symbol,
             model_version=selection.model_version,
-            since=selection.since,
-            until=selection.until,
+            since=recent.since,
+            until=recent.until,
             record=False,
             now=now,
         )
-        alerts = list_alerts(database, open_only=True)
+        alerts = list_alerts(database, open_only=True) if current else []
     except MlpredError as error:
-        return {"status": None, "counts": {}, "results": [], "open_alerts": [], "error": str(error)}
+        return {"status": None, "counts": {}, "results": [], "open_alerts": [],
+                "error": str(error), "window": window, "alerts_shown": current}  # fmt: skip
     ordered = sorted(check.results, key=lambda r: (-r.severity.rank, r.check, r.message))
     counts = {level.name: 0 for level in Severity}
     for item in check.results:
@@ -350,15 +381,26 @@ def _monitoring(
                 "last_seen": row["last_seen"],
             }
             for row in alerts
+            if _in_scope(row, selection)
         ],
         "error": None,
+        "window": window,
+        "alerts_shown": current,
     }
 
 
 def _window(selection: PredictionFilter | None) -> dict[str, Any] | None:
-    if selection is None:
+    if selection is None or selection.since is None or selection.until is None:
         return None
-    return {"since": selection.since, "until": selection.until, "days": selection.days}
+    length = (selection.until - selection.since) / timedelta(days=1)
+    return {"since": selection.since, "until": selection.until, "days": length}
+
+
+def _recent(selection: PredictionFilter) -> PredictionFilter:
+    """The window's last ``REPORT_RECENT_DAYS`` (all of it when shorter)."""
+    assert selection.since is not None and selection.until is not None
+    start = max(selection.since, selection.until - timedelta(days=REPORT_RECENT_DAYS))
+    return replace(selection, since=start, days=None)
 
 
 def report_content(
@@ -380,7 +422,8 @@ def report_content(
     ``DatabaseUnavailable`` / ``SchemaNotReady`` when the database cannot be read."""
     if images not in IMAGE_FORMATS:
         raise InputError(f"unknown image format {images!r}: use svg or png")
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    moment = now or datetime.now(UTC)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     selection, previous = report_windows(
         symbol=symbol,
         model_version=model_version,
@@ -389,7 +432,7 @@ def report_content(
         until=until,
         now=moment,
     )
-    data = read_report_data(database, selection)
+    data = read_report_data(database, selection, pooled_ic_max_rows=REPORT_POOLED_IC_MAX_ROWS)
     analysis = build_report(data)
     extra = read_periodic_report_data(database, selection, previous, moment)
     document: dict[str, Any] = analysis.to_dict()
@@ -407,7 +450,11 @@ def report_content(
     }
     document["empty"] = analysis.empty
     predictions = int(analysis.overview["predictions"])
-    document["maturity"] = _maturity(predictions, analysis.horizons, extra.not_due)
+    document["maturity"] = _maturity(
+        _rollup_predictions(data.rollups.frame if data.rollups else None, predictions),
+        analysis.horizons,
+        extra.not_due,
+    )
     document["freshness"] = _freshness(analysis.overview["last"], extra, moment)
     empty = analysis.empty or data.rollups is None
     rollups = data.rollups.frame if data.rollups is not None else pd.DataFrame()
@@ -429,7 +476,11 @@ def report_content(
         **signal_returns.signal_economics(positions),
     }
     document["symbol_table"] = (
-        [] if empty else _symbol_table(rollups, analysis.symbols, extra.previous_symbols, primary)
+        []
+        if empty
+        else _symbol_table(
+            rollups, extra.symbol_days, analysis.symbols, extra.previous_symbols, primary
+        )
     )
     document["model_versions"] = (
         {"versions": [], "comparison": None, "note": None}

@@ -31,6 +31,15 @@ def dated_name(day: date) -> str:
     return f"mlpred-report-{day.isoformat()}.html"
 
 
+def _sync_folder(folder: Path) -> None:
+    # the rename is durable once the folder's entry is on disk
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` in one rename; ``InputError`` naming the path when it
     cannot be written."""
@@ -52,6 +61,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         temporary.chmod(mode)
         temporary.replace(path)
         temporary = None
+        _sync_folder(folder)
     except OSError as error:
         raise InputError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
@@ -90,8 +100,14 @@ def check_targets(out: Path | None, out_dir: Path | None, sidecar: Path | None) 
             raise InputError(f"--out {out}: folder {out.parent} does not exist")
     if out_dir is not None:
         _folder(out_dir, create=False)
-    if sidecar is not None and not sidecar.parent.is_dir():
-        raise InputError(f"--json {sidecar}: folder {sidecar.parent} does not exist")
+    if sidecar is not None:
+        if not sidecar.parent.is_dir():
+            raise InputError(f"--json {sidecar}: folder {sidecar.parent} does not exist")
+        html_names = [out] if out is not None else []
+        if out_dir is not None:
+            html_names.append(out_dir / LATEST_NAME)
+        if any(name.resolve() == sidecar.resolve() for name in html_names if str(name) != "-"):
+            raise InputError(f"--json {sidecar} would overwrite the HTML report")
 
 
 def write_report(

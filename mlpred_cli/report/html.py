@@ -220,7 +220,7 @@ def _daily_ic_caption(view: Mapping[str, Any]) -> str:
         text = (
             f"{row['horizon']} mean daily IC {fmt.coefficient(row['daily_ic_mean'])} "
             f"({fmt.t_statistic(row.get('daily_ic_t'))}, "
-            f"{fmt.count(row.get('daily_ic_days'))} days)"
+            f"{fmt.count(row.get('daily_ic_days'))} symbol-day ICs)"
         )
         if worst is not None:
             text += f", weakest day {worst['day']} at {fmt.coefficient(worst['ic_mean'])}"
@@ -247,13 +247,18 @@ def _monthly_caption(monthly: Sequence[Mapping[str, Any]]) -> str:
         if best is None or worst is None:
             continue
         if best is worst:
-            parts.append(f"{horizon} {best['month']} {fmt.coefficient(best['ic_mean'])}")
+            parts.append(f"{horizon} {_month_ic(best)}")
         else:
-            parts.append(
-                f"{horizon} best {best['month']} {fmt.coefficient(best['ic_mean'])}, "
-                f"worst {worst['month']} {fmt.coefficient(worst['ic_mean'])}"
-            )
+            parts.append(f"{horizon} best {_month_ic(best)}, worst {_month_ic(worst)}")
     return "Mean daily IC per month: " + "; ".join(parts) + "."
+
+
+def _month_ic(row: Mapping[str, Any]) -> str:
+    # a partial month rests on few ICs: say how many, so its extreme is read with care
+    return (
+        f"{row['month']} {fmt.coefficient(row['ic_mean'])} "
+        f"({fmt.count(row.get('ic_days'))} symbol-days)"
+    )
 
 
 def _reliability_caption(calibration: Sequence[Mapping[str, Any]]) -> str:
@@ -300,11 +305,15 @@ def _confidence_return_caption(rows: Sequence[Mapping[str, Any]]) -> str:
     if not known:
         return "No signal with an outcome in any confidence bin."
     first, last = known[0], known[-1]
-    return (
+    best = _extreme(known, "mean_return", lowest=False)
+    text = (
         f"Mean return of following a LONG or SHORT signal, before costs: "
-        f"{fmt.basis_points(first['mean_return'])} in {first.get('bin')} up to "
-        f"{fmt.basis_points(last['mean_return'])} in {last.get('bin')}."
+        f"{fmt.basis_points(first['mean_return'])} in the lowest bin {first.get('bin')}, "
+        f"{fmt.basis_points(last['mean_return'])} in the highest {last.get('bin')}"
     )
+    if best is not None and best is not first and best is not last:
+        text += f"; best {best.get('bin')} at {fmt.basis_points(best['mean_return'])}"
+    return text + "."
 
 
 def _cumulative_caption(economics: Mapping[str, Any], horizon: str) -> str:

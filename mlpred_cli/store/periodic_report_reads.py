@@ -7,7 +7,7 @@ row-level sample of realized returns for the quintile and signal figures. One co
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pandas as pd
 import sqlalchemy as sa
@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from mlpred_cli.config import HORIZONS, REPORT_SAMPLE_MAX_ROWS
 from mlpred_cli.store.liveness_reads import DEFAULT_CANDLE_INTERVAL, due_through, newest_outcomes
+from mlpred_cli.store.monitor_reads import SAMPLE_SLOT_MS, version_spans
 from mlpred_cli.store.prediction_queries import P, PredictionFilter, read_frame
 from mlpred_cli.store.prediction_reads import reading
 from mlpred_cli.store.rollup_reads import read_rollup_rows
@@ -22,9 +23,7 @@ from mlpred_cli.store.source import DatabaseSource
 
 #: Row-level columns of the realized-return sample.
 SAMPLE_COLUMNS: tuple[str, ...] = (
-    "id",
     "datetime",
-    "symbol",
     "signal_type",
     "signal_confidence",
     "signal_timeframe",
@@ -45,7 +44,8 @@ class PeriodicReportData:
     without a previous period); ``not_due``: per horizon, the window's predictions whose
     outcome is not due yet at ``now``; ``newest_outcome``: per horizon, the newest
     prediction time with a filled outcome; ``sample``: ``SAMPLE_COLUMNS`` of rows with a
-    realized return, every k-th ``id`` beyond ``sample_rows`` rows (``sampled``).
+    realized return, an even sample beyond ``sample_rows`` rows (``sampled``);
+    ``version_first_day``: each model version's first day in the whole history.
     """
 
     daily: pd.DataFrame
@@ -57,7 +57,7 @@ class PeriodicReportData:
     sampled: bool = False
     previous_horizons: pd.DataFrame | None = None
     previous_symbols: pd.DataFrame | None = None
-    version_first_seen: dict[str, datetime] = field(default_factory=dict)
+    version_first_day: dict[str, date] = field(default_factory=dict)
 
 
 def _not_due(
@@ -80,26 +80,24 @@ def read_return_sample(
     conn: Connection, selection: PredictionFilter, max_rows: int = REPORT_SAMPLE_MAX_ROWS
 ) -> tuple[pd.DataFrame, bool]:
     """``SAMPLE_COLUMNS`` of the selection's rows with a realized return at some horizon,
-    oldest first, and whether they are an even sample (every k-th ``id``) of about
-    ``max_rows`` because there were more."""
+    oldest first, and whether they are an even sample of about ``max_rows`` because there
+    were more: every k-th 15-minute slot, each with every symbol's rows (a stride over ids
+    would keep some symbols only: the logger writes a candle's symbols in turn)."""
     clauses = [*selection.clauses(), _with_any_return()]
     rows = int(conn.execute(sa.select(sa.func.count()).where(*clauses)).scalar_one())
     stride = -(-rows // max_rows) if rows > max_rows else 1
     if stride > 1:
-        clauses.append(P.id % stride == 0)
+        clauses.append(P.timestamp % (stride * SAMPLE_SLOT_MS) < SAMPLE_SLOT_MS)
     statement = (
         sa.select(*(P[name] for name in SAMPLE_COLUMNS)).where(*clauses).order_by(P.datetime, P.id)
     )
     return read_frame(conn, statement), stride > 1
 
 
-def _first_seen(conn: Connection, selection: PredictionFilter) -> dict[str, datetime]:
-    statement = (
-        sa.select(P.model_version, sa.func.min(P.datetime))
-        .where(*selection.clauses(), P.model_version.isnot(None))
-        .group_by(P.model_version)
-    )
-    return {str(version): first for version, first in conn.execute(statement)}
+def _first_days(conn: Connection, selection: PredictionFilter) -> dict[str, date]:
+    # over the whole history (rollups, then raw rows above their watermark), not the window
+    spans = version_spans(conn, replace(selection, model_version=None))
+    return {span.model_version: span.first_day for span in spans if span.model_version}
 
 
 def read_periodic_report_data(
@@ -132,7 +130,7 @@ def read_periodic_report_data(
             ),
             sample=sample,
             sampled=sampled,
-            version_first_seen=_first_seen(conn, selection),
+            version_first_day=_first_days(conn, selection),
         )
         if previous is not None:
             data.previous_horizons = read_rollup_rows(conn, previous, ()).frame

@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlpred_cli.config import DRIFT_MAX_ROWS, POOLED_IC_MAX_ROWS
+from mlpred_cli.store.monitor_reads import SAMPLE_SLOT_MS
 from mlpred_cli.store.prediction_queries import (
     P,
     PredictionFilter,
-    column_values,
     distinct_values,
     half_means,
     outcome_values,
@@ -29,6 +29,41 @@ from mlpred_cli.store.prediction_queries import (
 from mlpred_cli.store.prediction_reads import reading
 from mlpred_cli.store.rollup_reads import RollupRows, read_rollup_rows
 from mlpred_cli.store.source import DatabaseSource
+
+#: Percentiles of ``inference_time_ms`` in the performance section.
+INFERENCE_PERCENTILES: tuple[int, ...] = (50, 95, 99)
+
+
+@dataclass(frozen=True)
+class InferencePercentiles:
+    """How many rows have an ``inference_time_ms`` (``n``) and its ``INFERENCE_PERCENTILES``
+    (linear interpolation; empty when ``n`` is 0)."""
+
+    n: int
+    values: dict[int, float]
+
+
+def inference_percentiles(conn: Connection, selection: PredictionFilter) -> InferencePercentiles:
+    """The selection's ``InferencePercentiles`` over every timed row: PostgreSQL computes
+    them with ``percentile_cont`` (linear interpolation, numpy's default) without sending the
+    rows; SQLite reads the times and numpy computes them."""
+    timing = P.inference_time_ms
+    clauses = [*selection.clauses(), timing.isnot(None)]
+    if conn.dialect.name == "postgresql":
+        shares = [
+            sa.func.percentile_cont(p / 100).within_group(timing) for p in INFERENCE_PERCENTILES
+        ]
+        head = conn.execute(sa.select(sa.func.count(), *shares).where(*clauses)).one()
+        n = int(head[0])
+        values = {p: float(v) for p, v in zip(INFERENCE_PERCENTILES, head[1:], strict=True)}
+        return InferencePercentiles(n, values if n else {})
+    times = np.asarray(conn.execute(sa.select(timing).where(*clauses)).scalars().all(), float)
+    if not times.size:
+        return InferencePercentiles(0, {})
+    found = np.percentile(times, INFERENCE_PERCENTILES)
+    return InferencePercentiles(
+        int(times.size), dict(zip(INFERENCE_PERCENTILES, map(float, found), strict=True))
+    )
 
 
 @dataclass
@@ -42,7 +77,7 @@ class ReportData:
     (row-level ``outcome_values`` for the pooled rank ICs; None when the selection has more
     than ``POOLED_IC_MAX_ROWS`` rows with an outcome), ``midpoint`` of the time range and
     ``halves`` (``half_means`` split there), ``drift_rows`` (``read_drift_rows`` of the two
-    halves), ``inference_times``.
+    halves), ``inference_percentiles``.
     ``rows`` holds the selection's predictions when they were asked for (the export).
     """
 
@@ -55,7 +90,9 @@ class ReportData:
     midpoint: datetime | None = None
     halves: Mapping[Any, Any] = field(default_factory=dict)
     drift_rows: tuple[pd.DataFrame, pd.DataFrame] | None = None
-    inference_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    inference_percentiles: InferencePercentiles = field(
+        default_factory=lambda: InferencePercentiles(0, {})
+    )
     rows: pd.DataFrame | None = None
 
     @property
@@ -65,10 +102,16 @@ class ReportData:
 
 
 def read_report_data(
-    source: DatabaseSource, selection: PredictionFilter, *, with_rows: bool = False
+    source: DatabaseSource,
+    selection: PredictionFilter,
+    *,
+    with_rows: bool = False,
+    pooled_ic_max_rows: int = POOLED_IC_MAX_ROWS,
 ) -> ReportData:
     """Run the analysis queries for ``selection`` on one connection (and, with
-    ``with_rows``, read the selection's predictions on it too, even when it is empty)."""
+    ``with_rows``, read the selection's predictions on it too, even when it is empty).
+    Above ``pooled_ic_max_rows`` rows with an outcome the row-level outcomes (for the pooled
+    rank ICs) are not read."""
     with reading(source) as engine, engine.connect() as conn:
         head = conn.execute(overview(selection)).mappings().one()
         data = ReportData(
@@ -79,7 +122,7 @@ def read_report_data(
         )
         if not data.empty:
             data.rollups = read_rollup_rows(conn, selection, ("symbol",), count_days=True)
-            if int(head["with_outcomes"]) <= POOLED_IC_MAX_ROWS:
+            if int(head["with_outcomes"]) <= pooled_ic_max_rows:
                 data.outcomes = read_frame(conn, outcome_values(selection))
             first, last = head["first"], head["last"]
             data.midpoint = first + (last - first) / 2
@@ -89,10 +132,7 @@ def read_report_data(
                 read_drift_rows(conn, selection, first_half),
                 read_drift_rows(conn, selection, ~first_half),
             )
-            data.inference_times = np.asarray(
-                conn.execute(column_values(selection, "inference_time_ms")).scalars().all(),
-                dtype=float,
-            )
+            data.inference_percentiles = inference_percentiles(conn, selection)
         if with_rows:
             data.rows = read_frame(conn, select_predictions(selection))
     return data
@@ -109,13 +149,13 @@ def read_drift_rows(
     max_rows: int = DRIFT_MAX_ROWS,
 ) -> pd.DataFrame:
     """``symbol``, ``datetime`` and the ``DRIFT_COLUMNS`` of the selection's rows inside
-    ``window``, oldest first; beyond ``max_rows`` rows an even sample (every k-th ``id``)
-    of about ``max_rows``."""
+    ``window``, oldest first; beyond ``max_rows`` rows an even sample of about
+    ``max_rows`` (every k-th 15-minute slot)."""
     clauses = [*selection.clauses(), window]
     rows = int(conn.execute(sa.select(sa.func.count()).where(*clauses)).scalar_one())
     stride = -(-rows // max_rows) if rows > max_rows else 1
-    if stride > 1:
-        clauses.append(P.id % stride == 0)
+    if stride > 1:  # whole 15-minute slots (every symbol's rows), as ``drift_sample``
+        clauses.append(P.timestamp % (stride * SAMPLE_SLOT_MS) < SAMPLE_SLOT_MS)
     statement = (
         sa.select(P.symbol, P.datetime, *(P[name] for name in DRIFT_COLUMNS))
         .where(*clauses)
