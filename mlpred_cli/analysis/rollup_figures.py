@@ -147,8 +147,9 @@ def _mean(total: float, n: int) -> float | None:
 
 def horizon_summary(frame: pd.DataFrame, horizon: str) -> dict[str, Any]:
     """The raw ``horizon_summary`` row of one horizon: counts, actual directions, mean
-    absolute and squared error."""
-    sums = _of_horizon(frame, horizon)[list(ADDITIVE_COLUMNS)].sum()
+    absolute and squared error (from the additive columns ``frame`` has; 0 for the rest)."""
+    present = [name for name in ADDITIVE_COLUMNS if name in frame.columns]
+    sums = _of_horizon(frame, horizon)[present].sum()
     pairs = int(sums.get("return_pairs", 0))
     summary: dict[str, Any] = {
         "n": int(sums.get("scored", 0)),

@@ -18,6 +18,7 @@ from mlpred_cli.store.liveness_reads import DEFAULT_CANDLE_INTERVAL, due_through
 from mlpred_cli.store.monitor_reads import SAMPLE_SLOT_MS, version_spans
 from mlpred_cli.store.prediction_queries import P, PredictionFilter, read_frame
 from mlpred_cli.store.prediction_reads import reading
+from mlpred_cli.store.rollup_columns import ACCURACY_INDEX_COLUMNS
 from mlpred_cli.store.rollup_reads import read_rollup_rows
 from mlpred_cli.store.source import DatabaseSource
 
@@ -30,6 +31,14 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
     *(f"predicted_return_{h}" for h in HORIZONS),
     *(f"actual_return_{h}" for h in HORIZONS),
     *(f"actual_direction_{h}" for h in HORIZONS),
+)
+
+
+#: The rollup columns of the daily series and the previous period's summary.
+DAILY_COLUMNS: tuple[str, ...] = (
+    *ACCURACY_INDEX_COLUMNS,
+    "directional",
+    "directional_correct",
 )
 
 
@@ -115,11 +124,13 @@ def read_periodic_report_data(
         sample, sampled = read_return_sample(conn, selection, sample_rows)
         lookback = (now - selection.since) if selection.since is not None else timedelta(365)
         data = PeriodicReportData(
-            daily=read_rollup_rows(conn, selection, ("day",)).frame,
+            daily=read_rollup_rows(conn, selection, ("day",), DAILY_COLUMNS).frame,
             symbol_days=read_rollup_rows(
                 conn, selection, ("day", "symbol", "model_version"), ("ic_n",)
             ).frame,
-            by_version=read_rollup_rows(conn, selection, ("model_version",)).frame,
+            by_version=read_rollup_rows(
+                conn, selection, ("model_version",), ACCURACY_INDEX_COLUMNS
+            ).frame,
             not_due=_not_due(conn, selection, now, candle_interval),
             newest_outcome=newest_outcomes(
                 conn,
@@ -133,6 +144,8 @@ def read_periodic_report_data(
             version_first_day=_first_days(conn, selection),
         )
         if previous is not None:
-            data.previous_horizons = read_rollup_rows(conn, previous, ()).frame
-            data.previous_symbols = read_rollup_rows(conn, previous, ("symbol",)).frame
+            data.previous_horizons = read_rollup_rows(conn, previous, (), DAILY_COLUMNS).frame
+            data.previous_symbols = read_rollup_rows(
+                conn, previous, ("symbol",), ACCURACY_INDEX_COLUMNS
+            ).frame
     return data
