@@ -13,6 +13,8 @@ import numpy as np
 HORIZONS = ["15m", "1h", "4h", "12h"]
 THRESHOLDS = {"15m": 0.0015, "1h": 0.003, "4h": 0.006, "12h": 0.01}
 UNTIL = date(2026, 12, 1)
+#: The paired comparison and mlpred check cover the window's last days (all of it if shorter).
+RECENT_DAYS = 7
 
 
 def _wilson(successes: float, n: int) -> tuple[float | None, float | None, float | None]:
@@ -34,7 +36,7 @@ def _report_block(days: int, images: str) -> dict[str, Any]:
         "window": {
             "since": f"{since.isoformat()}T00:00:00+00:00",
             "until": f"{UNTIL.isoformat()}T00:00:00+00:00",
-            "days": days,
+            "days": float(days),
         },
         "previous_window": {
             "since": f"{(since - timedelta(days=days)).isoformat()}T00:00:00+00:00",
@@ -43,6 +45,14 @@ def _report_block(days: int, images: str) -> dict[str, Any]:
         "primary_horizon": "1h",
         "thresholds": dict(THRESHOLDS),
         "images": images,
+    }
+
+
+def _recent(days: int) -> dict[str, str]:
+    since = UNTIL - timedelta(days=min(days, RECENT_DAYS))
+    return {
+        "since": f"{since.isoformat()}T00:00:00+00:00",
+        "until": f"{UNTIL.isoformat()}T00:00:00+00:00",
     }
 
 
@@ -111,6 +121,7 @@ def empty_content(days: int = 30, images: str = "svg") -> dict[str, Any]:
             "signals": [],
             "cumulative": [],
             "total_return": None,
+            "horizon_mix": {},
         },
         "symbol_table": [],
         "model_versions": {"versions": [], "comparison": None, "note": None},
@@ -365,7 +376,11 @@ def sample_content(
                 "cumulative_return": running,
             }
         )
+    followed = [int(total * share) for share in (0.4, 0.35)]
+    # most signals carry the 1h primary horizon, a fifth 4h: each is followed at its own
+    at_4h = sum(followed) // 5
     signal_economics = {
+        "horizon_mix": {"1h": sum(followed) - at_4h, "4h": at_4h},
         "rows": total,
         "sampled": False,
         "primary_horizon": "1h",
@@ -404,6 +419,7 @@ def sample_content(
             n = predictions // (1 if h == "15m" else 4)
             accuracy, low, high = _wilson(rng.binomial(n, skill[h]), n)
             ic = float(rng.normal(0.02, 0.03))
+            daily_ic_mean = ic + float(rng.normal(0, 0.005))
             row[f"n_{h}"], row[f"accuracy_{h}"], row[f"ic_{h}"] = n, accuracy, ic
             previous = None if index == 0 else (accuracy or 0.0) + float(rng.normal(0, 0.01))
             table_horizons.append(
@@ -413,8 +429,10 @@ def sample_content(
                     "accuracy": accuracy,
                     "accuracy_low": low,
                     "accuracy_high": high,
-                    # a symbol new in this window has no pooled IC or previous figures
-                    "ic": None if index == symbols - 1 and h == "12h" else ic,
+                    # the busiest symbol has too many rows for a pooled IC, only daily ICs;
+                    # one new in this window has no IC at 12h yet, nor previous figures
+                    "ic": None if index == 0 or (index == symbols - 1 and h == "12h") else ic,
+                    "daily_ic_mean": None if index == symbols - 1 and h == "12h" else daily_ic_mean,
                     "previous_accuracy": previous,
                     "accuracy_change": None if previous is None else (accuracy or 0.0) - previous,
                 }
@@ -464,13 +482,15 @@ def sample_content(
         comparison = {
             "version_a": "v1",
             "version_b": "v2",
+            **_recent(days),
             "horizons": [
                 {
                     "horizon": h,
                     "pairs": total // 3,
                     "accuracy_a": skill[h],
                     "accuracy_b": skill[h] + 0.005,
-                    "difference": 0.005,
+                    # over paired rows only: not accuracy_b - accuracy_a over all rows
+                    "difference": 0.004,
                     "p_value": None if h == "12h" else 0.2,
                     "better": None,
                 }
@@ -515,6 +535,9 @@ def sample_content(
                 }
             ],
             "error": None,
+            "window": _recent(days),
+            # the window ends at the report time (generated_at is six hours after it)
+            "alerts_shown": True,
         }
 
     newest = f"{(UNTIL - timedelta(days=1)).isoformat()}T23:58:00+00:00"

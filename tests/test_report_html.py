@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import html
 import io
 import os
 import re
@@ -15,6 +16,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import pytest
 from PIL import Image as PILImage
 
@@ -445,3 +447,142 @@ def test_charts_fill_the_column_and_nothing_scrolls_sideways(
                     assert abs(sizes["column"] - COLUMN_PX) < 1
         finally:
             browser.close()
+
+
+def test_window_length_shows_in_days_to_a_tenth() -> None:
+    content = sample_content(10, 3)
+    content["report"]["window"]["days"] = 6.875  # a --since/--until window
+    assert "(6.9 days)" in parse(render_html(content)).section_text("header")
+    assert "(10 days)" in parse(render_html(sample_content(10, 3))).section_text("header")
+    assert formatting.days(1.0) == "1 day"
+    assert formatting.days(29.96) == "30 days"
+    assert formatting.days(None) == "n/a"
+
+
+def _mix_phrase(mix: dict[str, int]) -> str:
+    total = sum(mix.values())
+    shares = ", ".join(f"{horizon}: {n / total * 100:.0f} %" for horizon, n in mix.items())
+    return f"at each signal's primary horizon ({shares})"
+
+
+def test_signal_returns_name_each_horizon_of_a_mix(svg_report: str) -> None:
+    """Signals followed at several primary horizons are never described as 'at 1h'."""
+    mix = sample_content(30, 10)["signal_economics"]["horizon_mix"]
+    assert len(mix) > 1
+    phrase = _mix_phrase(mix)
+    parser = parse(svg_report)
+    signals = parser.section_text("signals")
+    cumulative = next(f["caption"] for f in parser.figures if "LONG/SHORT" in f["caption"])
+    for text in (signals, cumulative, parser.section_text("definitions")):
+        assert phrase in text
+        assert "at 1h" not in text
+    # the chart's own title says it too (its text is SVG markup, entity-escaped)
+    chart = svg_report[svg_report.index('aria-label="Cumulative return') :]
+    assert phrase in html.unescape(chart[: chart.index("</svg>")])
+
+
+def test_signal_returns_at_a_single_horizon_say_so() -> None:
+    content = sample_content(30, 10)
+    economics = content["signal_economics"]
+    economics["horizon_mix"] = {"4h": sum(economics["horizon_mix"].values())}
+    document = render_html(content)
+    parser = parse(document)
+    cumulative = next(f["caption"] for f in parser.figures if "LONG/SHORT" in f["caption"])
+    for text in (parser.section_text("signals"), cumulative, parser.section_text("definitions")):
+        assert "at 4h" in text
+        assert "each signal's primary horizon" not in text
+    assert "following the signals at 4h, before costs" in document
+
+
+def test_symbol_ic_falls_back_to_the_mean_daily_ic_and_marks_it() -> None:
+    content = sample_content(30, 10)
+    cells = [item for row in content["symbol_table"] for item in row["horizons"]]
+    daily_only = [c for c in cells if c["ic"] is None and c["daily_ic_mean"] is not None]
+    neither = [c for c in cells if c["ic"] is None and c["daily_ic_mean"] is None]
+    assert daily_only and neither
+    document = render_html(content)
+    symbols = document[
+        document.index('<section id="symbols">') : document.index('<section id="versions">')
+    ]
+    markers = re.findall(
+        r'([+-]\d\.\d{3})<span class="marker" title="mean daily IC">d</span>', symbols
+    )
+    assert markers == [formatting.coefficient(c["daily_ic_mean"]) for c in daily_only]
+    # a pooled IC, where present, is what the cell shows
+    pooled = next(c for c in cells if c["ic"] is not None)
+    assert f">{formatting.coefficient(pooled['ic'])}</td>" in symbols
+    definitions = parse(document).section_text("definitions")
+    assert "pooled rank IC" in definitions and "mean daily IC, marked d" in definitions
+
+
+def test_model_comparison_names_its_paired_period_and_difference() -> None:
+    content = sample_content(30, 10)
+    comparison = content["model_versions"]["comparison"]
+    parser = parse(render_html(content))
+    versions = parser.section_text("versions")
+    since, until = comparison["since"][:10], comparison["until"][:10]
+    assert f"paired test over {since} \N{EN DASH} {until}, the window's last 7 days" in versions
+    assert "B \N{MINUS SIGN} A (paired)" in versions
+    definitions = parser.section_text("definitions")
+    assert "B \N{MINUS SIGN} A (paired) In the model-version comparison" in definitions
+    # a short window's comparison covers all of it
+    short = sample_content(5, 3)
+    window = short["report"]["window"]
+    assert short["model_versions"]["comparison"]["since"] == window["since"]
+    assert "the whole window" in parse(render_html(short)).section_text("versions")
+
+
+def test_monitoring_names_its_period_and_hides_alerts_of_a_past_window() -> None:
+    content = sample_content(30, 10)
+    since, until = (
+        content["monitoring"]["window"]["since"],
+        content["monitoring"]["window"]["until"],
+    )
+    alert = content["monitoring"]["open_alerts"][0]["summary"]
+    shown = parse(render_html(content)).section_text("monitoring")
+    assert f"mlpred check ran over {since[:10]} \N{EN DASH} {until[:10]}" in shown
+    assert alert in shown
+    content["monitoring"].update(alerts_shown=False, open_alerts=[])
+    stale = parse(render_html(content)).section_text("monitoring")
+    assert "Open alerts are shown only for a window that ends at the report time." in stale
+    assert "No open alerts" not in stale
+
+
+def test_empty_daily_ic_states_the_rule_for_a_daily_ic() -> None:
+    content = sample_content(10, 3)
+    for row in content["daily"]:
+        row["ic_mean"] = None
+    text = parse(render_html(content)).section_text("ic")
+    assert "at least 3 predicted/actual return pairs, neither side constant" in text
+    assert "two symbols" not in text
+
+
+def test_charts_ignore_the_users_matplotlib_settings() -> None:
+    """A matplotlibrc (or a caller's rcParams) does not change a byte of the report."""
+    content = sample_content(8, 3)
+    expected = {
+        images: render_html({**content, "report": {**content["report"], "images": images}})
+        for images in ("svg", "png")
+    }
+    unusual = {
+        "lines.linewidth": 7.0,
+        "axes.formatter.use_locale": True,
+        "axes.facecolor": "#ffe0e0",
+        "xtick.direction": "inout",
+        "font.size": 17.0,
+        "axes.prop_cycle": matplotlib.cycler(color=["#ff00ff"]),
+        "figure.dpi": 33.0,
+    }
+    saved = {key: matplotlib.rcParams[key] for key in unusual}
+    try:
+        matplotlib.rcParams.update(unusual)
+        for images, document in expected.items():
+            assert (
+                render_html({**content, "report": {**content["report"], "images": images}})
+                == document
+            )
+        # and the user's settings are theirs again afterwards
+        assert matplotlib.rcParams["lines.linewidth"] == 7.0
+        assert matplotlib.rcParams["axes.facecolor"] == "#ffe0e0"
+    finally:
+        matplotlib.rcParams.update(saved)

@@ -80,7 +80,8 @@ _STYLE: Any = {
 _SVG_METADATA: dict[str, Any] = {"Date": None, "Creator": None, "Format": None, "Type": None}
 _PNG_METADATA: dict[str, Any] = {"Software": None}
 
-# rc_context changes the process-wide rcParams for its duration: one chart at a time
+# rc_context changes the process-wide rcParams for its duration: one chart at a time, each
+# from matplotlib's defaults
 _DRAWING = threading.Lock()
 
 
@@ -101,10 +102,17 @@ class Image:
         return self.markup
 
 
+def _defaults() -> dict[str, Any]:
+    """matplotlib's own defaults, so that a user's matplotlibrc or a caller's rcParams do not
+    change the charts; the backend stays as it is (rc_context would not restore it)."""
+    return {key: value for key, value in matplotlib.rcParamsDefault.items() if key != "backend"}
+
+
 @contextmanager
 def _drawing(name: str) -> Iterator[None]:
     # a salt per chart keeps the ids of clip paths and markers unique across the page
-    with _DRAWING, matplotlib.rc_context({**_STYLE, "svg.hashsalt": f"mlpred-{name}"}):
+    style = {**_defaults(), **_STYLE, "svg.hashsalt": f"mlpred-{name}"}
+    with _DRAWING, matplotlib.rc_context(style):
         yield
 
 
@@ -538,8 +546,12 @@ def confidence_return_chart(
 def cumulative_chart(
     cumulative: Sequence[Mapping[str, Any]], horizon: str | None, images: ImageFormat = "svg"
 ) -> Image:
-    """Running sum of the daily mean return of following the signal, before costs."""
-    label = "Cumulative return of following the signal, before costs"
+    """Running sum of the daily mean return of following the signals, before costs.
+    ``horizon`` says where each was followed: ``at 1h`` or ``at each signal's primary
+    horizon (1h: 80 %, 4h: 20 %)``; a bare horizon (``1h``) reads as ``at 1h``."""
+    label = "Cumulative return of following the signals, before costs"
+    where = horizon or "n/a"
+    where = where if where.startswith("at ") else f"at {where}"
     with _drawing("cumulative"):
         figure = _figure(3.4)
         ax = figure.add_subplot()
@@ -548,11 +560,13 @@ def cumulative_chart(
         ax.plot(days, values, color=POSITIVE_COLOUR)
         ax.fill_between(days, 0, values, color=POSITIVE_COLOUR, alpha=0.15, linewidth=0)
         ax.axhline(0, color="#000000", linewidth=0.8)
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
-        ax.set_title(
-            f"Cumulative return of following the signal ({horizon or 'n/a'}), before costs",
-            loc="left",
-        )
+        # decimals from the axis range: a 0.25 % step must not print as 0.2 %
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
+        title = f"Cumulative return of following the signals {where}, before costs"
+        if len(title) > 80:
+            # a horizon mix does not fit the width on one line at the title's size
+            title = f"Cumulative return of following the signals, before costs,\n{where}"
+        ax.set_title(title, loc="left")
         ax.set_ylabel("sum of daily mean returns")
         _date_axis(ax, days)
         return _export(figure, label, images)

@@ -5,7 +5,7 @@ what it does not know instead of failing."""
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
 
 #: What a figure that is unknown (or not enough data) shows.
@@ -138,6 +138,38 @@ def age(seconds: Any) -> str:
     return f"{value / 86400:.1f} d"
 
 
+def days(value: Any) -> str:
+    """A length in days, to a tenth when it is not whole: ``6.875`` -> ``6.9 days``,
+    ``30.0`` -> ``30 days``, ``1`` -> ``1 day``."""
+    number = _finite(value)
+    if number is None:
+        return NOT_AVAILABLE
+    shown = f"{number:.1f}".removesuffix(".0")
+    return f"{shown} {'day' if shown == '1' else 'days'}"
+
+
+def span(since: Any, until: Any) -> str:
+    """A period, its ends joined by an en dash: ``2026-11-24`` to ``2026-12-01`` alone when
+    both ends are midnight UTC, else with their times (``06:00``) and ``UTC`` after them."""
+    ends = [utc_time(value) for value in (since, until)]
+    if any(end is None for end in ends):
+        return f"{moment(since)} \N{EN DASH} {moment(until)}"
+    start, end = ends
+    assert start is not None and end is not None
+    if all(value.time() == time(0) for value in (start, end)):
+        return f"{start:%Y-%m-%d} \N{EN DASH} {end:%Y-%m-%d}"
+    return f"{start:%Y-%m-%d %H:%M} \N{EN DASH} {end:%Y-%m-%d %H:%M} UTC"
+
+
+def utc_time(value: Any) -> datetime | None:
+    """An ISO 8601 time with a zone, in UTC; None for anything else."""
+    try:
+        parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return None if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
 def text(value: Any) -> str:
     """A label that may be missing: ``None`` -> ``n/a``."""
     return NOT_AVAILABLE if value is None or value == "" else str(value)
@@ -159,5 +191,7 @@ FILTERS = {
     "ms": milliseconds,
     "moment": moment,
     "age": age,
+    "days": days,
+    "span": span,
     "text": text,
 }

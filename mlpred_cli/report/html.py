@@ -105,7 +105,8 @@ def render_html(content: Mapping[str, Any]) -> str:
         for row in [*view["horizons"], *view["status"]]
         if row.get("horizon") is not None
     }
-    figures = {} if view["empty"] else _figures(view, base_rates, images)
+    followed_at = _followed_at(view["signal_economics"], report)
+    figures = {} if view["empty"] else _figures(view, base_rates, images, followed_at)
     template = _environment().get_template(TEMPLATE)
     try:
         return template.render(
@@ -116,18 +117,55 @@ def render_html(content: Mapping[str, Any]) -> str:
             verdict_labels=VERDICT_LABELS,
             cell_class=lambda row: _cell_class(row, base_rates),
             monitoring_rows=_monitoring_rows(view["monitoring"]),
+            followed_at=followed_at,
+            recent=lambda part: _recent_phrase(part, report.get("window") or {}),
         )
     except UndefinedError as error:
         # the content does not follow the report schema: name the key, not a traceback
         raise InputError(f"report content is missing a figure: {error.message}") from error
 
 
+def _followed_at(economics: Mapping[str, Any], report: Mapping[str, Any]) -> str:
+    """Where the signals were followed, for the text: ``at 1h`` when every signal has one
+    primary horizon, else ``at each signal's primary horizon (1h: 80 %, 4h: 20 %)``."""
+    mix = {
+        horizon: int(economics["horizon_mix"][horizon])
+        for horizon in HORIZONS
+        if (economics.get("horizon_mix") or {}).get(horizon)
+    }
+    total = sum(mix.values())
+    if len(mix) > 1:
+        shares = ", ".join(f"{horizon}: {_share(n / total)}" for horizon, n in mix.items())
+        return f"at each signal's primary horizon ({shares})"
+    primary = next(iter(mix), None) or economics.get("primary_horizon")
+    return f"at {fmt.text(primary or report.get('primary_horizon'))}"
+
+
+def _share(fraction: float) -> str:
+    # whole percent reads best in a sentence; a sliver keeps a decimal rather than "0 %"
+    return fmt.percent(fraction, 0 if fraction >= 0.01 else 1)
+
+
+def _recent_phrase(part: Mapping[str, Any] | None, window: Mapping[str, Any]) -> str:
+    """A part of the window (the paired test's, mlpred check's) in words: its span (see
+    ``formatting.span``) and ``the window's last 7 days`` or ``the whole window``."""
+    if not part or part.get("since") is None or part.get("until") is None:
+        return "the window"
+    text = fmt.span(part["since"], part["until"])
+    if part.get("since") == window.get("since") and part.get("until") == window.get("until"):
+        return f"{text}, the whole window"
+    start, end = fmt.utc_time(part["since"]), fmt.utc_time(part["until"])
+    if start is None or end is None:
+        return text
+    length = fmt.days((end - start).total_seconds() / 86400)
+    return f"{text}, the window's last {length}"
+
+
 def _figures(
-    view: Mapping[str, Any], base_rates: Mapping[str, Any], images: ImageFormat
+    view: Mapping[str, Any], base_rates: Mapping[str, Any], images: ImageFormat, followed_at: str
 ) -> dict[str, tuple[Image, str]]:
     """Each chart with data, by name, with its caption: the key figures in words."""
     economics = view["signal_economics"]
-    primary = str(economics.get("primary_horizon") or view["report"].get("primary_horizon"))
     figures: dict[str, tuple[Image, str]] = {}
     daily = view["daily"]
     if any(row.get("accuracy") is not None for row in daily):
@@ -170,8 +208,8 @@ def _figures(
     cumulative = economics.get("cumulative") or []
     if cumulative:
         figures["cumulative"] = (
-            charts.cumulative_chart(cumulative, primary, images),
-            _cumulative_caption(economics, primary),
+            charts.cumulative_chart(cumulative, followed_at, images),
+            _cumulative_caption(economics, followed_at),
         )
     return figures
 
@@ -316,11 +354,11 @@ def _confidence_return_caption(rows: Sequence[Mapping[str, Any]]) -> str:
     return text + "."
 
 
-def _cumulative_caption(economics: Mapping[str, Any], horizon: str) -> str:
+def _cumulative_caption(economics: Mapping[str, Any], followed_at: str) -> str:
     days = economics.get("cumulative") or []
     worst = _extreme(days, "mean_return", lowest=True)
     text = (
-        f"Following every LONG/SHORT signal at {horizon} returned "
+        f"Following every LONG/SHORT signal {followed_at} returned "
         f"{fmt.return_percent(economics.get('total_return'))} over {len(days)} days before costs "
         "(running sum of the daily mean return)"
     )
