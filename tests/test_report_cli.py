@@ -86,8 +86,12 @@ def test_same_data_and_time_give_the_same_bytes(planted: str, tmp_path: Path) ->
 
 def test_out_dir_writes_a_dated_file_and_latest(planted: str, tmp_path: Path) -> None:
     folder = tmp_path / "reports" / "nightly"
-    code, stdout, stderr = report(planted, "--days", "3", "--out-dir", str(folder))
+    sidecar = folder / "latest.json"  # inside the folder the run creates
+    code, stdout, stderr = report(
+        planted, "--days", "3", "--out-dir", str(folder), "--json", str(sidecar)
+    )
     assert code == 0, stderr
+    assert json.loads(sidecar.read_text("utf-8"))["report"]["window"]["days"] == 3
     day = datetime.fromtimestamp(int(EPOCH), UTC).date().isoformat()
     dated, latest = folder / f"mlpred-report-{day}.html", folder / "latest.html"
     assert dated.read_bytes() == latest.read_bytes()
@@ -99,7 +103,9 @@ def test_out_dir_writes_a_dated_file_and_latest(planted: str, tmp_path: Path) ->
     assert code == 0
     assert stat.S_IMODE(latest.stat().st_mode) == 0o644
     assert dated.read_bytes() == latest.read_bytes()
-    assert sorted(p.name for p in folder.iterdir()) == sorted([dated.name, "latest.html"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [dated.name, "latest.html", "latest.json"]
+    )
 
 
 def test_png_images_and_standard_output(planted: str, tmp_path: Path) -> None:

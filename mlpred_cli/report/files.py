@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from mlpred_cli.capture.journal import fsync_directory
 from mlpred_cli.errors import InputError
 
 #: Mode of a new report file.
@@ -29,15 +30,6 @@ LATEST_NAME = "latest.html"
 def dated_name(day: date) -> str:
     """``mlpred-report-YYYY-MM-DD.html``."""
     return f"mlpred-report-{day.isoformat()}.html"
-
-
-def _sync_folder(folder: Path) -> None:
-    # the rename is durable once the folder's entry is on disk
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -61,7 +53,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         temporary.chmod(mode)
         temporary.replace(path)
         temporary = None
-        _sync_folder(folder)
+        fsync_directory(folder)  # the rename is durable once the folder entry is on disk
     except OSError as error:
         raise InputError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
@@ -101,7 +93,8 @@ def check_targets(out: Path | None, out_dir: Path | None, sidecar: Path | None) 
     if out_dir is not None:
         _folder(out_dir, create=False)
     if sidecar is not None:
-        if not sidecar.parent.is_dir():
+        into_out_dir = out_dir is not None and sidecar.parent.resolve() == out_dir.resolve()
+        if not sidecar.parent.is_dir() and not into_out_dir:  # --out-dir is created
             raise InputError(f"--json {sidecar}: folder {sidecar.parent} does not exist")
         html_names = [out] if out is not None else []
         if out_dir is not None:
