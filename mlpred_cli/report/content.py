@@ -434,7 +434,13 @@ def report_content(
     )
     data = read_report_data(database, selection, pooled_ic_max_rows=REPORT_POOLED_IC_MAX_ROWS)
     analysis = build_report(data)
-    extra = read_periodic_report_data(database, selection, previous, moment)
+    extra = read_periodic_report_data(
+        database,
+        selection,
+        previous,
+        moment,
+        outcome_rows=int(analysis.overview["with_outcomes"]),
+    )
     document: dict[str, Any] = analysis.to_dict()
     positions = signal_returns.signal_positions(extra.sample)
     primary = signal_returns.primary_horizon(extra.sample)

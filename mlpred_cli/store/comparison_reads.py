@@ -6,11 +6,17 @@ from collections.abc import Sequence
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.prediction_queries import P, PredictionFilter, distinct_values, read_frame
 from mlpred_cli.store.prediction_reads import reading
 from mlpred_cli.store.source import DatabaseSource
+
+
+def _exists(conn: Connection, version: str) -> bool:
+    probe = sa.select(P.id).where(P.model_version == version).limit(1)
+    return conn.execute(probe).first() is not None
 
 
 def read_version_rows(
@@ -31,11 +37,11 @@ def read_version_rows(
         .order_by(P.datetime, P.id)
     )
     with reading(source) as engine, engine.connect() as conn:
-        existing = list(
-            conn.execute(distinct_values(PredictionFilter(), "model_version")).scalars().all()
-        )
-        unknown = [version for version in versions if version not in existing]
+        # one index probe per version; the whole table's versions only for the error
+        unknown = [version for version in versions if not _exists(conn, version)]
         if unknown:
+            statement = distinct_values(PredictionFilter(), "model_version")
+            existing = list(conn.execute(statement).scalars().all())
             listed = ", ".join(existing) if existing else "none"
             raise InputError(f"unknown model version {unknown[0]!r}; versions that exist: {listed}")
         return read_frame(conn, statement)

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from mlpred_cli.config import HORIZONS, REPORT_SAMPLE_MAX_ROWS
 from mlpred_cli.store.liveness_reads import DEFAULT_CANDLE_INTERVAL, due_through, newest_outcomes
 from mlpred_cli.store.monitor_reads import SAMPLE_SLOT_MS, version_spans
-from mlpred_cli.store.prediction_queries import P, PredictionFilter, read_frame
+from mlpred_cli.store.prediction_queries import P, PredictionFilter, any_outcome, read_frame
 from mlpred_cli.store.prediction_reads import reading
 from mlpred_cli.store.rollup_columns import ACCURACY_INDEX_COLUMNS
 from mlpred_cli.store.rollup_reads import read_rollup_rows
@@ -81,19 +81,25 @@ def _not_due(
     return counts
 
 
-def _with_any_return() -> sa.ColumnElement[bool]:
-    return sa.or_(*(P[f"actual_return_{h}"].isnot(None) for h in HORIZONS))
-
-
 def read_return_sample(
-    conn: Connection, selection: PredictionFilter, max_rows: int = REPORT_SAMPLE_MAX_ROWS
+    conn: Connection,
+    selection: PredictionFilter,
+    max_rows: int = REPORT_SAMPLE_MAX_ROWS,
+    *,
+    outcome_rows: int | None = None,
 ) -> tuple[pd.DataFrame, bool]:
-    """``SAMPLE_COLUMNS`` of the selection's rows with a realized return at some horizon,
+    """``SAMPLE_COLUMNS`` of the selection's rows with an outcome at some horizon,
     oldest first, and whether they are an even sample of about ``max_rows`` because there
     were more: every k-th 15-minute slot, each with every symbol's rows (a stride over ids
-    would keep some symbols only: the logger writes a candle's symbols in turn)."""
-    clauses = [*selection.clauses(), _with_any_return()]
-    rows = int(conn.execute(sa.select(sa.func.count()).where(*clauses)).scalar_one())
+    would keep some symbols only: the logger writes a candle's symbols in turn).
+    ``outcome_rows``, when the caller counted them already (``overview``'s
+    ``with_outcomes``), saves a count over the window."""
+    clauses = [*selection.clauses(), any_outcome()]
+    rows = (
+        int(conn.execute(sa.select(sa.func.count()).where(*clauses)).scalar_one())
+        if outcome_rows is None
+        else outcome_rows
+    )
     stride = -(-rows // max_rows) if rows > max_rows else 1
     if stride > 1:
         clauses.append(P.timestamp % (stride * SAMPLE_SLOT_MS) < SAMPLE_SLOT_MS)
@@ -117,11 +123,15 @@ def read_periodic_report_data(
     *,
     candle_interval: timedelta = DEFAULT_CANDLE_INTERVAL,
     sample_rows: int = REPORT_SAMPLE_MAX_ROWS,
+    outcome_rows: int | None = None,
 ) -> PeriodicReportData:
     """Read the report's figures for ``selection`` (and the ``previous`` period) as of
-    ``now`` (timezone-aware UTC) on one connection."""
+    ``now`` (timezone-aware UTC) on one connection; ``outcome_rows`` as in
+    ``read_return_sample``."""
     with reading(source) as engine, engine.connect() as conn:
-        sample, sampled = read_return_sample(conn, selection, sample_rows)
+        sample, sampled = read_return_sample(
+            conn, selection, sample_rows, outcome_rows=outcome_rows
+        )
         lookback = (now - selection.since) if selection.since is not None else timedelta(365)
         data = PeriodicReportData(
             daily=read_rollup_rows(conn, selection, ("day",), DAILY_COLUMNS).frame,

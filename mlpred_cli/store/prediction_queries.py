@@ -270,7 +270,8 @@ def horizon_counts(horizon: str) -> list[ColumnElement[Any]]:
     ]
 
 
-def _any_outcome() -> ColumnElement[bool]:
+def any_outcome() -> ColumnElement[bool]:
+    """Rows with an outcome (an actual direction) at some horizon."""
     return sa.or_(*(P[f"actual_direction_{h}"].isnot(None) for h in HORIZONS))
 
 
@@ -290,7 +291,7 @@ def accuracy_groups(
         sa.select(
             key.label(by),
             total,
-            sa.func.coalesce(sa.func.sum(_as_int(_any_outcome())), 0).label("n_outcomes"),
+            sa.func.coalesce(sa.func.sum(_as_int(any_outcome())), 0).label("n_outcomes"),
             sa.func.avg(P.signal_confidence).label("avg_confidence"),
             *(column for h in horizons for column in horizon_counts(h)),
         )
@@ -313,7 +314,7 @@ def overview(selection: PredictionFilter) -> AnySelect:
         sa.func.count(sa.distinct(P.symbol)).label("symbols"),
         sa.func.count(sa.distinct(P.model_version)).label("model_versions"),
         sa.func.avg(P.signal_confidence).label("avg_confidence"),
-        sa.func.coalesce(sa.func.sum(_as_int(_any_outcome())), 0).label("with_outcomes"),
+        sa.func.coalesce(sa.func.sum(_as_int(any_outcome())), 0).label("with_outcomes"),
         sa.func.avg(P.features_count).label("avg_features_count"),
         sa.func.sum(P.nan_count).label("nan_total"),
         sa.func.coalesce(sa.func.sum(_as_int(P.nan_count > 0)), 0).label("rows_with_nan"),
@@ -421,7 +422,7 @@ def outcome_values(selection: PredictionFilter) -> AnySelect:
             f"accuracy_{h}",
             f"actual_direction_{h}",
         ]
-    return sa.select(*_columns(names)).where(*selection.clauses(), _any_outcome())
+    return sa.select(*_columns(names)).where(*selection.clauses(), any_outcome())
 
 
 def column_values(selection: PredictionFilter, column: str) -> AnySelect:
