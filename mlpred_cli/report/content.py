@@ -291,6 +291,7 @@ def _model_versions(
                 until=recent.until,
                 symbol=selection.symbol,
                 now=now,
+                ic_interval=False,  # the report shows the accuracy test only
             )
         )
     except MlpredError as error:
