@@ -21,25 +21,18 @@ simulation without a database: ``bench/bench_check_alarms.py``.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench_scale import Sizes, load_history, random_walk
-from throwaway import admin_execute
+from history_database import add_history_arguments, history_database
 
 from mlpred_cli.analysis.prediction_views import analyze
 from mlpred_cli.monitor.check import run_check
 from mlpred_cli.monitor.results import CHECK_NAMES
-from mlpred_cli.outcomes.rollups import rebuild_rollups
-from mlpred_cli.store.database import create_engine, normalize_url
-from mlpred_cli.store.migrations import upgrade_to_head
 
 
 def median_ms(action: Callable[[], object], reps: int) -> float:
@@ -64,45 +57,9 @@ def process_ms(args: list[str], reps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--symbols", type=int, default=100)
-    parser.add_argument("--days", type=int, default=365)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--keep", action="store_true", help="do not drop the database")
-    parser.add_argument(
-        "--database", help="measure an existing database (one --keep left) instead of loading"
-    )
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get("MLPRED_TEST_PG_URL", "postgresql://postgres@127.0.0.1/postgres"),
-    )
+    add_history_arguments(parser)
     args = parser.parse_args()
-    admin = normalize_url(args.pg_url)
-    now = datetime.now(UTC)
-    end = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
-    sizes = Sizes(args.rows, args.symbols, args.days, 0, end - timedelta(minutes=15))
-    name = args.database or f"mlpred_bench_check_{uuid.uuid4().hex[:8]}"
-    if args.database is None:
-        admin_execute(admin, f'CREATE DATABASE "{name}"', f'ALTER DATABASE "{name}" SET jit = off')
-    url = admin.set(database=name)
-    engine = create_engine(url)
-    try:
-        if args.database is None:
-            upgrade_to_head(engine)
-            started = time.perf_counter()
-            closes = random_walk(sizes, seed=args.seed)
-            load_history([engine], sizes, closes, seed=args.seed + 1)
-            load_s = time.perf_counter() - started
-            rebuild = rebuild_rollups(engine)
-            print(
-                f"bench_check: {sizes.rows:,} predictions, {sizes.symbols} symbols, "
-                f"{sizes.days} days, 2 model versions; loaded in {load_s:.0f} s, rollups "
-                f"rebuilt in {rebuild.elapsed_s:.0f} s; machine: {os.cpu_count()} CPUs",
-                flush=True,
-            )
-        else:
-            print(f"bench_check: database {name} as it is", flush=True)
+    with history_database(args, "bench_check") as (engine, url):
         baseline = median_ms(lambda: analyze(engine, days=7), args.reps)
         print(f"  baseline analyze(days=7):            {baseline:9.0f} ms   1.00x")
         every = median_ms(lambda: run_check(engine, days=7, record=False), args.reps)
@@ -131,12 +88,6 @@ def main() -> None:
             f"  process: mlpred check --format json  {cli:9.0f} ms   "
             f"{cli / baseline:.2f}x the baseline"
         )
-    finally:
-        engine.dispose()
-        if args.keep or args.database:
-            print(f"kept database {name}")
-        else:
-            admin_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
