@@ -202,6 +202,18 @@ def _date_axis(ax: Axes, days: np.ndarray) -> None:
     )
 
 
+def _legend(figure: Figure, handles: Sequence[Any]) -> None:
+    """One legend row under the panels, frameless, a column per entry."""
+    figure.legend(
+        handles=list(handles), loc="outside lower center", ncols=len(handles), frameon=False
+    )
+
+
+def _marker(colour: str, label: str) -> Line2D:
+    """A legend entry for points (no line)."""
+    return Line2D([], [], color=colour, marker="o", linestyle="none", label=label)
+
+
 def _bp_axis(ax: Axes) -> None:
     """Y ticks (values already in basis points) as ``+12 bp``, with as many decimals as the
     tick step needs so that small ranges do not repeat a label."""
@@ -259,7 +271,7 @@ def accuracy_chart(
             Line2D([], [], color=HIT_RATE_COLOUR, label="hit rate (band: 95 % interval)"),
             Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label="base rate"),
         ]
-        figure.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+        _legend(figure, handles)
         return _export(figure, label, images)
 
 
@@ -291,7 +303,7 @@ def daily_ic_chart(daily: Sequence[Mapping[str, Any]], images: ImageFormat = "sv
             Patch(color=NEGATIVE_COLOUR, label="IC < 0"),
             Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label="mean of the days shown"),
         ]
-        figure.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+        _legend(figure, handles)
         return _export(figure, label, images)
 
 
@@ -327,11 +339,7 @@ def ic_distribution_chart(
             ax.set_ylabel("symbol-days")
         for ax in axes[2:]:
             ax.set_xlabel("daily IC (Spearman) of one symbol")
-        figure.legend(
-            handles=[Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label="mean IC")],
-            loc="outside lower center",
-            frameon=False,
-        )
+        _legend(figure, [Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label="mean IC")])
         return _export(figure, label, images)
 
 
@@ -431,21 +439,12 @@ def reliability_chart(
             ax.set_xlabel("average confidence")
         for ax in axes[::2]:
             ax.set_ylabel("accuracy")
-        figure.legend(
-            handles=[
+        _legend(
+            figure,
+            [
                 Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label="perfect calibration"),
-                Line2D(
-                    [],
-                    [],
-                    color=REFERENCE_COLOUR,
-                    marker="o",
-                    linestyle="none",
-                    label="bin (area: predictions)",
-                ),
+                _marker(REFERENCE_COLOUR, "bin (area: predictions)"),
             ],
-            loc="outside lower center",
-            ncols=2,
-            frameon=False,
         )
         return _export(figure, label, images)
 
@@ -479,21 +478,12 @@ def confidence_chart(
         accuracy_axis.set_ylim(0, 1)
         accuracy_axis.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         accuracy_axis.set_ylabel("accuracy (primary horizon)")
-        figure.legend(
-            handles=[
+        _legend(
+            figure,
+            [
                 Patch(color="#56B4E9", label="predictions"),
-                Line2D(
-                    [],
-                    [],
-                    color=HIT_RATE_COLOUR,
-                    marker="o",
-                    linestyle="none",
-                    label="accuracy with 95 % interval",
-                ),
+                _marker(HIT_RATE_COLOUR, "accuracy with 95 % interval"),
             ],
-            loc="outside lower center",
-            ncols=2,
-            frameon=False,
         )
         return _export(figure, label, images)
 
