@@ -326,3 +326,17 @@ INFERENCE_P95_CRITICAL_MS = 2_000.0
 WEBHOOK_TIMEOUT_S = 5.0
 WEBHOOK_ATTEMPTS = 3
 WEBHOOK_BACKOFF_S = 0.5
+
+#: Dashboard (``mlpred serve``): where it listens, how often its one poller reads the
+#: database, the statement timeout of its read-only sessions, the hours of the
+#: predictions-per-hour chart, the views it keeps computed, the shortest token it accepts,
+#: and the seconds between SSE heartbeats.
+WEB_DEFAULT_HOST = "127.0.0.1"
+WEB_DEFAULT_PORT = 8050
+WEB_REFRESH_S = 15
+WEB_STATEMENT_TIMEOUT_MS = 10_000
+WEB_HOURLY_HOURS = 48
+WEB_FEED_ROWS = 50
+WEB_CACHE_ENTRIES = 64
+WEB_TOKEN_MIN_LENGTH = 16
+WEB_HEARTBEAT_S = 15.0

@@ -115,7 +115,10 @@ def _pooled_ic(outcomes: pd.DataFrame | None, horizon: str) -> tuple[float | Non
     return ic.ic, ic.n
 
 
-def _horizons(rollups: pd.DataFrame, outcomes: pd.DataFrame | None) -> list[dict[str, Any]]:
+def horizon_rows(rollups: pd.DataFrame, outcomes: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """Per horizon, from a period's rollup figures: accuracy and hit rate with Wilson
+    intervals, base rate, errors, daily-IC mean and t-statistic; the pooled Spearman IC from
+    ``outcomes`` (raw rows; None without them)."""
     rows = []
     for horizon in HORIZONS:
         summary = rollup_figures.horizon_summary(rollups, horizon)
@@ -302,7 +305,7 @@ def build_report(data: ReportData) -> AnalysisReport:
     outcomes = data.outcomes
     report.sources = _sources(data)
     report.signals = _signals(rollup_figures.signal_counts(frame), summary["predictions"])
-    report.horizons = _horizons(frame, outcomes)
+    report.horizons = horizon_rows(frame, outcomes)
     report.confidence_bins = _confidence_bins(rollup_figures.confidence_bins(frame))
     report.calibration = _calibration(frame)
     report.symbols = _symbols(rollup_figures.accuracy_counts(frame, "symbol"), outcomes)

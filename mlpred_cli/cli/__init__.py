@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "archive_commands",
     "monitor_commands",
     "report_commands",
+    "serve_commands",
 )
 
 for _module in COMMAND_MODULES:

@@ -1,0 +1,256 @@
+"""The dashboard's ASGI app: pages, the JSON API, the event stream and the static assets.
+
+``create_app`` wires one ``LiveData`` (the read-only engine, the poller's state and the view
+cache) and one ``Hub`` into a Starlette app whose lifespan runs the single poller. Every
+query parameter is parsed by ``web.filters``; every error becomes a one-line response
+(JSON under ``/api`` and ``/events``, a short page elsewhere), never a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from mlpred_cli import config
+from mlpred_cli.__about__ import __version__
+from mlpred_cli.config import HORIZONS
+from mlpred_cli.errors import InputError, MlpredError
+from mlpred_cli.render.output import to_jsonable
+from mlpred_cli.web.auth import SESSION_COOKIE, Guard, session_value, token_matches
+from mlpred_cli.web.filters import DAY_CHOICES, parse_filter, parse_limit, path_symbol
+from mlpred_cli.web.hub import Hub, sse_message
+from mlpred_cli.web.live import VIEWS, LiveData, LiveSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).parent
+STATIC_DIR = WEB_DIR / "static"
+TEMPLATE_DIR = WEB_DIR / "templates"
+SSE_RETRY_MS = 3000
+
+#: Page path -> (template, page name, title).
+PAGES: dict[str, tuple[str, str, str]] = {
+    "/": ("overview.html.j2", "overview", "Overview"),
+    "/timeseries": ("timeseries.html.j2", "timeseries", "Time series"),
+    "/calibration": ("calibration.html.j2", "calibration", "Calibration"),
+    "/symbols": ("symbols.html.j2", "symbols", "Symbols"),
+    "/versions": ("versions.html.j2", "versions", "Model versions"),
+    "/feed": ("feed.html.j2", "feed", "Live feed"),
+}
+_NO_STORE = {"cache-control": "no-store"}
+
+
+def _asset_versions() -> dict[str, str]:
+    return {
+        path.relative_to(STATIC_DIR).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        for path in STATIC_DIR.rglob("*")
+        if path.is_file()
+    }
+
+
+def _params(request: Request) -> dict[str, list[str]]:
+    params: dict[str, list[str]] = {}
+    for name, value in request.query_params.multi_items():
+        params.setdefault(name, []).append(value)
+    return params
+
+
+def _is_api(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith("/api/") or path == "/events"
+
+
+class Dashboard:
+    """The routes' shared state: data, hub, templates, token, poller task."""
+
+    def __init__(self, live: LiveData, token: str | None, heartbeat_s: float) -> None:
+        self.live = live
+        self.hub = Hub()
+        self.token = token
+        self.heartbeat_s = heartbeat_s
+        self.templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
+        versions = _asset_versions()
+        self.templates.env.globals["static"] = lambda name: (
+            f"/static/{name}?v={versions.get(name, __version__)}"
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ poller
+
+    async def _poll_once(self) -> None:
+        try:
+            changed = await run_in_threadpool(self.live.poll)
+        except MlpredError as error:
+            log.warning("dashboard poll failed: %s", error)
+            await self.hub.publish(sse_message(to_jsonable(self.live.status()), "status"))
+            return
+        except Exception:  # keep polling whatever one poll hit; the log has the details
+            log.exception("dashboard poll failed")
+            await self.hub.publish(sse_message(to_jsonable(self.live.status()), "status"))
+            return
+        if changed:
+            await self.hub.publish(sse_message(to_jsonable(self.live.status()), "update"))
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await self._poll_once()
+            await asyncio.sleep(self.live.settings.refresh_s)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        """Run the one poller while the app serves; stop it and end the streams after."""
+        self._task = asyncio.create_task(self._poll_forever())
+        try:
+            yield
+        finally:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            await self.hub.close()
+
+    # ------------------------------------------------------------ routes
+
+    def page(self, template: str, page: str, title: str) -> Callable[[Request], Any]:
+        async def render(request: Request) -> Response:
+            flt = parse_filter(_params(request))
+            context: dict[str, Any] = {
+                "page": page,
+                "title": title,
+                "filters": flt.to_dict(),
+                "query": flt.query(),
+                "horizons": list(HORIZONS),
+                "day_choices": list(DAY_CHOICES),
+                "refresh_s": self.live.settings.refresh_s,
+                "version": __version__,
+            }
+            if page == "symbol":
+                symbol = path_symbol(request.path_params["symbol"])
+                context["symbol"] = symbol
+                context["query"] = flt.query(symbol=None)
+            return self.templates.TemplateResponse(request, template, context, headers=_NO_STORE)
+
+        return render
+
+    async def api_view(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name == "status":
+            return JSONResponse(to_jsonable(self.live.status()), headers=_NO_STORE)
+        if name not in VIEWS:
+            raise HTTPException(404)
+        params = _params(request)
+        limit = parse_limit({"limit": params.pop("limit")}) if "limit" in params else None
+        if limit is not None and name != "feed":
+            raise InputError("limit applies to /api/feed only")
+        flt = parse_filter(params)
+        document = await run_in_threadpool(self.live.view, name, flt, limit)
+        return JSONResponse(document, headers=_NO_STORE)
+
+    async def events(self, request: Request) -> Response:
+        if request.query_params:
+            raise InputError("/events takes no query parameters")
+        stream = self.hub.stream(self.heartbeat_s, SSE_RETRY_MS)
+        headers = {**_NO_STORE, "x-accel-buffering": "no"}
+        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+    async def login(self, request: Request) -> Response:
+        if self.token is None:
+            return RedirectResponse("/", status_code=303)
+        given = request.query_params.get("token", "")
+        if not token_matches(given, self.token):
+            return self._error(request, 401, "wrong or missing token")
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE, session_value(self.token), httponly=True, samesite="strict", path="/"
+        )
+        return response
+
+    async def logout(self, _request: Request) -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    # ------------------------------------------------------------ errors
+
+    def _error(self, request: Request, status: int, message: str) -> Response:
+        if _is_api(request):
+            return JSONResponse({"error": message}, status_code=status, headers=_NO_STORE)
+        return self.templates.TemplateResponse(
+            request,
+            "error.html.j2",
+            {"status": status, "message": message, "title": f"Error {status}"},
+            status_code=status,
+            headers=_NO_STORE,
+        )
+
+    async def on_input_error(self, request: Request, error: Exception) -> Response:
+        return self._error(request, 400, str(error).splitlines()[0])
+
+    async def on_http_error(self, request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        messages = {404: "not found", 405: "method not allowed"}
+        return self._error(request, error.status_code, messages.get(error.status_code, "error"))
+
+    async def on_mlpred_error(self, request: Request, error: Exception) -> Response:
+        return self._error(request, 503, str(error).splitlines()[0])
+
+    async def on_server_error(self, request: Request, error: Exception) -> Response:
+        log.error("dashboard request failed", exc_info=error)
+        return self._error(request, 500, "internal error: see the server's log")
+
+
+def create_app(
+    engine: Engine,
+    *,
+    token: str | None = None,
+    settings: LiveSettings | None = None,
+    clock: Callable[[], datetime] | None = None,
+    heartbeat_s: float = config.WEB_HEARTBEAT_S,
+) -> Any:
+    """The dashboard app over a read-only ``engine`` (``store.read_only``), guarded by
+    ``token`` when one is given. Its lifespan runs one poller every ``settings.refresh_s``."""
+    dashboard = Dashboard(LiveData(engine, settings, clock), token, heartbeat_s)
+    routes: list[Any] = [
+        Route(path, dashboard.page(*page), methods=["GET"]) for path, page in PAGES.items()
+    ]
+    routes += [
+        Route(
+            "/symbols/{symbol:path}",
+            dashboard.page("symbol.html.j2", "symbol", "Symbol"),
+            methods=["GET"],
+        ),
+        Route("/api/{name}", dashboard.api_view, methods=["GET"]),
+        Route("/events", dashboard.events, methods=["GET"]),
+        Route("/login", dashboard.login, methods=["GET"]),
+        Route("/logout", dashboard.logout, methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=dashboard.lifespan,
+        exception_handlers={
+            InputError: dashboard.on_input_error,
+            HTTPException: dashboard.on_http_error,
+            MlpredError: dashboard.on_mlpred_error,
+            Exception: dashboard.on_server_error,
+        },
+    )
+    app.state.dashboard = dashboard
+    return Guard(app, token)
