@@ -44,7 +44,7 @@ FEED_HORIZON_COLUMNS: dict[str, str] = {
 
 
 def _feed_columns() -> list[Any]:
-    columns = [P[name] for name in FEED_COLUMNS]
+    columns: list[Any] = [P[name] for name in FEED_COLUMNS]
     for horizon in HORIZONS:
         columns += [
             P[pattern.format(h=horizon)].label(f"{name}_{horizon}")
