@@ -20,6 +20,8 @@ The public API, by job (everything else is internal and may change):
 - **report** (extra ``mlpred[report]``): ``report_content`` (every figure of ``mlpred
   report`` as one JSON-ready document), ``render_html`` (that document as the self-contained
   HTML page) and ``write_report`` (atomic files, ``latest.html``).
+- **dashboard** (extra ``mlpred[web]``): ``serve`` (what ``mlpred serve`` runs) and
+  ``dashboard_view`` (the document an ``/api/...`` route serves, without a server).
 - **admin**: ``DatabaseSource`` (a URL string, a ``Path`` or an ``Engine``), ``engine_for``,
   ``init_database`` and the exceptions (every one an ``MlpredError``).
 
@@ -96,6 +98,8 @@ _EXPORTS: dict[str, str] = {
     "report_content": "mlpred_cli.report.content",
     "render_html": "mlpred_cli.report.html",
     "write_report": "mlpred_cli.report.files",
+    "dashboard_view": "mlpred_cli.web.live",
+    "serve": "mlpred_cli.web.server",
     # admin
     "DatabaseSource": "mlpred_cli.store.source",
     "engine_for": "mlpred_cli.store.source",
@@ -174,6 +178,9 @@ __all__ = [
     "report_content",
     "render_html",
     "write_report",
+    # dashboard
+    "dashboard_view",
+    "serve",
     # admin
     "DatabaseSource",
     "engine_for",
@@ -254,6 +261,8 @@ if TYPE_CHECKING:
     from mlpred_cli.report.files import write_report
     from mlpred_cli.report.html import render_html
     from mlpred_cli.store.source import DatabaseSource, engine_for, init_database
+    from mlpred_cli.web.live import dashboard_view
+    from mlpred_cli.web.server import serve
 
 
 def __getattr__(name: str) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from mlpred_cli import config
@@ -45,14 +47,21 @@ def serve_command(
 
     with cli_errors(), flag_errors():
         require_web_extra()
-        if token is not None and token == "":
+        # click reads an empty variable as unset: an empty secret must not mean "no token"
+        if token == "" or (token is None and os.environ.get(TOKEN_ENV) == ""):
             raise InputError(f"the token is empty (--token or {TOKEN_ENV})")
         check_listen(host, port, token, refresh)
         from mlpred_cli.web.server import serve
 
-        where = (
-            f"http://{host}:{port}/" if ":" not in host else f"http://[{host.strip('[]')}]:{port}/"
+        def announce(where: str) -> None:
+            login = " (open /login?token=... once, or send Authorization: Bearer)" if token else ""
+            typer.echo(f"mlpred dashboard on {where}{login}; Ctrl-C stops it", err=True)
+
+        serve(
+            database_url(ctx),
+            host=host,
+            port=port,
+            token=token,
+            refresh_s=refresh,
+            announce=announce,
         )
-        login = " (open /login?token=... once, or send Authorization: Bearer)" if token else ""
-        typer.echo(f"mlpred dashboard on {where}{login}; Ctrl-C stops it", err=True)
-        serve(database_url(ctx), host=host, port=port, token=token, refresh_s=refresh)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlpred_cli import config
+from mlpred_cli.errors import InputError
 from mlpred_cli.monitor.settings import DEFAULT_SETTINGS, MonitorSettings
 from mlpred_cli.render.output import to_jsonable
 from mlpred_cli.store.alert_rows import alert_rows
@@ -30,8 +31,10 @@ from mlpred_cli.store.dashboard_reads import (
     read_window_rollups,
 )
 from mlpred_cli.store.driver_errors import database_errors
+from mlpred_cli.store.read_only import create_read_only_engine
+from mlpred_cli.store.source import DatabaseSource
 from mlpred_cli.web import views
-from mlpred_cli.web.filters import DashboardFilter
+from mlpred_cli.web.filters import DEFAULT_DAYS, DashboardFilter, parse_filter, parse_limit
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -223,3 +226,37 @@ class LiveData:
         else:
             raise KeyError(name)
         return {**document, **body}
+
+
+def dashboard_view(
+    database: DatabaseSource,
+    name: str,
+    *,
+    symbol: str | None = None,
+    model_version: str | None = None,
+    horizon: str | None = None,
+    days: int = DEFAULT_DAYS,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """The document ``/api/<name>`` serves for these filters, read once from ``database``
+    (opened read-only) without a server: ``overview``, ``timeseries``, ``calibration``,
+    ``symbols``, ``versions`` or ``feed``. Raises ``InputError`` for a bad name or value."""
+    if name not in VIEWS:
+        raise InputError(f"name must be one of {', '.join(VIEWS)}, got {name!r:.40}")
+    params = {
+        key: [str(value)]
+        for key, value in (
+            ("symbol", symbol),
+            ("model_version", model_version),
+            ("horizon", horizon),
+            ("days", days),
+        )
+        if value is not None
+    }
+    flt = parse_filter(params)
+    rows = parse_limit({"limit": [str(limit)]}) if limit is not None else None
+    engine = create_read_only_engine(database, statement_timeout_ms=config.WEB_STATEMENT_TIMEOUT_MS)
+    try:
+        return LiveData(engine).view(name, flt, rows)
+    finally:
+        engine.dispose()

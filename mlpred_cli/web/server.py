@@ -4,6 +4,7 @@ and run the app under uvicorn until interrupted."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import replace
 
 from mlpred_cli import config
@@ -50,8 +51,10 @@ def serve(
     token: str | None = None,
     refresh_s: float = config.WEB_REFRESH_S,
     settings: LiveSettings | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve the dashboard of ``database`` (opened read-only) until interrupted."""
+    """Serve the dashboard of ``database`` (opened read-only) until interrupted;
+    ``announce`` gets the dashboard's URL once the database is open."""
     require_web_extra()
     check_listen(host, port, token, refresh_s)
     import uvicorn
@@ -63,6 +66,9 @@ def serve(
         app = create_app(
             engine, token=token, settings=replace(settings or LiveSettings(), refresh_s=refresh_s)
         )
+        if announce is not None:
+            shown = f"[{host.strip('[]')}]" if ":" in host else host
+            announce(f"http://{shown}:{port}/")
         uvicorn.run(
             app,
             host=host.strip("[]"),
