@@ -152,7 +152,8 @@ class Dashboard:
     async def api_view(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name == "status":
-            return JSONResponse(to_jsonable(self.live.status()), headers=_NO_STORE)
+            status = {**self.live.status(), "clients": self.hub.clients}
+            return JSONResponse(to_jsonable(status), headers=_NO_STORE)
         if name not in VIEWS:
             raise HTTPException(404)
         params = _params(request)

@@ -167,7 +167,12 @@ class LiveData:
             with self._lock:
                 if key in self._cache:
                     return self._cache[key]
-            value = compute()
+            try:
+                value = compute()
+            except BaseException:
+                with self._lock:
+                    self._computing.pop(key, None)
+                raise
             with self._lock:
                 self._cache[key] = value
                 while len(self._cache) > self.settings.cache_entries:
