@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -86,7 +87,11 @@ class Dashboard:
         self.hub = Hub()
         self.token = token
         self.heartbeat_s = heartbeat_s
-        self.templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
+        # autoescape for every template: Jinja's default only covers *.html, not *.html.j2
+        environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True
+        )
+        self.templates = Jinja2Templates(env=environment)
         versions = _asset_versions()
         self.templates.env.globals["static"] = lambda name: (
             f"/static/{name}?v={versions.get(name, __version__)}"
@@ -106,8 +111,10 @@ class Dashboard:
             log.exception("dashboard poll failed")
             await self.hub.publish(sse_message(to_jsonable(self.live.status()), "status"))
             return
-        if changed:
-            await self.hub.publish(sse_message(to_jsonable(self.live.status()), "update"))
+        # "update": the data moved (pages refetch); "tick": polled, nothing new (the page's
+        # "updated N s ago" restarts without a request)
+        event = "update" if changed else "tick"
+        await self.hub.publish(sse_message(to_jsonable(self.live.status()), event))
 
     async def _poll_forever(self) -> None:
         while True:
