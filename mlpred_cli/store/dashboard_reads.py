@@ -156,7 +156,7 @@ def read_hourly_counts(
 ) -> dict[int, int]:
     """The selection's predictions per hour (by ``timestamp``) over the last ``hours``."""
     since = now - timedelta(hours=hours)
-    bucket = (P.timestamp / HOUR_MS).label("bucket")
+    bucket = (P.timestamp // HOUR_MS).label("bucket")  # floor division: the hour number
     base = PredictionFilter(symbol=selection.symbol, model_version=selection.model_version)
     query = (
         sa.select(bucket, sa.func.count())
