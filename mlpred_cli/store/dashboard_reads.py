@@ -154,8 +154,9 @@ def _not_due(
 def read_hourly_counts(
     conn: Connection, selection: PredictionFilter, now: datetime, hours: int
 ) -> dict[int, int]:
-    """The selection's predictions per hour (by ``timestamp``) over the last ``hours``."""
-    since = now - timedelta(hours=hours)
+    """The selection's predictions per whole hour (by ``timestamp``): the ``hours`` hours
+    up to and including ``now``'s, keyed by the hour's start in epoch milliseconds."""
+    since = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
     bucket = (P.timestamp // HOUR_MS).label("bucket")  # floor division: the hour number
     base = PredictionFilter(symbol=selection.symbol, model_version=selection.model_version)
     query = (
