@@ -18,9 +18,10 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mlpred_cli.config import HORIZONS
+from mlpred_cli.config import CALIBRATION_BINS, HORIZONS
 from mlpred_cli.store.liveness_reads import due_through, newest_due, newest_outcomes, oldest_since
 from mlpred_cli.store.prediction_queries import PredictionFilter
+from mlpred_cli.store.rollup_columns import SIGNAL_NAMES
 from mlpred_cli.store.rollup_reads import read_rollup_rows
 from mlpred_cli.store.tables import alerts_table, predictions_table, rollup_state_table
 
@@ -167,6 +168,33 @@ def read_hourly_counts(
     return {int(hour) * HOUR_MS: int(count) for hour, count in conn.execute(query)}
 
 
+#: The rollup columns the dashboard's views sum: accuracy and hit rate, actual directions
+#: (base rate), return pairs (errors, Pearson IC), calibration and its ECE bins. Reading
+#: only these (not the signal and confidence-bin counts) halves a window read's cost.
+DASHBOARD_COLUMNS: tuple[str, ...] = (
+    "predictions", "scored", "correct", "directional", "directional_correct",
+    *(f"actual_{kind}" for kind in SIGNAL_NAMES),
+    "return_pairs", "predicted_sum", "actual_sum", "predicted_sq_sum", "actual_sq_sum",
+    "cross_sum", "abs_error_sum", "squared_error_sum",
+    "calibration_n", "calibration_correct", "calibration_confidence_sum", "brier_sum",
+    *(f"ece_{k}_{part}" for k in range(CALIBRATION_BINS)
+      for part in ("n", "correct", "confidence_sum")),
+)  # fmt: skip
+
+
+def read_choices(conn: Connection, since: datetime) -> tuple[list[str], list[str]]:
+    """The symbols and (non-empty) model versions with predictions since ``since``."""
+    frame = read_rollup_rows(
+        conn, PredictionFilter(since=since), ("symbol", "model_version"), ("predictions",)
+    ).frame
+    if frame.empty:
+        return [], []
+    present = frame[frame["predictions"] > 0]
+    symbols = sorted({str(name) for name in present["symbol"]})
+    versions = sorted({str(name) for name in present["model_version"] if name})
+    return symbols, versions
+
+
 def read_window_rollups(
     conn: Connection,
     selection: PredictionFilter,
@@ -178,8 +206,8 @@ def read_window_rollups(
     by_day: Sequence[str] = ("day", "model_version"),
 ) -> WindowRollups:
     """``WindowRollups`` of the selection (its ``until`` None or ``now``)."""
-    keyed = read_rollup_rows(conn, selection, by_key, count_days=True)
-    daily = read_rollup_rows(conn, selection, by_day)
+    keyed = read_rollup_rows(conn, selection, by_key, DASHBOARD_COLUMNS, count_days=True)
+    daily = read_rollup_rows(conn, selection, by_day, DASHBOARD_COLUMNS)
     return WindowRollups(
         by_key=keyed.frame,
         by_day=daily.frame,

@@ -26,6 +26,7 @@ from mlpred_cli.store.alert_rows import alert_rows
 from mlpred_cli.store.dashboard_reads import (
     Pulse,
     WindowRollups,
+    read_choices,
     read_feed,
     read_pulse,
     read_window_rollups,
@@ -198,6 +199,17 @@ class LiveData:
         window: WindowRollups = self._memo(("window", base, reading.version), read)
         return window
 
+    def _choices(self, flt: DashboardFilter, reading: Reading) -> dict[str, list[str]]:
+        # every symbol and version of the window, whatever the filter picked
+        def read() -> dict[str, list[str]]:
+            since, _ = flt.window(reading.polled_at)
+            with database_errors(self.engine.url), self.engine.connect() as conn, conn.begin():
+                symbols, versions = read_choices(conn, since)
+            return {"symbols": symbols, "model_versions": versions}
+
+        choices: dict[str, list[str]] = self._memo(("choices", flt.days, reading.version), read)
+        return choices
+
     def _compute(
         self, name: str, flt: DashboardFilter, limit: int | None, reading: Reading
     ) -> dict[str, Any]:
@@ -210,7 +222,6 @@ class LiveData:
             return {**document, **views.feed(records, flt, now, interval)}
         window = self._window(flt, reading)
         if name == "overview":
-            everyone = self._window(DashboardFilter(days=flt.days), reading)
             body = views.overview(
                 window,
                 flt,
@@ -218,7 +229,7 @@ class LiveData:
                 hours=self.settings.hours,
                 fresh=views.freshness(reading.pulse, now, self.settings.monitor),
                 alerts=reading.alerts,
-                choices=views.window_choices(everyone, flt),
+                choices=self._choices(flt, reading),
             )
         elif name == "timeseries":
             body = views.timeseries(window, flt, now)

@@ -159,12 +159,6 @@ def freshness(pulse: Pulse, now: datetime, settings: MonitorSettings) -> dict[st
     }
 
 
-def _choices(frame: pd.DataFrame, flt: DashboardFilter) -> dict[str, list[str]]:
-    symbols = sorted({str(s) for s in frame["symbol"]}) if not frame.empty else []
-    versions = sorted({str(v) for v in frame["model_version"] if v}) if not frame.empty else []
-    return {"symbols": symbols, "model_versions": versions}
-
-
 def overview(
     window: WindowRollups,
     flt: DashboardFilter,
@@ -189,11 +183,6 @@ def overview(
             "archived_days": window.archived_days,
         },
     }
-
-
-def window_choices(window: WindowRollups, flt: DashboardFilter) -> dict[str, list[str]]:
-    """The symbols and model versions with predictions in the window."""
-    return _choices(window.by_key, flt)
 
 
 def _in_scope(alert: dict[str, Any], flt: DashboardFilter) -> bool:
