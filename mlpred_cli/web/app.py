@@ -168,8 +168,11 @@ class Dashboard:
         if limit is not None and name != "feed":
             raise InputError("limit applies to /api/feed only")
         flt = parse_filter(params)
-        document = await run_in_threadpool(self.live.view, name, flt, limit)
-        return JSONResponse(document, headers=_NO_STORE)
+        # a view already computed at this data version is answered without a thread hop
+        body = self.live.cached_json(name, flt, limit)
+        if body is None:
+            body = await run_in_threadpool(self.live.view_json, name, flt, limit)
+        return Response(body, media_type="application/json", headers=_NO_STORE)
 
     async def events(self, request: Request) -> Response:
         if request.query_params:

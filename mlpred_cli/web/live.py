@@ -157,6 +157,32 @@ class LiveData:
         )
         return found
 
+    def view_json(self, name: str, flt: DashboardFilter, limit: int | None = None) -> bytes:
+        """``view`` encoded as JSON bytes (encoded once per version, like the view)."""
+        reading = self._current()
+        key = ("json", name, flt, limit, reading.version)
+
+        def encode() -> bytes:
+            document = self.view(name, flt, limit)
+            return json.dumps(
+                document, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+            ).encode("utf-8")
+
+        body: bytes = self._memo(key, encode)
+        return body
+
+    def cached_json(
+        self, name: str, flt: DashboardFilter, limit: int | None = None
+    ) -> bytes | None:
+        """``view_json`` when it is already computed at the current version, else None
+        (a lookup only: no database, so the server answers it on its event loop)."""
+        reading = self._reading
+        if reading is None:
+            return None
+        with self._lock:
+            found = self._cache.get(("json", name, flt, limit, reading.version))
+        return found if isinstance(found, bytes) else None
+
     def _memo(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         """``compute()`` once per key: concurrent callers of one key wait for the first."""
         with self._lock:
