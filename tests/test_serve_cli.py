@@ -61,11 +61,14 @@ def test_serve_answers_with_the_token_and_stops_on_ctrl_c(db_url: str) -> None:
         while True:
             try:
                 status, body = _get(f"{base}/api/status", TOKEN)
-                break
-            except (urllib.error.URLError, ConnectionError):
+                if status != 200 or json.loads(body)["data_version"] is not None:
+                    break  # answered, and the first poll is done
+            except (urllib.error.URLError, ConnectionError) as error:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise AssertionError(process.stderr.read().decode() if process.stderr else "")
-                time.sleep(0.1)
+                    output = process.stderr.read().decode() if process.stderr else ""
+                    raise AssertionError(output) from error
+            assert time.monotonic() < deadline, "the first poll did not finish"
+            time.sleep(0.1)
         assert status == 200
         assert json.loads(body)["newest_id"] is not None
         assert _get(f"{base}/api/status")[0] == 401

@@ -159,6 +159,10 @@ class Dashboard:
     async def api_view(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name == "status":
+            if request.query_params:
+                raise InputError(
+                    f"unknown query parameter {next(iter(request.query_params))!r:.40}"
+                )
             status = {**self.live.status(), "clients": self.hub.clients}
             return JSONResponse(to_jsonable(status), headers=_NO_STORE)
         if name not in VIEWS:
@@ -177,9 +181,16 @@ class Dashboard:
     async def events(self, request: Request) -> Response:
         if request.query_params:
             raise InputError("/events takes no query parameters")
-        stream = self.hub.stream(self.heartbeat_s, SSE_RETRY_MS)
+        stream = self.hub.stream(self.heartbeat_s, SSE_RETRY_MS, self._greeting)
         headers = {**_NO_STORE, "x-accel-buffering": "no"}
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+    def _greeting(self) -> str | None:
+        # a new stream starts with the current state as an update (or the poll's error)
+        status = self.live.status()
+        if status["data_version"] is None and status["error"] is None:
+            return None  # not polled yet: the first poll's message follows
+        return sse_message(to_jsonable(status), "status" if status["error"] else "update")
 
     async def login(self, request: Request) -> Response:
         if self.token is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 
@@ -43,13 +43,23 @@ class Hub:
             self._closed = True
             self._changed.notify_all()
 
-    async def stream(self, heartbeat_s: float, retry_ms: int) -> AsyncIterator[str]:
-        """The event stream of one page: the newest message now, then each new one, and a
-        comment line every ``heartbeat_s`` so proxies and the browser keep the stream."""
+    async def stream(
+        self,
+        heartbeat_s: float,
+        retry_ms: int,
+        greeting: Callable[[], str | None] | None = None,
+    ) -> AsyncIterator[str]:
+        """The event stream of one page: ``greeting()`` (the current state; without one,
+        the newest message), then each new message, and a comment line every
+        ``heartbeat_s`` so proxies and the browser keep the stream."""
         self.clients += 1
         try:
             yield f"retry: {retry_ms}\n\n"
             sent = 0
+            first = greeting() if greeting is not None else None
+            if first is not None:
+                sent = self._sequence
+                yield first
             while not self._closed:
                 async with self._changed:
                     if self._sequence == sent and not self._closed:
