@@ -785,7 +785,7 @@
         : '';
     const icNote = [];
     if (isNum(hz.ic_t)) icNote.push(`t ${fmtNum(hz.ic_t, 2)}`);
-    if (isNum(hz.ic_days)) icNote.push(`${hz.ic_days} d`);
+    if (isNum(hz.ic_days)) icNote.push(`${hz.ic_days} daily ICs`);
     if (isNum(hz.pearson_ic)) icNote.push(`Pearson ${fmtIC(hz.pearson_ic)}`);
     const icClass = isNum(hz.ic) ? (hz.ic > 0 ? 'pos' : hz.ic < 0 ? 'neg' : '') : '';
     if (hz.predictions === 0) {
