@@ -3,6 +3,7 @@ and its one-line refusals (no extra, no token off loopback, no database)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -75,7 +76,14 @@ def test_serve_answers_with_the_token_and_stops_on_ctrl_c(db_url: str) -> None:
         status, body = _get(f"{base}/api/overview?days=2", TOKEN)
         assert status == 200
         assert json.loads(body)["predictions"] > 0
+        # a page left open: its event stream must not hold up or spoil the stop
+        stream = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        stream.request("GET", "/events", headers={"Authorization": f"Bearer {TOKEN}"})
+        events = stream.getresponse()
+        assert events.status == 200
+        assert events.readline() == b"retry: 3000\n"
     finally:
+        stopped_at = time.monotonic()
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=15)
@@ -84,8 +92,9 @@ def test_serve_answers_with_the_token_and_stops_on_ctrl_c(db_url: str) -> None:
             raise
     stderr = process.stderr.read().decode() if process.stderr else ""
     assert process.returncode == 0, stderr
+    assert time.monotonic() - stopped_at < 5  # the open stream ended, not waited out
     assert TOKEN not in stderr  # the token is never echoed
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stderr and "Exception" not in stderr, stderr
 
 
 def test_a_non_loopback_host_needs_a_token() -> None:

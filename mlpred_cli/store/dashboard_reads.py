@@ -23,11 +23,19 @@ from mlpred_cli.store.liveness_reads import due_through, newest_due, newest_outc
 from mlpred_cli.store.prediction_queries import PredictionFilter
 from mlpred_cli.store.rollup_columns import SIGNAL_NAMES
 from mlpred_cli.store.rollup_reads import read_rollup_rows
-from mlpred_cli.store.tables import alerts_table, predictions_table, rollup_state_table
+from mlpred_cli.store.tables import (
+    alerts_table,
+    backfill_progress_table,
+    predictions_table,
+    rollup_state_table,
+    rollup_table,
+)
 
 P = predictions_table.c
 
 HOUR_MS = 3_600_000
+#: The days of rollups whose totals the pulse reads (where late outcomes land).
+RECENT_ROLLUP_DAYS = timedelta(days=7)
 
 #: The columns of a live-feed row (besides the per-horizon ones).
 FEED_COLUMNS: tuple[str, ...] = (
@@ -79,6 +87,12 @@ class Pulse:
     rollup_through: int | None
     rollup_updated_at: datetime | None
     alerts: tuple[Any, ...]
+    #: The table's largest id: rows logged late (an older ``datetime``) move it too.
+    max_id: int | None = None
+    #: The newest backfill progress and the recent days' rollup totals: an outcome filled
+    #: for an older row refreshes its day's rollups in place, without a new watermark.
+    backfill_updated_at: datetime | None = None
+    recent_rollups: tuple[Any, ...] = ()
 
     @property
     def newest_prediction(self) -> datetime | None:
@@ -112,7 +126,21 @@ def read_pulse(
             sa.func.max(alerts_table.c.resolved_at),
         )
     ).one()
+    recent = conn.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.sum(rollup_table.c.predictions),
+            sa.func.sum(rollup_table.c.with_outcome),
+            sa.func.sum(rollup_table.c.scored),
+            sa.func.sum(rollup_table.c.correct),
+        ).where(rollup_table.c.day >= (now - RECENT_ROLLUP_DAYS).date())
+    ).one()
     return Pulse(
+        max_id=conn.execute(sa.select(sa.func.max(P.id))).scalar(),
+        backfill_updated_at=conn.execute(
+            sa.select(sa.func.max(backfill_progress_table.c.updated_at))
+        ).scalar(),
+        recent_rollups=tuple(recent),
         feed=read_feed(conn, everything, feed_limit),
         due=newest_due(conn, everything, lookback, now=now, candle_interval=candle_interval),
         filled=newest_outcomes(

@@ -60,10 +60,14 @@ def create_read_only_engine(database: DatabaseSource, *, statement_timeout_ms: i
         )
         _install_sqlite_read_only_hooks(engine)
     else:
+        # the URL's own libpq options (a search_path, say) first; ours last, so they win
+        given = url.query.get("options")
+        own = " ".join(given) if isinstance(given, tuple) else (given or "")
+        url = url.difference_update_query(["options"])
         options = (
-            "-c TimeZone=UTC -c default_transaction_read_only=on "
+            f"{own} -c TimeZone=UTC -c default_transaction_read_only=on "
             f"-c statement_timeout={int(statement_timeout_ms)}"
-        )
+        ).strip()
         engine = sa.create_engine(
             url,
             connect_args={

@@ -15,8 +15,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+import anyio
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -32,7 +33,13 @@ from mlpred_cli.__about__ import __version__
 from mlpred_cli.config import HORIZONS
 from mlpred_cli.errors import InputError, MlpredError
 from mlpred_cli.render.output import to_jsonable
-from mlpred_cli.web.auth import SESSION_COOKIE, Guard, session_value, token_matches
+from mlpred_cli.web.auth import (
+    LOOPBACK_HOSTS,
+    SESSION_COOKIE,
+    Guard,
+    session_value,
+    token_matches,
+)
 from mlpred_cli.web.filters import DAY_CHOICES, parse_filter, parse_limit, path_symbol
 from mlpred_cli.web.hub import Hub, sse_message
 from mlpred_cli.web.live import VIEWS, LiveData, LiveSettings
@@ -97,12 +104,15 @@ class Dashboard:
             f"/static/{name}?v={versions.get(name, __version__)}"
         )
         self._task: asyncio.Task[None] | None = None
+        self._poll_limiter = anyio.CapacityLimiter(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------ poller
 
     async def _poll_once(self) -> None:
         try:
-            changed = await run_in_threadpool(self.live.poll)
+            # its own thread budget: page requests filling the shared pool never stall it
+            changed = await anyio.to_thread.run_sync(self.live.poll, limiter=self._poll_limiter)
         except MlpredError as error:
             log.warning("dashboard poll failed: %s", error)
             await self.hub.publish(sse_message(to_jsonable(self.live.status()), "status"))
@@ -121,9 +131,16 @@ class Dashboard:
             await self._poll_once()
             await asyncio.sleep(self.live.settings.refresh_s)
 
+    def stop_streams(self) -> None:
+        """End every open event stream (thread-safe; the server is stopping)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.hub.closing)
+
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         """Run the one poller while the app serves; stop it and end the streams after."""
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._poll_forever())
         try:
             yield
@@ -181,6 +198,8 @@ class Dashboard:
     async def events(self, request: Request) -> Response:
         if request.query_params:
             raise InputError("/events takes no query parameters")
+        if request.method == "HEAD":  # no stream to hold open
+            return Response(media_type="text/event-stream", headers=_NO_STORE)
         stream = self.hub.stream(self.heartbeat_s, SSE_RETRY_MS, self._greeting)
         headers = {**_NO_STORE, "x-accel-buffering": "no"}
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
@@ -245,9 +264,12 @@ def create_app(
     settings: LiveSettings | None = None,
     clock: Callable[[], datetime] | None = None,
     heartbeat_s: float = config.WEB_HEARTBEAT_S,
-) -> Any:
+    allowed_hosts: frozenset[str] | None = None,
+) -> Guard:
     """The dashboard app over a read-only ``engine`` (``store.read_only``), guarded by
-    ``token`` when one is given. Its lifespan runs one poller every ``settings.refresh_s``."""
+    ``token`` when one is given; without one it answers only the Host names
+    ``allowed_hosts`` (default: the loopback names). Its lifespan runs one poller every
+    ``settings.refresh_s``; ``.app.state.dashboard`` is its ``Dashboard``."""
     dashboard = Dashboard(LiveData(engine, settings, clock), token, heartbeat_s)
     routes: list[Any] = [
         Route(path, dashboard.page(*page), methods=["GET"]) for path, page in PAGES.items()
@@ -275,4 +297,13 @@ def create_app(
         },
     )
     app.state.dashboard = dashboard
-    return Guard(app, token)
+    if token is None and allowed_hosts is None:
+        allowed_hosts = LOOPBACK_HOSTS
+    return Guard(app, token, allowed_hosts if token is None else None)
+
+
+def dashboard_of(app: Guard) -> Dashboard:
+    """The ``Dashboard`` (data, hub, poller) of an app ``create_app`` made."""
+    dashboard = cast(Starlette, app.app).state.dashboard
+    assert isinstance(dashboard, Dashboard)
+    return dashboard

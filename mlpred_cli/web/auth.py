@@ -12,8 +12,9 @@ import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from http.cookies import SimpleCookie
 from typing import Any
+
+from starlette.requests import cookie_parser
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,8 +23,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SESSION_COOKIE = "mlpred_session"
-#: Paths reachable without a token: the login itself and the static assets.
-PUBLIC_PREFIXES: tuple[str, ...] = ("/login", "/static/")
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (
@@ -64,23 +63,37 @@ def authorised(scope: Scope, token: str | None) -> bool:
         return token_matches(header[7:].strip(), token)
     cookies = _header(scope, b"cookie")
     if cookies:
-        jar: SimpleCookie = SimpleCookie()
-        try:
-            jar.load(cookies)
-        except Exception:  # a malformed Cookie header is no session
-            return False
-        morsel = jar.get(SESSION_COOKIE)
-        if morsel is not None:
-            return hmac.compare_digest(morsel.value.encode(), session_value(token).encode())
+        # lenient, as browsers are: other cookies of the host (any port of localhost sends
+        # them here) may hold values the strict http.cookies parser gives up on
+        value = cookie_parser(cookies).get(SESSION_COOKIE)
+        if value is not None:
+            return hmac.compare_digest(value.encode(), session_value(token).encode())
     return False
 
 
-class Guard:
-    """ASGI middleware: security headers on every response; 401 without the token."""
+#: The Host headers a server without a token answers: a page of another site that
+#: re-points its own name at 127.0.0.1 (DNS rebinding) sends its own name and is refused.
+LOOPBACK_HOSTS: frozenset[str] = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+
+def host_name(scope: Scope) -> str:
+    """The request's Host header without its port, lower-case ('' when absent)."""
+    host = (_header(scope, b"host") or "").strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Guard:
+    """ASGI middleware: security headers on every response; 401 without the token; without
+    a token, 421 for a Host header other than ``allowed_hosts``."""
+
+    def __init__(
+        self, app: ASGIApp, token: str | None, allowed_hosts: frozenset[str] | None = None
+    ) -> None:
         self.app = app
         self.token = token
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,10 +106,33 @@ class Guard:
             await send(message)
 
         path = str(scope.get("path", ""))
-        if path.startswith(PUBLIC_PREFIXES) or authorised(scope, self.token):
+        if self.allowed_hosts is not None and host_name(scope) not in self.allowed_hosts:
+            await _refuse(with_headers, 421, "this dashboard answers only its own host name")
+            return
+        if _is_public(path) or authorised(scope, self.token):
             await self.app(scope, receive, with_headers)
             return
         await _unauthorised(path, with_headers)
+
+
+def _is_public(path: str) -> bool:
+    return path in ("/login", "/logout") or path.startswith("/static/")
+
+
+async def _refuse(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _unauthorised(path: str, send: Send) -> None:

@@ -37,6 +37,12 @@ class Hub:
             self._message = message
             self._changed.notify_all()
 
+    def closing(self) -> None:
+        """Mark the hub closed from the event loop's thread without waiting (a signal
+        handler): every stream ends at its next wake-up, which ``close`` brings now."""
+        self._closed = True
+        asyncio.get_running_loop().create_task(self.close())
+
     async def close(self) -> None:
         """End every stream (the server is stopping)."""
         async with self._changed:

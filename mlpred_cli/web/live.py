@@ -135,7 +135,7 @@ class LiveData:
             "data_version": reading.version if reading else None,
             "polled_at": reading.polled_at if reading else None,
             "newest_prediction": reading.pulse.newest_prediction if reading else None,
-            "newest_id": reading.pulse.newest_id if reading else None,
+            "newest_id": reading.pulse.max_id if reading else None,
             "refresh_s": self.settings.refresh_s,
             "error": self._error,
         }
