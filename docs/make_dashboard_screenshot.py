@@ -8,14 +8,15 @@ extra, Playwright for Python and Chromium on PATH (Debian: ``apt-get install -y 
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "docs"))
+
+from browser import chromium  # noqa: E402
 
 from mlpred_cli.monitor.check import run_check  # noqa: E402
 from mlpred_cli.outcomes.rollups import rebuild_rollups  # noqa: E402
@@ -62,20 +63,12 @@ def plant(url: str) -> None:
 
 def screenshot(base_url: str, target: Path) -> None:
     """The overview, logged in with the token cookie, once its charts are drawn."""
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        sys.exit("Chromium not found on PATH: apt-get install -y chromium")
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=args)
+    with chromium() as browser:
         page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)
         page.goto(f"{base_url}/login?token={TOKEN}", wait_until="load")
         page.wait_for_selector("canvas", state="visible", timeout=20_000)
         page.wait_for_timeout(500)  # the first SSE tick fills "updated N s ago"
         page.screenshot(path=str(target), full_page=True)
-        browser.close()
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ Dated by SOURCE_DATE_EPOCH and seeded, so reruns draw the same report.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "docs"))
+
+from browser import chromium  # noqa: E402
 
 from mlpred_cli.outcomes.rollups import rebuild_rollups  # noqa: E402
 from mlpred_cli.store.database import create_engine  # noqa: E402
@@ -70,14 +72,7 @@ def render(url: str, out: Path) -> None:
 
 def screenshot(report: Path, target: Path) -> None:
     """The union of SECTIONS' boxes (plus MARGIN), at VIEWPORT_WIDTH CSS pixels and scale 1."""
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        sys.exit("Chromium not found on PATH: apt-get install -y chromium")
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=args)
+    with chromium() as browser:
         page = browser.new_page(
             viewport={"width": VIEWPORT_WIDTH, "height": 800}, device_scale_factor=1
         )
@@ -94,7 +89,6 @@ def screenshot(report: Path, target: Path) -> None:
         bottom = max(box["y"] + box["height"] for box in boxes) + MARGIN
         clip = {"x": left, "y": top, "width": right - left, "height": bottom - top}
         page.screenshot(path=str(target), clip=clip, full_page=True)
-        browser.close()
 
 
 def main() -> None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -62,3 +65,19 @@ def launch_args() -> list[str]:
     """Chromium's command-line arguments: its sandbox cannot start as root in a container,
     so ``--no-sandbox`` then, and only then."""
     return ["--no-sandbox"] if os.geteuid() == 0 else []
+
+
+@contextmanager
+def headless_chromium() -> Iterator[Any]:
+    """One headless Chromium (Playwright's ``Browser``), closed after the block; skips (or
+    fails under CI) without Playwright or the browser."""
+    sync_api = require_playwright()
+    executable = require_chromium()
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable, args=launch_args(), headless=True
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine
 
 from mlpred_cli.cli.report_commands import SOURCE_DATE_EPOCH
 from mlpred_cli.outcomes.rollups import rebuild_rollups
-from tests.browser_support import launch_args, require_chromium, require_playwright
+from tests.browser_support import headless_chromium
 from tests.cli_helpers import run_cli
 from tests.factories import insert_predictions
 from tests.monitor_scenarios import Scenario, scenario_rows
@@ -89,14 +89,8 @@ class OpenedReport:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """One headless Chromium for the module."""
-    sync_api = require_playwright()
-    executable = require_chromium()
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable, args=launch_args(), headless=True
-        )
+    with headless_chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from mlpred_cli.store.tables import predictions_table
 from mlpred_cli.web.app import create_app
 from mlpred_cli.web.auth import SESSION_COOKIE
 from mlpred_cli.web.live import LiveSettings
-from tests.browser_support import launch_args, require_chromium, require_playwright
+from tests.browser_support import headless_chromium
 from tests.factories import insert_predictions, prediction_row
 from tests.monitor_scenarios import CANDLE, Scenario
 from tests.web_support import BEARER, SYMBOLS, TOKEN, plant, read_only, running_server
@@ -149,14 +149,8 @@ class Watched:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """One headless Chromium for the module."""
-    sync_api = require_playwright()
-    executable = require_chromium()
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable, args=launch_args(), headless=True
-        )
+    with headless_chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlpred_cli.config import CALIBRATION_BINS, HORIZONS
-from mlpred_cli.store.liveness_reads import due_through, newest_due, newest_outcomes, oldest_since
+from mlpred_cli.store.liveness_reads import newest_due, newest_outcomes, oldest_since
+from mlpred_cli.store.periodic_report_reads import count_not_due
 from mlpred_cli.store.prediction_queries import PredictionFilter
 from mlpred_cli.store.rollup_columns import SIGNAL_NAMES
 from mlpred_cli.store.rollup_reads import read_rollup_rows
@@ -169,17 +170,6 @@ class WindowRollups:
     per_hour: dict[int, int]
 
 
-def _not_due(
-    conn: Connection, selection: PredictionFilter, now: datetime, candle_interval: timedelta
-) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for horizon in HORIZONS:
-        cutoff = due_through(now, horizon, candle_interval)
-        statement = sa.select(sa.func.count()).where(*selection.clauses(), P.datetime > cutoff)
-        counts[horizon] = int(conn.execute(statement).scalar_one())
-    return counts
-
-
 def read_hourly_counts(
     conn: Connection, selection: PredictionFilter, now: datetime, hours: int
 ) -> dict[int, int]:
@@ -242,7 +232,7 @@ def read_window_rollups(
         rollup_days=keyed.rollup_days,
         raw_days=keyed.raw_days,
         archived_days=len(keyed.archived_days),
-        not_due=_not_due(conn, selection, now, candle_interval),
+        not_due=count_not_due(conn, selection, now, candle_interval),
         per_hour=read_hourly_counts(conn, selection, now, hours),
     )
 

@@ -69,10 +69,11 @@ class PeriodicReportData:
     version_first_day: dict[str, date] = field(default_factory=dict)
 
 
-def _not_due(
+def count_not_due(
     conn: Connection, selection: PredictionFilter, now: datetime, candle_interval: timedelta
 ) -> dict[str, int]:
-    # Only the tail after each horizon's due time is counted: a few hours of rows at most.
+    """Per horizon, the selection's predictions whose outcome is not due at ``now``: only
+    the tail after each horizon's due time is counted, a few hours of rows at most."""
     counts: dict[str, int] = {}
     for horizon in HORIZONS:
         cutoff = due_through(now, horizon, candle_interval)
@@ -141,7 +142,7 @@ def read_periodic_report_data(
             by_version=read_rollup_rows(
                 conn, selection, ("model_version",), ACCURACY_INDEX_COLUMNS
             ).frame,
-            not_due=_not_due(conn, selection, now, candle_interval),
+            not_due=count_not_due(conn, selection, now, candle_interval),
             newest_outcome=newest_outcomes(
                 conn,
                 replace(selection, since=None),
