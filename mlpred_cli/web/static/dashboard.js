@@ -574,26 +574,21 @@
       const style = horizonStyle(s.horizon, i);
       const label = String(s.horizon);
       if (opts.band && Array.isArray(s[`${metric}_low`]) && Array.isArray(s[`${metric}_high`])) {
-        const hiIdx = data.length;
-        data.push(column(s, `${metric}_high`));
-        series.push({
-          label: `${label} high`,
-          class: 'band-edge',
-          stroke: alpha(style.color, 0.35),
-          width: 1,
-          points: { show: false },
-          value: (u, v) => opts.fmt(v),
-        });
-        const loIdx = data.length;
-        data.push(column(s, `${metric}_low`));
-        series.push({
-          label: `${label} low`,
-          class: 'band-edge',
-          stroke: alpha(style.color, 0.35),
-          width: 1,
-          points: { show: false },
-          value: (u, v) => opts.fmt(v),
-        });
+        // the interval's edges: thin lines, filled between by a uPlot band
+        const edge = (side) => {
+          data.push(column(s, `${metric}_${side}`));
+          series.push({
+            label: `${label} ${side}`,
+            class: 'band-edge',
+            stroke: alpha(style.color, 0.35),
+            width: 1,
+            points: { show: false },
+            value: (u, v) => opts.fmt(v),
+          });
+          return data.length - 1;
+        };
+        const hiIdx = edge('high');
+        const loIdx = edge('low');
         bands.push({ series: [hiIdx, loIdx], fill: alpha(style.color, 0.13) });
       }
       data.push(column(s, metric));
