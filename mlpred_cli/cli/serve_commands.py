@@ -32,9 +32,9 @@ def serve_command(
         config.WEB_REFRESH_S, "--refresh", help="Seconds between the server's database polls."
     ),
 ) -> None:
-    """A live dashboard: overview, time series, calibration, symbols, model versions and a
+    r"""A live dashboard: overview, time series, calibration, symbols, model versions and a
     live feed, updated over server-sent events; the JSON API under /api. The database is
-    opened read-only. Needs the web extra: pip install 'mlpred-cli[web]'.
+    opened read-only. Needs the web extra: pip install 'mlpred-cli\[web]'.
 
     Example:
 
