@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from mlpred_cli.analysis.compare import better_version, compare_versions
 from mlpred_cli.errors import InputError
+from mlpred_cli.render.comparison import with_confounded_verdicts
 from mlpred_cli.render.model_views import compare_models
 from mlpred_cli.render.verdicts import horizon_verdict
 from tests.cli_helpers import run_cli
@@ -109,12 +110,19 @@ def test_unpaired_z_test_when_candles_differ(engine: Engine) -> None:
     rows = [_row("v1", "BTCUSDT", h, h <= 40) for h in range(1, 101)]
     rows += [_row("v2", "ETHUSDT", h, h <= 60) for h in range(1, 101)]
     insert_predictions(engine, rows)
-    (item,) = compare_models(engine, "v1", "v2", horizons=["1h"]).horizons
+    comparison = with_confounded_verdicts(compare_models(engine, "v1", "v2", horizons=["1h"]))
+    (item,) = comparison.horizons
     assert item.test == "two_proportion_z"
     assert item.pairs == 0
     assert item.z == pytest.approx(2.8284271, rel=1e-6)
     assert item.p_value == pytest.approx(0.0046777, abs=1e-6)
-    assert item.verdict == "B better at 1h: +20.0 pts, p = 0.005 (unpaired z-test)"
+    # different symbols: the difference is not a verdict (it used to say "B better")
+    assert item.confounded and item.better is None
+    assert item.verdict == (
+        "no winner at 1h: 0 paired predictions (fewer than 30); the unpaired comparison "
+        "(+20.0 pts, p = 0.005, unpaired z-test) is confounded by what each version "
+        "predicted (different symbols or periods, see coverage)"
+    )
     # --symbol leaves A alone: no test possible
     (only_a,) = compare_models(engine, "v1", "v2", horizons=["1h"], symbol="BTCUSDT").horizons
     assert only_a.test is None and only_a.b["n"] == 0
@@ -179,3 +187,56 @@ def test_better_is_decided_without_the_verdict_text(engine: Engine) -> None:
     assert better_version(0.1, 0.2, 0.05) is None
     assert better_version(-0.1, 0.01, 0.05) == "A"
     assert better_version(None, None, 0.05) is None
+
+
+def test_disjoint_symbols_name_no_winner_and_show_coverage(db_url: str, engine: Engine) -> None:
+    # B is right far more often, but on another symbol and in another period than A
+    rows = [_row("v1", "BTCUSDT", h, h % 4 == 0) for h in range(1, 81)]
+    rows += [_row("v2", "ETHUSDT", h, h % 4 != 0) for h in range(100, 180)]
+    insert_predictions(engine, rows)
+    code, out, err = run_cli("--db", db_url, "compare-models", "v1", "v2", "--horizon", "1h")
+    assert code == 0, err
+    assert "better at" not in out
+    assert "no winner at 1h: 0 paired predictions (fewer than 30)" in out
+    assert "confounded by what each version predicted" in out
+    assert "Candles both versions predicted: 0; pairs with outcomes: 1h 0" in out
+    assert "BTCUSDT" in out and "ETHUSDT" in out
+
+    code, out, err = run_cli(
+        "--db", db_url, "compare-models", "v1", "v2", "--horizon", "1h", "--format", "json"
+    )
+    assert code == 0, err
+    document = json.loads(out)
+    (one_hour,) = document["horizons"]
+    assert one_hour["better"] is None and one_hour["confounded"] is True
+    assert one_hour["verdict"].startswith("no winner at 1h")
+    coverage_a, coverage_b = document["coverage"]["a"], document["coverage"]["b"]
+    assert (coverage_a["predictions"], coverage_a["symbols"]) == (80, ["BTCUSDT"])
+    assert (coverage_b["predictions"], coverage_b["symbols"]) == (80, ["ETHUSDT"])
+    assert coverage_b["last"] < coverage_a["first"]  # B's period ended before A's began
+    assert document["shared_candles"] == 0
+
+
+def test_same_rows_compare_paired_and_name_the_winner(db_url: str, engine: Engine) -> None:
+    _paired(engine, a_only=5, b_only=40, both=30, neither=25)
+    # A alone also predicted ETHUSDT, where it was always right: not part of the comparison
+    insert_predictions(engine, [_row("v1", "ETHUSDT", h, True) for h in range(1, 101)])
+    code, out, err = run_cli(
+        "--db", db_url, "compare-models", "v1", "v2", "--horizon", "1h", "--format", "json"
+    )
+    assert code == 0, err
+    document = json.loads(out)
+    (one_hour,) = document["horizons"]
+    assert one_hour["test"] == "mcnemar_exact" and one_hour["pairs"] == 100
+    assert one_hour["basis"] == "paired" and one_hour["confounded"] is False
+    assert one_hour["better"] == "B"
+    # metrics over the 100 pairs only: A's ETHUSDT rows would lift its accuracy to 0.675
+    assert one_hour["a"]["n"] == 100 and one_hour["a"]["accuracy"] == pytest.approx(0.35)
+    assert one_hour["b"]["accuracy"] == pytest.approx(0.70)
+    assert document["coverage"]["a"]["symbols"] == ["BTCUSDT", "ETHUSDT"]
+    assert document["coverage"]["a"]["predictions"] == 200
+    assert document["shared_candles"] == 100
+    code, out, err = run_cli("--db", db_url, "compare-models", "v1", "v2", "--horizon", "1h")
+    assert code == 0, err
+    assert "B better at 1h: +35.0 pts" in out
+    assert "pairs with outcomes: 1h 100" in out

@@ -6,12 +6,23 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
+from mlpred_cli.capture.spool_replay import replay_spool, spool_status
 from mlpred_cli.store.database import create_engine
 from mlpred_cli.store.tables import predictions_table
 from tests.cli_helpers import run_cli
+from tests.factories import insert_predictions, prediction_row
+
+
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's spool directories under its own data directory."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
 
 
 def _rows(url: str) -> list[dict[str, object]]:
@@ -22,10 +33,83 @@ def _rows(url: str) -> list[dict[str, object]]:
     return rows
 
 
+def _table(url: str) -> list[tuple[object, ...]]:
+    """Every row of ml_predictions, every column, in id order."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        query = sa.select(predictions_table).order_by(predictions_table.c.id)
+        rows = [tuple(row) for row in conn.execute(query)]
+    engine.dispose()
+    return rows
+
+
+def _plant_user_predictions(url: str) -> None:
+    """Real-looking predictions of the user, some with outcomes, on the symbols log-test uses."""
+    engine = create_engine(url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    rows = [
+        prediction_row(
+            symbol,
+            now - timedelta(minutes=15 * step),
+            model_version="prod-v3",
+            actual_return_15m=0.002,
+            actual_direction_15m="LONG",
+            accuracy_15m=True,
+        )
+        for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+        for step in range(4)
+    ]
+    insert_predictions(engine, rows)
+    engine.dispose()
+
+
+def test_log_test_leaves_the_users_data_as_it_was(db_url: str) -> None:
+    _plant_user_predictions(db_url)
+    before = _table(db_url)
+    code, out, err = run_cli("--db", db_url, "log-test", "--count", "2", "--seed", "3")
+    assert code == 0, err
+    assert "Logged 6, read back 6" in out
+    assert "Removed the 6 test predictions it wrote; --keep keeps them." in out
+    assert _table(db_url) == before
+
+
+def test_log_test_rows_do_not_come_back_from_a_spool_replay(db_url: str) -> None:
+    before = _table(db_url)
+    code, _, err = run_cli("--db", db_url, "log-test", "--count", "2", "--seed", "4")
+    assert code == 0, err
+    status = spool_status(db_url)
+    assert (status.rows, status.live_rows, status.dead_lettered) == (0, 0, 0)
+    assert replay_spool(db_url).replayed == 0
+    assert _table(db_url) == before
+
+
+def test_log_test_keep_keeps_the_synthetic_rows(db_url: str) -> None:
+    _plant_user_predictions(db_url)
+    before = _table(db_url)
+    code, out, err = run_cli("--db", db_url, "log-test", "--count", "2", "--keep")
+    assert code == 0, err
+    assert "Kept the 6 test predictions" in out
+    after = _table(db_url)
+    assert after[: len(before)] == before
+    assert len(after) == len(before) + 6
+    assert {row["model_version"] for row in _rows(db_url)} == {"prod-v3", "log-test"}
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--count", "99999999999999999999"), ("--count", "100001"), ("--candles", "100001")],
+)
+def test_log_test_rejects_out_of_range_sizes(empty_db_url: str, option: str, value: str) -> None:
+    code, out, err = run_cli("--db", empty_db_url, "log-test", option, value)
+    assert code == 2
+    assert err.strip() == f"Error: {option} must be at most 100,000, got {value}"
+    assert "Traceback" not in out + err
+
+
 def test_log_test_on_an_empty_database_exits_0(empty_db_url: str) -> None:
     code, out, err = run_cli(
         "--db", empty_db_url, "log-test", "--symbols", "BTCUSDT,ETHUSDT", "--count", "4",
-        "--seed", "5",
+        "--seed", "5", "--keep",
     )  # fmt: skip
     assert code == 0, err
     assert "Logged 8, read back 8" in out

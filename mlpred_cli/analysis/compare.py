@@ -1,10 +1,13 @@
 """Model-version comparison (A/B): side-by-side metrics per horizon and a significance test
 of the accuracy difference.
 
-Where both versions predicted the same symbol and candle (``datetime``) often enough
-(``MIN_PAIRED_PREDICTIONS``), the test is paired: McNemar's exact test on correctness and a
-bootstrap interval of the IC difference on those pairs. Otherwise it is the unpaired
-two-proportion z-test on all rows with an outcome.
+Versions are compared on the paired rows: where both predicted the same symbol and candle
+(``datetime``, the open time of a candle, so equal instants) often enough
+(``MIN_PAIRED_PREDICTIONS``), the metrics are computed on those pairs and the test is
+paired: McNemar's exact test on correctness and a bootstrap interval of the IC difference.
+With fewer pairs no winner is declared: the unpaired two-proportion z-test on all rows with
+an outcome is still reported, marked ``confounded`` (what each version predicted, which
+symbols and periods, differs), and each version's ``coverage`` says what that was.
 
 Pure, apart from the entry point ``compare_versions`` (which reads through
 ``store.comparison_reads``). Which version is ``better`` is decided here; the verdict sentence
@@ -64,7 +67,9 @@ class HorizonComparison:
     ``test`` is ``mcnemar_exact`` (paired) or ``two_proportion_z`` (unpaired), None without
     outcomes on both sides. ``accuracy_difference`` is B - A as a fraction (on the pairs when
     paired); ``ic_difference`` is IC(B) - IC(A) with its paired bootstrap interval (no
-    interval when unpaired). ``better`` is "A", "B" or None (no significant difference).
+    interval when unpaired). ``better`` is "A", "B" or None (no significant difference, or
+    ``confounded``: too few pairs, so the unpaired figures are not a verdict). ``basis``
+    says which rows the metrics are over: ``"paired"`` or ``"all rows"``.
     ``verdict`` is the sentence ``render.verdicts.horizon_verdict`` writes (empty until
     then).
     """
@@ -83,6 +88,8 @@ class HorizonComparison:
     ic_difference_low: float | None = None
     ic_difference_high: float | None = None
     better: str | None = None
+    confounded: bool = False
+    basis: str = "all rows"
     verdict: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,15 +97,66 @@ class HorizonComparison:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+@dataclass(frozen=True)
+class VersionCoverage:
+    """What one version predicted in the window: how many rows, on which symbols, from
+    when to when (UTC; None without rows)."""
+
+    predictions: int
+    symbols: list[str]
+    first: datetime | None
+    last: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, times as ISO 8601 text."""
+        return {
+            "predictions": self.predictions,
+            "symbols": self.symbols,
+            "first": None if self.first is None else self.first.isoformat(),
+            "last": None if self.last is None else self.last.isoformat(),
+        }
+
+
+def version_coverage(frame: pd.DataFrame) -> VersionCoverage:
+    """``VersionCoverage`` of one version's rows."""
+    if frame.empty:
+        return VersionCoverage(0, [], None, None)
+    times = pd.to_datetime(frame["datetime"], utc=True)
+    return VersionCoverage(
+        predictions=len(frame),
+        symbols=sorted(str(name) for name in frame["symbol"].unique()),
+        first=times.min().to_pydatetime(),
+        last=times.max().to_pydatetime(),
+    )
+
+
+def shared_candles(frame_a: pd.DataFrame, frame_b: pd.DataFrame) -> int:
+    """How many (symbol, candle) both versions predicted, outcome or not."""
+    keys_a = frame_a[PAIR_KEY].drop_duplicates()
+    keys_b = frame_b[PAIR_KEY].drop_duplicates()
+    return len(keys_a.merge(keys_b, on=PAIR_KEY))
+
+
 @dataclass
 class ModelComparison:
-    """``compare-models`` A B: one ``HorizonComparison`` per horizon."""
+    """``compare-models`` A B: one ``HorizonComparison`` per horizon, what each version
+    predicted (``coverage_a`` / ``coverage_b``) and how many candles both predicted
+    (``shared_candles``)."""
 
     version_a: str
     version_b: str
     selection: str
     alpha: float
     horizons: list[HorizonComparison] = field(default_factory=list)
+    coverage_a: VersionCoverage = field(default_factory=lambda: VersionCoverage(0, [], None, None))
+    coverage_b: VersionCoverage = field(default_factory=lambda: VersionCoverage(0, [], None, None))
+    shared_candles: int = 0
+    min_pairs: int = MIN_PAIRED_PREDICTIONS
+
+    @property
+    def confounded(self) -> bool:
+        """True when some horizon had too few pairs to name a winner."""
+        return any(item.confounded for item in self.horizons)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of ``compare-models --format json``."""
@@ -107,6 +165,9 @@ class ModelComparison:
             "version_b": self.version_b,
             "selection": self.selection,
             "alpha": self.alpha,
+            "min_pairs": self.min_pairs,
+            "shared_candles": self.shared_candles,
+            "coverage": {"a": self.coverage_a.to_dict(), "b": self.coverage_b.to_dict()},
             "horizons": [item.to_dict() for item in self.horizons],
         }
 
@@ -125,6 +186,8 @@ class ModelComparison:
             "ic_difference_low",
             "ic_difference_high",
             "better",
+            "confounded",
+            "basis",
             "verdict",
         )
         return [{name: getattr(item, name) for name in names} for item in self.horizons]
@@ -201,6 +264,13 @@ def _pairs(frame_a: pd.DataFrame, frame_b: pd.DataFrame, horizon: str) -> pd.Dat
     return side_a.merge(side_b, on=PAIR_KEY, suffixes=("_a", "_b"))
 
 
+def _on_pairs(frame: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """A version's rows on the paired candles (its newest row per candle)."""
+    keys = pd.MultiIndex.from_frame(pairs[PAIR_KEY])
+    on_pairs = frame[pd.MultiIndex.from_frame(frame[PAIR_KEY]).isin(keys)]
+    return on_pairs.drop_duplicates(PAIR_KEY, keep="last")
+
+
 def compare_horizon(
     frame_a: pd.DataFrame,
     frame_b: pd.DataFrame,
@@ -212,8 +282,10 @@ def compare_horizon(
     seed: int | None = None,
     ic_interval: bool = True,
 ) -> HorizonComparison:
-    """Compare two versions' rows at one horizon (see ``HorizonComparison``); without
-    ``ic_interval`` the paired IC difference has no bootstrap interval (the costly part)."""
+    """Compare two versions' rows at one horizon (see ``HorizonComparison``): on their
+    paired rows when there are ``min_pairs``, else unpaired and ``confounded`` (no winner).
+    Without ``ic_interval`` the paired IC difference has no bootstrap interval (the costly
+    part)."""
     result = HorizonComparison(
         horizon,
         version_metrics(frame_a, horizon, inference_p50[0]),
@@ -222,6 +294,9 @@ def compare_horizon(
     pairs = _pairs(frame_a, frame_b, horizon)
     result.pairs = len(pairs)
     if len(pairs) >= min_pairs:
+        result.basis = "paired"
+        result.a = version_metrics(_on_pairs(frame_a, pairs), horizon, inference_p50[0])
+        result.b = version_metrics(_on_pairs(frame_b, pairs), horizon, inference_p50[1])
         result.test = "mcnemar_exact"
         a_only = int(((pairs["correct_a"] == 1) & (pairs["correct_b"] == 0)).sum())
         b_only = int(((pairs["correct_a"] == 0) & (pairs["correct_b"] == 1)).sum())
@@ -259,6 +334,8 @@ def compare_horizon(
         )
         if result.a["ic"] is not None and result.b["ic"] is not None:
             result.ic_difference = result.b["ic"] - result.a["ic"]
+        result.confounded = True
+        return result  # a difference of what each version predicted is no verdict
     result.better = better_version(result.accuracy_difference, result.p_value, alpha)
     return result
 
@@ -293,7 +370,9 @@ def compare_versions(
     (default: all). Times are UTC.
 
     Raises ``InputError`` for an unknown version (naming the versions that exist), equal
-    versions or bad options. ``seed`` overrides the bootstrap seed (default: fixed).
+    versions or bad options. Versions are compared on their paired rows; with fewer than
+    ``min_pairs`` pairs at a horizon no winner is named there (``confounded``).
+    ``seed`` overrides the bootstrap seed (default: fixed).
     The ``verdict`` sentences are left empty (``render.verdicts.with_verdicts`` fills them).
     ``ic_interval=False`` skips the bootstrap of the paired IC difference.
     """
@@ -304,9 +383,18 @@ def compare_versions(
     chosen = check_horizons(horizons)
     selection = make_filter(symbol=symbol, days=days, since=since, until=until, now=now)
     frame = read_version_rows(database, selection, (version_a, version_b), _columns(chosen))
-    comparison = ModelComparison(version_a, version_b, selection.describe(), alpha)
     frame_a = frame[frame["model_version"] == version_a]
     frame_b = frame[frame["model_version"] == version_b]
+    comparison = ModelComparison(
+        version_a,
+        version_b,
+        selection.describe(),
+        alpha,
+        coverage_a=version_coverage(frame_a),
+        coverage_b=version_coverage(frame_b),
+        shared_candles=shared_candles(frame_a, frame_b),
+        min_pairs=min_pairs,
+    )
     p50 = (_median(frame_a["inference_time_ms"]), _median(frame_b["inference_time_ms"]))
     for horizon in chosen:
         comparison.horizons.append(

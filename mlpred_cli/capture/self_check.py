@@ -1,11 +1,20 @@
-"""``mlpred log-test``: a synthetic end-to-end run through the real logger and database."""
+"""``mlpred log-test``: a synthetic end-to-end run through the real logger and database.
+
+By default the run leaves the database as it found it: the synthetic rows are deleted by
+their ``prediction_id`` once read back, and the logger journals into a temporary spool
+directory that is removed afterwards, so no replay can bring them back. ``keep=True`` keeps
+the rows (and uses the database's own spool directory, as an application's logger would).
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +30,7 @@ from mlpred_cli.capture.synthetic_market import (
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.database import mask_url
 from mlpred_cli.store.migrations import ensure_schema
+from mlpred_cli.store.prediction_deletes import delete_predictions_by_id
 from mlpred_cli.store.prediction_reads import read_predictions_by_id
 from mlpred_cli.store.source import DatabaseSource, database_url, opened
 
@@ -28,6 +38,9 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 CANDLE_INTERVAL = timedelta(minutes=15)
+#: Upper bounds of a run's size: predictions per symbol, and candles per prediction.
+MAX_COUNT = 100_000
+MAX_CANDLES = 100_000
 READ_BACK_COLUMNS = (
     "prediction_id",
     "symbol",
@@ -54,6 +67,8 @@ class LogTestResult:
     mean_batch_ms: float | None
     rows_per_second: float
     stats: dict[str, object]
+    kept: bool = True
+    removed: int = 0
 
     @property
     def complete(self) -> bool:
@@ -70,31 +85,56 @@ def run_log_test(
     seed: int | None = None,
     model_version: str = "log-test",
     lookback: int = 60,
+    keep: bool = False,
 ) -> LogTestResult:
     """Log ``count`` synthetic predictions per symbol, flush, and read them back.
 
     ``database`` is any ``DatabaseSource``; an empty database is migrated first. An ``Engine``
-    passed in is not disposed (the logger writes through its own engine on its URL).
+    passed in is not disposed (the logger writes through its own engine on its URL). Unless
+    ``keep``, the rows written are deleted again (``LogTestResult.removed``), also when the
+    run fails half way, and nothing of the run stays in a spool directory.
     """
     if not symbols:
         raise InputError("give at least one symbol")
-    if count < 1:
-        raise InputError(f"count must be >= 1, got {count}")
-    if candles < 1:
-        raise InputError(f"candles must be >= 1, got {candles}")
+    if not 1 <= count <= MAX_COUNT:
+        raise InputError(f"count must be between 1 and {MAX_COUNT:,}, got {count}")
+    if not 1 <= candles <= MAX_CANDLES:
+        raise InputError(f"candles must be between 1 and {MAX_CANDLES:,}, got {candles}")
     url = database_url(database)
     with opened(writable_source(database), migrated=False) as engine:
         ensure_schema(engine)
-        return _log_and_read_back(
-            engine,
-            mask_url(url),
-            symbols=symbols,
-            count=count,
-            candles=candles,
-            seed=seed,
-            model_version=model_version,
-            lookback=lookback,
-        )
+        if keep:
+            return _log_and_read_back(
+                engine,
+                mask_url(url),
+                symbols=symbols,
+                count=count,
+                candles=candles,
+                seed=seed,
+                model_version=model_version,
+                lookback=lookback,
+                spool_dir=None,
+                ids=[],
+            )
+        ids: list[str] = []
+        spool_dir = Path(tempfile.mkdtemp(prefix="mlpred-log-test-"))
+        try:
+            result = _log_and_read_back(
+                engine,
+                mask_url(url),
+                symbols=symbols,
+                count=count,
+                candles=candles,
+                seed=seed,
+                model_version=model_version,
+                lookback=lookback,
+                spool_dir=spool_dir,
+                ids=ids,
+            )
+        finally:
+            removed = delete_predictions_by_id(engine, ids)
+            shutil.rmtree(spool_dir, ignore_errors=True)
+        return replace(result, kept=False, removed=removed)
 
 
 def _log_and_read_back(
@@ -107,18 +147,21 @@ def _log_and_read_back(
     seed: int | None,
     model_version: str,
     lookback: int,
+    spool_dir: Path | None,
+    ids: list[str],
 ) -> LogTestResult:
-    """The run itself, on an engine ``run_log_test`` opened and migrated."""
+    """The run itself, on an engine ``run_log_test`` opened and migrated; every id logged is
+    appended to ``ids`` as soon as it is known (for the caller to clean up)."""
     rng = np.random.default_rng(seed)
     end = last_closed_candle_open(datetime.now(UTC), CANDLE_INTERVAL)
     overheads_ns: list[int] = []
-    ids: list[str] = []
     logger = MLPredictionLogger(
         engine,
         model_version=model_version,
         batch_size=max(1, min(100, count * len(symbols))),
         flush_interval_s=0.2,
         auto_migrate=False,
+        spool_dir=spool_dir,
     )
     started = time.perf_counter()
     try:

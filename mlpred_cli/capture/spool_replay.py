@@ -29,7 +29,13 @@ from mlpred_cli.capture.journal import (
 from mlpred_cli.capture.journal_reader import quarantine_files, read_segment
 from mlpred_cli.capture.journal_records import BadRegion, scan
 from mlpred_cli.capture.prediction_rows import DuplicateTracker, build_rows, row_from_json
-from mlpred_cli.capture.spool import DEAD_LETTER_NAME, Spool, count_lines, default_spool_dir
+from mlpred_cli.capture.spool import (
+    DEAD_LETTER_NAME,
+    Spool,
+    count_lines,
+    default_spool_dir,
+    legacy_spool_dirs,
+)
 from mlpred_cli.config import WriterSettings
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.driver_errors import database_errors, is_row_specific
@@ -117,11 +123,38 @@ def spool_for(database: DatabaseSource = None, spool_dir: str | Path | None = No
     return Spool(default_spool_dir(database_url(database)))
 
 
+def spools_for(database: DatabaseSource = None, spool_dir: str | Path | None = None) -> list[Spool]:
+    """``spool_for``'s spool, then those other spellings of the database's URL keyed before
+    (``capture.spool.legacy_spool_dirs``): what ``mlpred spool`` reads and replays."""
+    spool = spool_for(database, spool_dir)
+    if spool_dir is not None:
+        return [spool]
+    return [spool, *(Spool(path) for path in legacy_spool_dirs(database_url(database)))]
+
+
 def spool_status(
     database: DatabaseSource = None, spool_dir: str | Path | None = None
 ) -> SpoolStatus:
-    """Segments, rows and bytes waiting, rows dead-lettered, and what was quarantined."""
-    return _status(spool_for(database, spool_dir))
+    """Segments, rows and bytes waiting, rows dead-lettered, and what was quarantined (in the
+    database's spool directory and any an older spelling of its URL keyed)."""
+    return _combined([_status(spool) for spool in spools_for(database, spool_dir)])
+
+
+def _combined(statuses: list[SpoolStatus]) -> SpoolStatus:
+    """One status adding up several directories' (named by the first)."""
+    first = statuses[0]
+    return SpoolStatus(
+        directory=first.directory,
+        files=sum(status.files for status in statuses),
+        rows=sum(status.rows for status in statuses),
+        bytes=sum(status.bytes for status in statuses),
+        live_files=sum(status.live_files for status in statuses),
+        live_rows=sum(status.live_rows for status in statuses),
+        dead_lettered=sum(status.dead_lettered for status in statuses),
+        quarantined_files=sum(status.quarantined_files for status in statuses),
+        quarantined_bytes=sum(status.quarantined_bytes for status in statuses),
+        quarantined_lines=sum(status.quarantined_lines for status in statuses),
+    )
 
 
 def _status(spool: Spool) -> SpoolStatus:
@@ -180,56 +213,73 @@ def replay_spool(
     (the segment being written is kept) and ``SchemaNotReady`` when it is not migrated. An
     ``Engine`` passed in is used, not disposed.
     """
-    spool = spool_for(database, spool_dir)
+    spools = spools_for(database, spool_dir)
     rejected: list[Row] = []
+    replayed = quarantined = 0
+    with opened(writable_source(database)) as engine, database_errors(engine.url):
+        tracker = DuplicateTracker(WriterSettings.duplicate_window)
+        for spool in spools:
+            written, regions = _replay_directory(engine, spool, tracker, rejected, dead_letters)
+            replayed += written
+            quarantined += regions
+    return ReplayResult(
+        replayed=replayed,
+        dead_lettered=len(rejected),
+        quarantined_regions=quarantined,
+        remaining=_combined([_status(spool) for spool in spools]),
+    )
+
+
+def _replay_directory(
+    engine: Engine,
+    spool: Spool,
+    tracker: DuplicateTracker,
+    rejected: list[Row],
+    dead_letters: bool,
+) -> tuple[int, int]:
+    """``replay_spool`` on one spool directory; rows rejected are appended to ``rejected``.
+    Returns the rows written and the regions quarantined."""
     replayed = quarantined = 0
 
     def dead_letter(row: Row, reason: str) -> None:
         spool.dead_letter(row, reason)
         rejected.append(row)
 
-    with opened(writable_source(database)) as engine, database_errors(engine.url):
-        tracker = DuplicateTracker(WriterSettings.duplicate_window)
-        with claimed_orphans(spool.directory) as orphans:
-            rejected_before = spool.dead_lettered_ids() if orphans else set()
-            for path in orphans:
-                try:
-                    contents = read_segment(path)
-                except FileNotFoundError:
-                    continue
-                quarantined += contents.quarantined_regions
-                chunk = WriterSettings.max_batch_rows
-                undelivered = 0
-                for store in (False, True):
-                    group = [
-                        p
-                        for p in contents.predictions
-                        if p.store_payload is store and p.prediction_id not in rejected_before
-                    ]
-                    for start in range(0, len(group), chunk):
-                        part = group[start : start + chunk]
-                        built = build_rows(part, tracker, on_duplicate="mark", store_features=store)
-                        result = write_isolating(engine, built.rows, dead_letter)
-                        replayed += result.written
-                        undelivered += len(result.undelivered)
-                for snapshot in contents.snapshots:
-                    _write_or_dead_letter(engine, spool, snapshot.rows)
-                if undelivered:  # a rejected row the dead-letter file refused: keep the segment
-                    raise InputError(
-                        f"cannot write the dead-letter file in {spool.directory}; "
-                        f"{path.name} is kept (free disk space and replay again)"
-                    )
-                path.unlink(missing_ok=True)
-        replayed += spool.replay(lambda rows: write_isolating(engine, rows, dead_letter).written)
-        spool.replay_snapshots(lambda rows: write_snapshot(engine, rows), is_row_specific)
-        if dead_letters:
-            replayed += _replay_dead_letters(engine, spool)
-    return ReplayResult(
-        replayed=replayed,
-        dead_lettered=len(rejected),
-        quarantined_regions=quarantined,
-        remaining=_status(spool),
-    )
+    with claimed_orphans(spool.directory) as orphans:
+        rejected_before = spool.dead_lettered_ids() if orphans else set()
+        for path in orphans:
+            try:
+                contents = read_segment(path)
+            except FileNotFoundError:
+                continue
+            quarantined += contents.quarantined_regions
+            chunk = WriterSettings.max_batch_rows
+            undelivered = 0
+            for store in (False, True):
+                group = [
+                    p
+                    for p in contents.predictions
+                    if p.store_payload is store and p.prediction_id not in rejected_before
+                ]
+                for start in range(0, len(group), chunk):
+                    part = group[start : start + chunk]
+                    built = build_rows(part, tracker, on_duplicate="mark", store_features=store)
+                    result = write_isolating(engine, built.rows, dead_letter)
+                    replayed += result.written
+                    undelivered += len(result.undelivered)
+            for snapshot in contents.snapshots:
+                _write_or_dead_letter(engine, spool, snapshot.rows)
+            if undelivered:  # a rejected row the dead-letter file refused: keep the segment
+                raise InputError(
+                    f"cannot write the dead-letter file in {spool.directory}; "
+                    f"{path.name} is kept (free disk space and replay again)"
+                )
+            path.unlink(missing_ok=True)
+    replayed += spool.replay(lambda rows: write_isolating(engine, rows, dead_letter).written)
+    spool.replay_snapshots(lambda rows: write_snapshot(engine, rows), is_row_specific)
+    if dead_letters:
+        replayed += _replay_dead_letters(engine, spool)
+    return replayed, quarantined
 
 
 def _write_or_dead_letter(engine: Engine, spool: Spool, rows: list[dict[str, Any]]) -> None:
@@ -292,7 +342,7 @@ def export_spool(
     ``quarantined_line`` (a spool line that could not be read, as text) or
     ``quarantined_bytes`` (unreadable journal bytes, base64). Raises ``InputError`` when
     ``out`` exists."""
-    spool = spool_for(database, spool_dir)
+    spools = spools_for(database, spool_dir)
     target = Path(out)
     try:
         fd = open_private(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
@@ -302,12 +352,13 @@ def export_spool(
         raise InputError(f"cannot create {target}: {error.strerror}") from None
     dead = quarantined = 0
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        for item in _dead_letter_items(spool.directory):
-            handle.write(json.dumps(item) + "\n")
-            dead += 1
-        for item in _quarantined_items(spool.directory):
-            handle.write(json.dumps(item) + "\n")
-            quarantined += 1
+        for spool in spools:
+            for item in _dead_letter_items(spool.directory):
+                handle.write(json.dumps(item) + "\n")
+                dead += 1
+            for item in _quarantined_items(spool.directory):
+                handle.write(json.dumps(item) + "\n")
+                quarantined += 1
     return ExportResult(target, dead, quarantined)
 
 

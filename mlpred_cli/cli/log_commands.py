@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from mlpred_cli.cli.app import app
 from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, database_url, fail
 from mlpred_cli.render.output_format import OutputFormat
+
+if TYPE_CHECKING:
+    from mlpred_cli.capture.self_check import LogTestResult
 
 spool_app = typer.Typer(help="Rows waiting on disk while the database was unavailable.")
 app.add_typer(spool_app, name="spool", rich_help_panel="Set up and log")
@@ -23,14 +26,21 @@ SPOOL_DIR_OPTION = typer.Option(
 def log_test(
     ctx: typer.Context,
     symbols: str = typer.Option("BTCUSDT,ETHUSDT,SOLUSDT", help="Comma-separated symbols."),
-    count: int = typer.Option(3, min=1, help="Predictions per symbol."),
-    candles: int = typer.Option(300, min=1, help="Candles of market data per prediction."),
+    count: int = typer.Option(3, min=1, help="Predictions per symbol (at most 100,000)."),
+    candles: int = typer.Option(
+        300, min=1, help="Candles of market data per prediction (at most 100,000)."
+    ),
     seed: int | None = typer.Option(None, help="Random seed (repeatable runs)."),
     model_version: str = typer.Option("log-test", help="Model version written on the rows."),
+    keep: bool = typer.Option(
+        False, "--keep", help="Keep the test predictions in the database (default: removed)."
+    ),
 ) -> None:
     """Log synthetic predictions end to end through the real logger and read them back.
 
-    Migrates an empty database first. Exits 0 only when every logged prediction was saved.
+    Migrates an empty database first. The test predictions are deleted again once read back
+    (the database is left as it was); --keep keeps them. Exits 0 only when every logged
+    prediction was saved.
 
     Example:
 
@@ -39,7 +49,11 @@ def log_test(
     names = [name.strip() for name in symbols.split(",") if name.strip()]
     if not names:
         raise fail("--symbols names no symbol", 2)
-    from mlpred_cli.capture.self_check import run_log_test
+    from mlpred_cli.capture.self_check import MAX_CANDLES, MAX_COUNT, run_log_test
+
+    for flag, value, limit in (("--count", count, MAX_COUNT), ("--candles", candles, MAX_CANDLES)):
+        if value > limit:
+            raise fail(f"{flag} must be at most {limit:,}, got {value}", 2)
     from mlpred_cli.render.output import emit_rows
 
     with cli_errors():
@@ -50,6 +64,7 @@ def log_test(
             candles=candles,
             seed=seed,
             model_version=model_version,
+            keep=keep,
         )
     emit_rows(
         [_display_row(row) for row in result.saved_rows],
@@ -63,8 +78,19 @@ def log_test(
         f"p99 {result.overhead_p99_us:.1f} us; mean batch save {batch}; "
         f"{result.rows_per_second:,.0f} predictions/s end to end."
     )
+    typer.echo(_cleanup_line(result))
     if not result.complete:
         raise fail(f"{len(result.missing)} logged predictions were not saved", 1)
+
+
+def _cleanup_line(result: LogTestResult) -> str:
+    """What became of the test predictions: kept, or removed (and how many)."""
+    if result.kept:
+        return (
+            f"Kept the {len(result.saved_rows)} test predictions in the database "
+            "(--keep); they are synthetic and count in accuracy and reports."
+        )
+    return f"Removed the {result.removed} test predictions it wrote; --keep keeps them."
 
 
 def _percent(value: object, spec: str) -> str:

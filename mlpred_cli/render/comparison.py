@@ -1,13 +1,18 @@
-"""The readable tables of ``compare-models``: metrics side by side and the tests."""
+"""The readable tables of ``compare-models``: what each version predicted, metrics side by
+side, the tests, and the verdict of a horizon with too few pairs to name a winner."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from mlpred_cli.render.verdicts import accuracy_points
+from mlpred_cli.render.verdicts import TEST_NAMES, accuracy_points, p_value_text
 
 if TYPE_CHECKING:
-    from mlpred_cli.analysis.compare import ModelComparison
+    from mlpred_cli.analysis.compare import HorizonComparison, ModelComparison, VersionCoverage
+
+#: Symbols a coverage row names before it says how many more there are.
+COVERAGE_SYMBOLS_SHOWN = 4
 
 #: Rows of ``metric_rows``: (label, metric key).
 TABLE_METRICS: tuple[tuple[str, str], ...] = (
@@ -68,3 +73,63 @@ def test_rows(comparison: ModelComparison) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _symbols_text(symbols: list[str]) -> str:
+    shown = ", ".join(symbols[:COVERAGE_SYMBOLS_SHOWN])
+    more = len(symbols) - COVERAGE_SYMBOLS_SHOWN
+    return f"{shown} +{more} more" if more > 0 else shown or "-"
+
+
+def _coverage_row(label: str, version: str, coverage: VersionCoverage) -> dict[str, Any]:
+    return {
+        "": label,
+        "version": version,
+        "predictions": coverage.predictions,
+        "symbols": _symbols_text(coverage.symbols),
+        "first (UTC)": None if coverage.first is None else f"{coverage.first:%Y-%m-%d %H:%M}",
+        "last (UTC)": None if coverage.last is None else f"{coverage.last:%Y-%m-%d %H:%M}",
+    }
+
+
+def coverage_rows(comparison: ModelComparison) -> list[dict[str, Any]]:
+    """What each version predicted in the window: one row per version."""
+    return [
+        _coverage_row("A", comparison.version_a, comparison.coverage_a),
+        _coverage_row("B", comparison.version_b, comparison.coverage_b),
+    ]
+
+
+def pairs_line(comparison: ModelComparison) -> str:
+    """How many candles both versions predicted, and the pairs with outcomes per horizon."""
+    per_horizon = ", ".join(f"{item.horizon} {item.pairs}" for item in comparison.horizons)
+    return (
+        f"Candles both versions predicted: {comparison.shared_candles}; "
+        f"pairs with outcomes: {per_horizon} (a verdict needs {comparison.min_pairs})."
+    )
+
+
+def confounded_verdict(item: HorizonComparison, min_pairs: int) -> str:
+    """The sentence of a horizon with too few pairs: no winner, and why."""
+    figures = ""
+    if item.accuracy_difference is not None and item.p_value is not None:
+        test = TEST_NAMES.get(item.test or "", item.test)
+        figures = (
+            f" ({accuracy_points(item.accuracy_difference)}, {p_value_text(item.p_value)}, {test})"
+        )
+    return (
+        f"no winner at {item.horizon}: {item.pairs} paired predictions (fewer than "
+        f"{min_pairs}); the unpaired comparison{figures} is confounded by what each version "
+        "predicted (different symbols or periods, see coverage)"
+    )
+
+
+def with_confounded_verdicts(comparison: ModelComparison) -> ModelComparison:
+    """The comparison with each ``confounded`` horizon's verdict saying so."""
+    horizons = [
+        replace(item, verdict=confounded_verdict(item, comparison.min_pairs))
+        if item.confounded
+        else item
+        for item in comparison.horizons
+    ]
+    return replace(comparison, horizons=horizons)

@@ -63,6 +63,8 @@ driver error                                                mlpred error
 ==========================================================  ========================
 a row-specific driver error (above)                         ``RowRejected``
                                                             ("database error: ...")
+SQLite's SQLITE_READONLY, PostgreSQL's 25006                ``DatabaseUnavailable``
+                                                            ("database is read-only: ...")
 ``OperationalError`` (SQLAlchemy, psycopg, sqlite3),        ``DatabaseUnavailable``
 SQLAlchemy's pool ``TimeoutError``                          ("cannot connect to ...")
 a ``DBAPIError`` whose connection was invalidated           ``DatabaseUnavailable``
@@ -219,6 +221,23 @@ def is_row_specific(error: BaseException) -> bool:
     return _row_at_fault(_original(error))
 
 
+#: sqlite3's primary result code SQLITE_READONLY (a read-only file or directory, ``mode=ro``,
+#: ``PRAGMA query_only``) and PostgreSQL's read-only transaction (a standby,
+#: ``default_transaction_read_only``).
+_SQLITE_READONLY = 8
+_PG_READ_ONLY_SQLSTATE = "25006"
+
+
+def _read_only_database(error: BaseException) -> bool:
+    original = _original(error)
+    if isinstance(original, sqlite3.Error):
+        code = getattr(original, "sqlite_errorcode", None)
+        if code is not None:
+            return int(code) & 0xFF == _SQLITE_READONLY
+        return "readonly database" in str(original).lower()
+    return isinstance(original, psycopg.Error) and original.sqlstate == _PG_READ_ONLY_SQLSTATE
+
+
 def _refused_connection(error: BaseException) -> bool:
     return isinstance(error, _CONNECT_ERRORS)
 
@@ -242,6 +261,7 @@ TRANSLATIONS: tuple[
     tuple[Callable[[BaseException], bool], type[DatabaseUnavailable | DatabaseError], str], ...
 ] = (
     (_rejected_row, RowRejected, "database error: {reason}"),
+    (_read_only_database, DatabaseUnavailable, "database is read-only: {url} ({reason})"),
     (_refused_connection, DatabaseUnavailable, "cannot connect to {url}: {reason}"),
     (_lost_connection, DatabaseUnavailable, "lost connection to {url}: {reason}"),
     (_refused_statement, DatabaseError, "database error: {reason}"),
