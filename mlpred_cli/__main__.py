@@ -1,5 +1,5 @@
 """``python -m mlpred_cli``: the same as the ``mlpred`` command."""
 
-from mlpred_cli.cli import main
+from mlpred_cli.console_script import main
 
 main()

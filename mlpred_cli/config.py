@@ -1,7 +1,13 @@
 """Settings: where the database is, and every constant a user may tune.
 
-Database URL precedence: the ``--db`` option, then ``MLPRED_DATABASE_URL``, then an
-embedded SQLite file in the user's data directory.
+Database URL precedence: the ``--db`` option, then ``MLPRED_DATABASE_URL``, then the config
+file's ``[database] url``, then an embedded SQLite file in the user's data directory.
+
+The config file (``mlpred_cli.config_file``: ``--config``, ``MLPRED_CONFIG``, else
+``mlpred.toml`` in the user config directory) is applied when this module is first imported:
+its values replace the defaults below, so every ``from mlpred_cli.config import X`` and every
+dataclass default built from them (``WriterSettings``, ``MonitorSettings``) sees them. An
+invalid file makes the import raise ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -12,10 +18,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import platformdirs
 
+from mlpred_cli import config_file
 from mlpred_cli.errors import ConfigError, InputError
 
 DATABASE_URL_ENV = "MLPRED_DATABASE_URL"
@@ -79,23 +87,19 @@ SIGNAL_TYPES: tuple[str, ...] = ("LONG", "SHORT", "NEUTRAL")
 CANDLE_INTERVALS: dict[str, int] = {"1m": 1, "5m": 5, "15m": 15, "1h": 60, "4h": 240, "1d": 1440}
 
 
-@dataclass(frozen=True)
-class WriterSettings:
-    """Defaults of the batched writer; the logger's constructor overrides them."""
-
-    batch_size: int = 10
-    flush_interval_s: float = 1.0
-    max_pending: int = 100_000
-    max_batch_rows: int = 5_000
-    close_timeout_s: float = 10.0
-    retry_initial_s: float = 0.05
-    retry_max_s: float = 5.0
-    spool_after_s: float = 5.0  # memory-only mode: a batch failing this long goes to disk
-    write_timeout_s: float = 15.0  # a write unanswered this long breaks its connection
-    fsync_interval_s: float = 1.0  # the journal's fsync period under fsync="interval"
-    segment_bytes: int = 16 * 1024 * 1024  # a journal segment is sealed past this size
-    duplicate_window: int = 10_000
-
+#: Defaults of the batched writer (``WriterSettings``, at the end of this module).
+WRITER_BATCH_SIZE = 10
+WRITER_FLUSH_INTERVAL_S = 1.0
+WRITER_MAX_PENDING = 100_000
+WRITER_MAX_BATCH_ROWS = 5_000
+WRITER_CLOSE_TIMEOUT_S = 10.0
+WRITER_RETRY_INITIAL_S = 0.05
+WRITER_RETRY_MAX_S = 5.0
+WRITER_SPOOL_AFTER_S = 5.0  # memory-only mode: a batch failing this long goes to disk
+WRITER_WRITE_TIMEOUT_S = 15.0  # a write unanswered this long breaks its connection
+WRITER_FSYNC_INTERVAL_S = 1.0  # the journal's fsync period under fsync="interval"
+WRITER_SEGMENT_BYTES = 16 * 1024 * 1024  # a journal segment is sealed past this size
+WRITER_DUPLICATE_WINDOW = 10_000
 
 #: Mode of the data directory when mlpred creates it (an existing one keeps its mode).
 DATA_DIR_MODE = 0o700
@@ -115,14 +119,30 @@ def default_sqlite_url() -> str:
     return f"sqlite:///{quote(str(data_dir / DEFAULT_SQLITE_NAME))}"
 
 
-def resolve_database_url(cli_value: str | None = None) -> str:
-    """Apply the precedence ``--db`` > ``MLPRED_DATABASE_URL`` > embedded SQLite.
+#: Database URL of the config file (``[database] url``); ``None`` = the embedded file.
+DATABASE_URL: str | None = None
 
-    An empty ``cli_value`` is returned as is (the URL parser refuses it); a set but empty
-    ``MLPRED_DATABASE_URL`` raises ``ConfigError``: neither falls back to the embedded file.
+#: Where ``locate_database_url`` found the URL.
+DATABASE_FROM_FLAG = "--db"
+DATABASE_FROM_ENV = DATABASE_URL_ENV
+DATABASE_FROM_FILE = "config file"
+DATABASE_FROM_DEFAULT = "embedded SQLite"
+
+
+def locate_database_url(cli_value: str | None = None) -> tuple[str, str]:
+    """The database URL and where it came from: ``--db`` (``cli_value``) >
+    ``MLPRED_DATABASE_URL`` > the config file's ``[database] url`` > embedded SQLite.
+
+    An empty ``cli_value`` or a set but empty ``MLPRED_DATABASE_URL`` raises ``ConfigError``:
+    neither falls back to the embedded file.
     """
     if cli_value is not None:
-        return cli_value
+        if not cli_value.strip():
+            raise ConfigError(
+                "--db is empty: give a database URL or a SQLite file path, or leave --db out "
+                "for the embedded file"
+            )
+        return cli_value, DATABASE_FROM_FLAG
     env_value = os.environ.get(DATABASE_URL_ENV)
     if env_value is not None:
         if not env_value.strip():
@@ -130,8 +150,15 @@ def resolve_database_url(cli_value: str | None = None) -> str:
                 f"{DATABASE_URL_ENV} is set but empty: set it to a database URL, or unset it "
                 "to use the embedded SQLite file"
             )
-        return env_value
-    return default_sqlite_url()
+        return env_value, DATABASE_FROM_ENV
+    if DATABASE_URL is not None:
+        return DATABASE_URL, DATABASE_FROM_FILE
+    return default_sqlite_url(), DATABASE_FROM_DEFAULT
+
+
+def resolve_database_url(cli_value: str | None = None) -> str:
+    """The database URL by the precedence of ``locate_database_url``."""
+    return locate_database_url(cli_value)[0]
 
 
 def log_level() -> str:
@@ -340,3 +367,62 @@ WEB_FEED_ROWS = 50
 WEB_CACHE_ENTRIES = 128
 WEB_TOKEN_MIN_LENGTH = 16
 WEB_HEARTBEAT_S = 15.0
+
+
+# ---------------------------------------------------------------- the config file
+
+#: Every constant above with its built-in value, before the config file is applied.
+DEFAULTS: dict[str, Any] = {name: value for name, value in globals().items() if name.isupper()}
+
+#: The config file applied to this module's constants, or ``None`` (all defaults).
+CONFIG_FILE = config_file.load_selected(DEFAULTS)
+if CONFIG_FILE is not None:
+    globals().update(CONFIG_FILE.values)
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    """Defaults of the batched writer (config file ``[writer]``); the logger's constructor
+    overrides them."""
+
+    batch_size: int = WRITER_BATCH_SIZE
+    flush_interval_s: float = WRITER_FLUSH_INTERVAL_S
+    max_pending: int = WRITER_MAX_PENDING
+    max_batch_rows: int = WRITER_MAX_BATCH_ROWS
+    close_timeout_s: float = WRITER_CLOSE_TIMEOUT_S
+    retry_initial_s: float = WRITER_RETRY_INITIAL_S
+    retry_max_s: float = WRITER_RETRY_MAX_S
+    spool_after_s: float = WRITER_SPOOL_AFTER_S
+    write_timeout_s: float = WRITER_WRITE_TIMEOUT_S
+    fsync_interval_s: float = WRITER_FSYNC_INTERVAL_S
+    segment_bytes: int = WRITER_SEGMENT_BYTES
+    duplicate_window: int = WRITER_DUPLICATE_WINDOW
+
+
+@dataclass(frozen=True)
+class EffectiveSetting:
+    """One key of the config file as it applies now: ``config show`` prints these."""
+
+    key: str
+    value: Any
+    source: str
+    doc: str
+
+
+def effective_settings() -> list[EffectiveSetting]:
+    """Every config-file key with its effective value (as the file would write it) and
+    where it came from: ``"default"``, the config file's path, or ``"fixed"``."""
+    loaded = CONFIG_FILE
+    settings = []
+    namespace = globals()
+    for key in config_file.KEYS:
+        if key.fixed is not None:
+            source = "fixed"
+        elif loaded is not None and key.label in loaded.keys:
+            source = str(loaded.path)
+        else:
+            source = "default"
+        value = namespace[key.constant]
+        shown = None if value is None else key.kind.show(value)
+        settings.append(EffectiveSetting(key.label, shown, source, key.doc))
+    return settings

@@ -17,12 +17,21 @@ _VALUE_OPTIONS = frozenset({"--db", "--config"})
 
 def config_flag(args: Sequence[str]) -> str | None:
     """The value of the global ``--config`` option in ``args`` (before the command), if any."""
+    return _scan_globals(args)[0]
+
+
+def command_name(args: Sequence[str]) -> str | None:
+    """The command ``args`` run (the first word after the global options), if any."""
+    return _scan_globals(args)[1]
+
+
+def _scan_globals(args: Sequence[str]) -> tuple[str | None, str | None]:
     index = 0
     found: str | None = None
     while index < len(args):
         token = args[index]
         if not token.startswith("-"):
-            break  # the command: what follows belongs to it
+            return found, token  # the command: what follows belongs to it
         name, equals, value = token.partition("=")
         if name == "--config":
             if equals:
@@ -32,7 +41,13 @@ def config_flag(args: Sequence[str]) -> str | None:
         if name in _VALUE_OPTIONS and not equals:
             index += 1
         index += 1
-    return found
+    return found, None
+
+
+#: ``mlpred check`` follows the Nagios plugin convention: a run that cannot judge, bad
+#: usage and a bad config file included, exits 3 (UNKNOWN).
+_NAGIOS_COMMANDS = frozenset({"check"})
+_NAGIOS_UNKNOWN = 3
 
 
 def main() -> None:
@@ -40,12 +55,14 @@ def main() -> None:
     from mlpred_cli import config_file
     from mlpred_cli.errors import MlpredError
 
-    flag = config_flag(sys.argv[1:])
+    args = sys.argv[1:]
+    flag = config_flag(args)
     try:
         if flag is not None:
             config_file.select_config_file(flag)
         from mlpred_cli.cli import app
     except MlpredError as error:
         print(f"Error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
+        nagios = command_name(args) in _NAGIOS_COMMANDS
+        sys.exit(_NAGIOS_UNKNOWN if nagios else error.exit_code)
     app()

@@ -160,9 +160,8 @@ def test_empty_database_url_never_falls_back(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv(DATABASE_URL_ENV, "  ")
     with pytest.raises(ConfigError, match=DATABASE_URL_ENV):
         resolve_database_url()
-    assert resolve_database_url("") == ""
-    with pytest.raises(ConfigError, match="empty database URL"):
-        normalize_url(resolve_database_url(""))
+    with pytest.raises(ConfigError, match="--db is empty"):
+        resolve_database_url("")
     for args, env in (
         (("--db", "", "recent"), None),
         (("recent",), {DATABASE_URL_ENV: ""}),

@@ -25,7 +25,15 @@ def run_python(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_top_level_holds_only_settings_errors_and_subpackages() -> None:
     modules = {path.name for path in PACKAGE_DIR.glob("*.py")}
-    assert modules == {"__init__.py", "__about__.py", "__main__.py", "config.py", "errors.py"}
+    assert modules == {
+        "__init__.py",
+        "__about__.py",
+        "__main__.py",
+        "config.py",
+        "config_file.py",
+        "console_script.py",
+        "errors.py",
+    }
     packages = {path.parent.name for path in PACKAGE_DIR.glob("*/__init__.py")}
     assert {"cli", "render", "analysis", "capture", "outcomes", "derive", "store"} <= packages
 

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "monitor_commands",
     "report_commands",
     "serve_commands",
+    "config_commands",
 )
 
 for _module in COMMAND_MODULES:
@@ -26,8 +27,11 @@ for _module in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Run the command line (the console script is ``mlpred_cli.console_script.main``,
+    which reads ``--config`` first)."""
+    from mlpred_cli.console_script import main as console_main
+
+    console_main()
 
 
 __all__ = ["app", "main"]
