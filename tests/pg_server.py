@@ -1,12 +1,16 @@
-"""A PostgreSQL cluster owned by the test session, for tests that stop, freeze or restart the
-server (the shared server in MLPRED_TEST_PG_URL is never stopped or frozen).
+"""Test-owned PostgreSQL clusters: the session's throw-away server when no other is to be
+had (tests/pg_discovery.py), and ``pg_cluster`` for tests that stop, freeze or restart the
+server (the session's own server is never stopped or frozen).
 
-``pg_cluster`` (session scope) runs ``initdb`` and ``pg_ctl`` from the installed server
-binaries (``/usr/lib/postgresql/<version>/bin``, or the directory in ``MLPRED_TEST_PG_BIN``) in
-a fresh temporary directory, listening on 127.0.0.1 on a free port and on a Unix socket in
-that directory only, with trust authentication. ``initdb`` refuses to run as root, so as root
-the cluster belongs to the ``postgres`` user (``runuser -u postgres --``). Without the binaries
-(or, as root, without a ``postgres`` user) the tests that need it are skipped, saying why.
+A ``PgCluster`` runs ``initdb`` and ``pg_ctl`` from the installed server binaries
+(``/usr/lib/postgresql/<version>/bin``, or only the directory in ``MLPRED_TEST_PG_BIN`` when
+that is set) in a fresh temporary directory, listening on 127.0.0.1 on a free port and on a
+Unix socket in that directory only, with trust authentication. ``initdb`` refuses to run as
+root, so as root the cluster belongs to the ``postgres`` user (``runuser -u postgres --``).
+Each directory records the process that made it, so that ``remove_abandoned_clusters`` can
+stop and delete a cluster whose process was killed before it could. Without the binaries
+(or, as root, without a ``postgres`` user) the tests that need a cluster are skipped, saying
+why.
 
 The bench (``bench/bench_durability.py``) uses ``PgCluster`` directly.
 """
@@ -24,7 +28,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -37,30 +41,43 @@ BIN_ENV = "MLPRED_TEST_PG_BIN"
 BIN_GLOB = "/usr/lib/postgresql/*/bin"
 _NEEDED = ("initdb", "pg_ctl", "postgres")
 _SERVER_USER = "postgres"
+_ROOT_PREFIX = "mlpred-pg-"
+#: In a cluster's directory: the pid of the process that made it, and the binaries' directory.
+_OWNER_FILE = "owner"
 
 
-def find_server_binaries() -> Path | None:
-    """The directory holding initdb, pg_ctl and postgres (the newest version), or None."""
+def binary_directories() -> list[Path]:
+    """Where to look for the server binaries: ``MLPRED_TEST_PG_BIN`` alone when set, else
+    ``/usr/lib/postgresql/<version>/bin``, newest version first."""
     explicit = os.environ.get(BIN_ENV, "").strip()
-    candidates = [Path(explicit)] if explicit else []
-    found = sorted(
+    if explicit:
+        return [Path(explicit)]
+    return sorted(
         Path("/").glob(BIN_GLOB.lstrip("/")),
         key=lambda path: [int(part) for part in re.findall(r"\d+", path.parent.name)],
         reverse=True,
     )
-    candidates.extend(found)
-    for directory in candidates:
+
+
+def find_server_binaries(directories: Sequence[Path] | None = None) -> Path | None:
+    """The first of ``directories`` (default ``binary_directories()``) holding initdb,
+    pg_ctl and postgres, or None."""
+    for directory in binary_directories() if directories is None else directories:
         if all((directory / name).is_file() for name in _NEEDED):
             return directory
     return None
 
 
-def unavailable_reason() -> str | None:
+def unavailable_reason(directories: Sequence[Path] | None = None) -> str | None:
     """Why a test-owned cluster cannot be made here, or None when it can."""
-    if find_server_binaries() is None:
+    if find_server_binaries(directories) is None:
+        where = (
+            ", ".join(str(path) for path in directories)
+            if directories is not None
+            else os.environ.get(BIN_ENV, "").strip() or BIN_GLOB
+        )
         return (
-            f"PostgreSQL server binaries (initdb, pg_ctl) not found under {BIN_GLOB} "
-            f"(set {BIN_ENV} to their directory)"
+            f"no initdb/pg_ctl found in {where or 'no directory'} ({BIN_ENV} names their directory)"
         )
     if os.geteuid() == 0:
         try:
@@ -70,6 +87,33 @@ def unavailable_reason() -> str | None:
         if shutil.which("runuser") is None:
             return "running as root and runuser is missing (initdb refuses to run as root)"
     return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned_clusters(directory: Path | None = None) -> list[Path]:
+    """Stop and delete the test clusters in ``directory`` (default: the temporary
+    directory) whose owning process is gone (a test process killed before it could stop
+    its server); returns their directories. Clusters of live processes are left alone."""
+    removed = []
+    for root in Path(directory or tempfile.gettempdir()).glob(f"{_ROOT_PREFIX}*"):
+        try:
+            pid_text, bin_dir = (root / _OWNER_FILE).read_text().split("\n")[:2]
+        except (OSError, ValueError):
+            continue  # not ours to judge: no owner recorded
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        PgCluster(Path(bin_dir), root, 0).destroy()
+        removed.append(root)
+    return removed
 
 
 def free_port() -> int:
@@ -82,10 +126,11 @@ def free_port() -> int:
 class PgCluster:
     """One test-owned cluster: start, stop, freeze (SIGSTOP), thaw (SIGCONT), databases."""
 
-    def __init__(self, bin_dir: Path, root: Path, port: int) -> None:
+    def __init__(self, bin_dir: Path, root: Path, port: int, max_connections: int = 60) -> None:
         self.bin_dir = bin_dir
         self.root = root
         self.port = port
+        self.max_connections = max_connections
         self.data_dir = root / "data"
         self.socket_dir = root / "socket"
         self.log_file = root / "server.log"
@@ -95,22 +140,28 @@ class PgCluster:
     # ------------------------------------------------------------ life cycle
 
     @classmethod
-    def create(cls, bin_dir: Path | None = None) -> PgCluster:
-        """initdb a new cluster in a fresh temporary directory (not started yet)."""
+    def create(cls, bin_dir: Path | None = None, *, max_connections: int = 60) -> PgCluster:
+        """initdb a new cluster in a fresh temporary directory (not started yet); the
+        directory is removed again if initdb fails."""
         binaries = bin_dir or find_server_binaries()
         if binaries is None:
             raise RuntimeError(unavailable_reason() or "no PostgreSQL server binaries")
-        root = Path(tempfile.mkdtemp(prefix="mlpred-pg-"))
-        cluster = cls(binaries, root, free_port())
-        cluster.socket_dir.mkdir()
-        if os.geteuid() == 0:
-            account = pwd.getpwnam(_SERVER_USER)
-            for path in (root, cluster.socket_dir):
-                os.chown(path, account.pw_uid, account.pw_gid)
-        cluster._run(
-            "initdb", "-D", str(cluster.data_dir), "-U", "postgres", "-A", "trust",
-            "-E", "UTF8", "--no-sync", "--no-instructions",
-        )  # fmt: skip
+        root = Path(tempfile.mkdtemp(prefix=_ROOT_PREFIX))
+        cluster = cls(binaries, root, free_port(), max_connections)
+        try:
+            (root / _OWNER_FILE).write_text(f"{os.getpid()}\n{binaries}\n")
+            cluster.socket_dir.mkdir()
+            if os.geteuid() == 0:
+                account = pwd.getpwnam(_SERVER_USER)
+                for path in (root, cluster.socket_dir):
+                    os.chown(path, account.pw_uid, account.pw_gid)
+            cluster._run(
+                "initdb", "-D", str(cluster.data_dir), "-U", "postgres", "-A", "trust",
+                "-E", "UTF8", "--no-sync", "--no-instructions",
+            )  # fmt: skip
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
         return cluster
 
     def _command(self, program: str, *args: str) -> list[str]:
@@ -137,17 +188,26 @@ class PgCluster:
             )
         return result
 
-    def start(self) -> None:
-        """Start the server and wait until it accepts connections."""
-        options = (
-            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c full_page_writes=off -c synchronous_commit=on "
-            "-c max_connections=60 -c shared_buffers=32MB"
-        )
-        self._run(
-            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60",
-            "-o", options, "start",
-        )  # fmt: skip
+    def start(self, *, attempts: int = 1) -> None:
+        """Start the server and wait until it accepts connections. With ``attempts`` > 1 a
+        start that fails (another process took the port meanwhile, say) is tried again on
+        a new free port."""
+        for attempt in range(attempts):
+            options = (
+                f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c full_page_writes=off -c synchronous_commit=on "
+                f"-c max_connections={self.max_connections} -c shared_buffers=32MB"
+            )
+            try:
+                self._run(
+                    "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w",
+                    "-t", "60", "-o", options, "start",
+                )  # fmt: skip
+                return
+            except RuntimeError:
+                if attempt + 1 >= attempts:
+                    raise
+                self.port = free_port()
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``mode``: smart, fast or immediate, as ``pg_ctl -m``)."""

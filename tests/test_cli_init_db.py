@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 import sqlalchemy as sa
 from pytest import MonkeyPatch
+from sqlalchemy.engine import URL
 
 from mlpred_cli.config import DATABASE_URL_ENV
-from mlpred_cli.store.database import create_engine
+from mlpred_cli.store.database import create_engine, run_autocommit
 from mlpred_cli.store.migrations import head_revision
 from tests.cli_helpers import run_cli
 
@@ -87,3 +93,89 @@ def test_an_infinite_window_is_bad_input_not_a_traceback(db_url: str) -> None:
     code, _, err = run_cli("--db", db_url, "analyze", "--days", "inf")
     assert code == 2
     assert "--days must be a finite number" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- a database that does not exist
+
+
+@pytest.fixture
+def missing_pg_database(pg_admin_url: URL | None) -> Iterator[URL]:
+    """The URL of a PostgreSQL database that does not exist yet (dropped afterwards, should
+    a test create it); its name needs quoting: capitals, a space and a double quote."""
+    assert pg_admin_url is not None  # postgres_only: skipped before, when there is none
+    name = f'mlpred Init"{uuid.uuid4().hex[:8]}'
+    yield pg_admin_url.set(database=name)
+    quoted = name.replace('"', '""')
+    run_autocommit(pg_admin_url, f'DROP DATABASE IF EXISTS "{quoted}" WITH (FORCE)')
+
+
+def _text(url: URL, password: str | None = None) -> str:
+    return url.set(drivername="postgresql", password=password).render_as_string(hide_password=False)
+
+
+@pytest.mark.postgres_only
+def test_init_db_on_a_missing_database_says_how_to_create_it(
+    backend: str, missing_pg_database: URL
+) -> None:
+    url = missing_pg_database
+    code, out, err = run_cli("--db", _text(url, "hunter2"), "init-db")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    name = url.database
+    assert name is not None
+    quoted = '"' + name.replace('"', '""') + '"'
+    server = f"{url.host}:{url.port or 5432}"
+    assert lines[0].startswith(f"Error: database {quoted} does not exist on {server}: create it")
+    assert "init-db --create' or 'createdb -h " in lines[0]
+    assert "hunter2" not in err + out
+    assert "postgresql://postgres:***@" in lines[0]
+
+
+@pytest.mark.postgres_only
+def test_init_db_create_makes_the_database_then_is_harmless(
+    backend: str, missing_pg_database: URL
+) -> None:
+    url = _text(missing_pg_database)
+    code, out, err = run_cli("--db", url, "init-db", "--create")
+    assert code == 0, err
+    assert out.splitlines()[0] == f"Created database {missing_pg_database.database}"
+    assert f"Revision: {head_revision()} (migrated to head)" in out
+    code, out, err = run_cli("--db", url, "init-db", "--create")
+    assert code == 0, err
+    assert "Created database" not in out
+    assert "(already at head)" in out
+    engine = create_engine(url)
+    assert "ml_predictions" in sa.inspect(engine).get_table_names()
+    engine.dispose()
+
+
+@pytest.mark.postgres_only
+def test_init_db_create_without_the_createdb_privilege_is_one_line(
+    backend: str, missing_pg_database: URL, pg_admin_url: URL
+) -> None:
+    role = f"mlpred_nocreate_{uuid.uuid4().hex[:8]}"
+    run_autocommit(pg_admin_url, f"CREATE ROLE \"{role}\" LOGIN PASSWORD 'pw{role}'")
+    try:
+        url = _text(missing_pg_database.set(username=role), f"pw{role}")
+        code, out, err = run_cli("--db", url, "init-db", "--create")
+        assert code == 1, (out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err
+        assert f"role {role} lacks the CREATEDB privilege" in lines[0]
+        assert f"pw{role}" not in err + out
+    finally:
+        run_autocommit(pg_admin_url, f'DROP ROLE IF EXISTS "{role}"')
+
+
+@pytest.mark.sqlite_only
+def test_init_db_create_on_sqlite_is_accepted(backend: str, tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    code, out, err = run_cli("--db", f"sqlite:///{path}", "init-db", "--create")
+    assert code == 0, err
+    assert path.is_file() and "Created database" not in out
+    code, _, err = run_cli("--db", f"sqlite:///{tmp_path}/no/such/dir/x.db", "init-db", "--create")
+    assert code == 2
+    assert (
+        err.strip() == f"Error: directory of the SQLite file does not exist: {tmp_path}/no/such/dir"
+    )
