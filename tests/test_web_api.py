@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
 import mlpred_cli
@@ -29,7 +29,7 @@ from mlpred_cli.store.tables import predictions_table
 from mlpred_cli.web.app import create_app
 from mlpred_cli.web.auth import SESSION_COOKIE
 from mlpred_cli.web.live import LiveSettings
-from tests.conftest import PARTITIONED_PG
+from tests.conftest import PARTITIONED_PG, require_pg_admin_url
 from tests.web_support import BEARER, SYMBOLS, TOKEN, plant, read_only
 
 P = predictions_table.c
@@ -66,7 +66,6 @@ def _read_rows(engine: Engine) -> list[dict[str, Any]]:
 def planted(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    pg_admin_url: URL | None,
     sqlite_template: Path,
 ) -> Iterator[Planted]:
     """Two days of planted predictions (v1 and v2, three symbols) for this module."""
@@ -76,8 +75,7 @@ def planted(
         shutil.copyfile(sqlite_template, path)
         url = f"sqlite:///{path}"
     else:
-        if pg_admin_url is None:
-            pytest.skip("MLPRED_TEST_PG_URL not set")
+        pg_admin_url = require_pg_admin_url(request)
         fixture = "pg_partitioned_template" if request.param == PARTITIONED_PG else "pg_template"
         template = request.getfixturevalue(fixture)
         name = f"mlpred_web_{uuid.uuid4().hex[:12]}"
