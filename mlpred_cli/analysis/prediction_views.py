@@ -25,7 +25,7 @@ from mlpred_cli.analysis.rollup_figures import (
 )
 from mlpred_cli.config import DEFAULT_ANALYZE_DAYS, HORIZONS, check_horizons
 from mlpred_cli.errors import InputError
-from mlpred_cli.store.prediction_queries import make_filter
+from mlpred_cli.store.prediction_queries import PredictionFilter, make_filter
 from mlpred_cli.store.prediction_reads import read_latest_predictions, read_predictions
 from mlpred_cli.store.report_reads import read_report_data
 from mlpred_cli.store.rollup_columns import ACCURACY_INDEX_COLUMNS
@@ -61,6 +61,8 @@ PREDICTION_VIEW_COLUMNS: tuple[str, ...] = (
 )
 
 EXPORT_SUFFIXES = (".csv", ".parquet")
+#: ``recent_predictions``' window when none is given.
+RECENT_HOURS = 1.0
 
 
 def _positive_int(value: int, name: str) -> int:
@@ -137,8 +139,8 @@ def accuracy_table(
     with an actual direction), ``accuracy_h`` (share of those with direction = actual
     direction) and its 95 % Wilson interval ``accuracy_h_low``/``accuracy_h_high`` (None
     when ``n_h`` is 0). Groups with fewer than ``min_count`` predictions are left out;
-    ordered by total, largest first. Whole days come from the daily rollups, the rest from
-    raw rows (the same figures as counting raw rows).
+    ordered by total, largest first (``day``: by date, oldest first). Whole days come from
+    the daily rollups, the rest from raw rows (the same figures as counting raw rows).
     """
     chosen = check_horizons(horizons)
     if min_count < 0:
@@ -228,19 +230,47 @@ def recent_predictions(
 ) -> pd.DataFrame:
     """The newest predictions of the last ``hours`` (default 1 when no other window is
     given), newest first, at most ``limit``. Columns: ``PREDICTION_VIEW_COLUMNS``."""
-    if hours is None and days is None and since is None and until is None:
-        hours = 1.0
-    selection = make_filter(
-        symbol=symbol,
-        model_version=model_version,
-        days=days,
-        hours=hours,
-        since=since,
+    selection = recent_selection(
+        symbol=symbol, model_version=model_version, hours=hours, days=days, since=since,
         until=until,
-    )
+    )  # fmt: skip
     return read_latest_predictions(
         database, selection, PREDICTION_VIEW_COLUMNS, limit=_positive_int(limit, "limit")
     )
+
+
+def recent_selection(
+    *,
+    symbol: str | None = None,
+    model_version: str | None = None,
+    hours: float | None = None,
+    days: float | None = None,
+    since: TimeValue = None,
+    until: TimeValue = None,
+) -> PredictionFilter:
+    """The selection of ``recent_predictions``: the last ``RECENT_HOURS`` when no window is
+    given."""
+    if hours is None and days is None and since is None and until is None:
+        hours = RECENT_HOURS
+    return make_filter(
+        symbol=symbol, model_version=model_version, days=days, hours=hours, since=since,
+        until=until,
+    )  # fmt: skip
+
+
+def describe_selection(
+    *,
+    symbol: str | None = None,
+    model_version: str | None = None,
+    days: float | None = None,
+    since: TimeValue = None,
+    until: TimeValue = None,
+) -> str:
+    """The wording of a selection (``for BTCUSDT in the last 7 days``), for the line that
+    says it matched nothing. Raises ``InputError`` like the query would."""
+    return make_filter(
+        symbol=symbol, model_version=model_version, days=days, since=since, until=until
+    ).describe()
 
 
 def check_export_path(path: Path, name: str = "export") -> Path:

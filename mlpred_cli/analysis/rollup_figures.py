@@ -109,8 +109,8 @@ def accuracy_counts(
     frame: pd.DataFrame, by: str, horizons: Sequence[str] = HORIZONS, min_count: int = 0
 ) -> pd.DataFrame:
     """Per group of ``by``: ``total``, ``n_outcomes``, ``avg_confidence`` and ``n_h`` /
-    ``correct_h`` per horizon, ordered by total (largest first), then group; groups with
-    fewer than ``min_count`` predictions left out."""
+    ``correct_h`` per horizon, ordered by total (largest first), then group (``day``: by
+    date, oldest first); groups with fewer than ``min_count`` predictions left out."""
     if by not in ACCURACY_GROUPS:
         raise InputError(f"cannot group by {by!r}: use one of {', '.join(ACCURACY_GROUPS)}")
     counts = [f"{stem}_{h}" for h in horizons for stem in ("n", "correct")]
@@ -135,9 +135,13 @@ def accuracy_counts(
     if by == "model_version":
         table[by] = table[by].map(_model_version)
     table = table[table["total"] >= max(min_count, 1)]
-    table = table.assign(_missing=table[by].isna()).sort_values(
-        ["total", "_missing", by], ascending=[False, True, True], kind="stable"
-    )
+    table = table.assign(_missing=table[by].isna())
+    if by == "day":  # a time series: in date order
+        table = table.sort_values(["_missing", by], kind="stable")
+    else:
+        table = table.sort_values(
+            ["total", "_missing", by], ascending=[False, True, True], kind="stable"
+        )
     return table[columns].reset_index(drop=True)
 
 

@@ -7,12 +7,13 @@ from pathlib import Path
 import typer
 
 from mlpred_cli.cli.app import app
+from mlpred_cli.cli.bounds import MAX_COUNT, MAX_DAYS, MAX_HOURS, within
 from mlpred_cli.cli.common import (
     FORMAT_OPTION,
     cli_errors,
     database_url,
     flag_errors,
-    stderr_console,
+    say_empty,
 )
 from mlpred_cli.config import HORIZONS
 from mlpred_cli.render.output_format import OutputFormat
@@ -20,7 +21,11 @@ from mlpred_cli.render.output_format import OutputFormat
 SYMBOL_OPTION = typer.Option(None, "--symbol", "-s", help="Only this symbol, e.g. BTCUSDT.")
 MODEL_VERSION_OPTION = typer.Option(None, "--model-version", "-m", help="Only this model version.")
 DAYS_OPTION = typer.Option(
-    None, "--days", "-d", help="Only the last N days (up to now). Excludes --since/--until."
+    None,
+    "--days",
+    "-d",
+    callback=within(MAX_DAYS),
+    help="Only the last N days (up to now). Excludes --since/--until.",
 )
 SINCE_OPTION = typer.Option(
     None,
@@ -41,6 +46,7 @@ def analyze_command(
         None,
         "--days",
         "-d",
+        callback=within(MAX_DAYS),
         help="Only the last N days (default 7 when no --since/--until is given).",
     ),
     since: str | None = SINCE_OPTION,
@@ -76,11 +82,9 @@ def analyze_command(
             export=export,
         )
     if report.empty:
-        message = f"No predictions {report.selection['description']}"
+        say_empty(f"No predictions {report.selection['description']}", fmt)
         if fmt is OutputFormat.table:
-            typer.echo(message)
             return
-        stderr_console().print(message)
     render_report(report, fmt)
 
 
@@ -92,7 +96,10 @@ def accuracy_command(
     ),
     horizon: str = typer.Option("all", "--horizon", help="15m, 1h, 4h, 12h or all."),
     min_count: int = typer.Option(
-        0, "--min-count", help="Leave out groups with fewer predictions than this."
+        0,
+        "--min-count",
+        callback=within(MAX_COUNT),
+        help="Leave out groups with fewer predictions than this.",
     ),
     symbol: str | None = SYMBOL_OPTION,
     model_version: str | None = MODEL_VERSION_OPTION,
@@ -101,7 +108,7 @@ def accuracy_command(
     until: str | None = UNTIL_OPTION,
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
-    """Accuracy per group with 95% Wilson intervals, largest group first.
+    """Accuracy per group with 95% Wilson intervals, largest group first (days: in order).
 
     Example:
 
@@ -109,7 +116,11 @@ def accuracy_command(
 
         mlpred accuracy --by day --days 7 --format json
     """
-    from mlpred_cli.analysis.prediction_views import accuracy_table, frame_records
+    from mlpred_cli.analysis.prediction_views import (
+        accuracy_table,
+        describe_selection,
+        frame_records,
+    )
     from mlpred_cli.render.analysis import render_accuracy
 
     with cli_errors(), flag_errors():
@@ -124,17 +135,29 @@ def accuracy_command(
             since=since,
             until=until,
         )
+        if table.empty:
+            selection = describe_selection(
+                symbol=symbol, model_version=model_version, days=days, since=since, until=until
+            )
+            what = f"group of {min_count:,} or more predictions" if min_count > 1 else "predictions"
+            say_empty(f"No {what} {selection}", fmt)
+            if fmt is OutputFormat.table:
+                return
     chosen = HORIZONS if horizon == "all" else (horizon,)
-    render_accuracy(frame_records(table), fmt, by, chosen)
+    render_accuracy(frame_records(table), fmt, by, chosen, columns=list(table.columns))
 
 
 @app.command("high-confidence", rich_help_panel="Analysis")
 def high_confidence_command(
     ctx: typer.Context,
     min_confidence: float = typer.Option(
-        0.8, "--min-confidence", help="Only signal_confidence above this (0-1)."
+        0.8,
+        "--min-confidence",
+        help="Only signal_confidence above this (0-1).",
     ),
-    limit: int = typer.Option(100, "--limit", "-n", help="At most this many, newest first."),
+    limit: int = typer.Option(
+        100, "--limit", "-n", callback=within(MAX_COUNT), help="At most this many, newest first."
+    ),
     include_neutral: bool = typer.Option(
         False, "--include-neutral", help="Also show NEUTRAL signals."
     ),
@@ -155,6 +178,7 @@ def high_confidence_command(
     """
     from mlpred_cli.analysis.prediction_views import (
         PREDICTION_VIEW_COLUMNS,
+        describe_selection,
         frame_records,
         high_confidence,
     )
@@ -172,6 +196,14 @@ def high_confidence_command(
             since=since,
             until=until,
         )
+        if frame.empty:
+            selection = describe_selection(
+                symbol=symbol, model_version=model_version, days=days, since=since, until=until
+            )
+            kinds = "signals" if include_neutral else "LONG/SHORT signals"
+            say_empty(f"No {kinds} with confidence > {min_confidence:g} {selection}", fmt)
+            if fmt is OutputFormat.table:
+                return
     render_predictions(
         frame_records(frame),
         fmt,
@@ -184,9 +216,14 @@ def high_confidence_command(
 def recent_command(
     ctx: typer.Context,
     hours: float | None = typer.Option(
-        None, "--hours", help="Only the last N hours (default 1 when no other window is given)."
+        None,
+        "--hours",
+        callback=within(MAX_HOURS),
+        help="Only the last N hours (default 1 when no other window is given).",
     ),
-    limit: int = typer.Option(50, "--limit", "-n", help="At most this many, newest first."),
+    limit: int = typer.Option(
+        50, "--limit", "-n", callback=within(MAX_COUNT), help="At most this many, newest first."
+    ),
     symbol: str | None = SYMBOL_OPTION,
     model_version: str | None = MODEL_VERSION_OPTION,
     days: float | None = DAYS_OPTION,
@@ -206,6 +243,7 @@ def recent_command(
         PREDICTION_VIEW_COLUMNS,
         frame_records,
         recent_predictions,
+        recent_selection,
     )
     from mlpred_cli.render.analysis import render_predictions
 
@@ -220,6 +258,18 @@ def recent_command(
             since=since,
             until=until,
         )
+        if frame.empty:
+            selection = recent_selection(
+                symbol=symbol,
+                model_version=model_version,
+                hours=hours,
+                days=days,
+                since=since,
+                until=until,
+            )
+            say_empty(f"No predictions {selection.describe()}", fmt)
+            if fmt is OutputFormat.table:
+                return
     render_predictions(
         frame_records(frame), fmt, PREDICTION_VIEW_COLUMNS, title="Recent predictions"
     )

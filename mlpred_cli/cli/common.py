@@ -52,15 +52,45 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code=code)
 
 
+def say_empty(message: str, fmt: OutputFormat) -> None:
+    """Say that a listing matched nothing: on stdout for the table format, on stderr for
+    JSON/CSV (whose empty document the caller still prints)."""
+    if fmt is OutputFormat.table:
+        typer.echo(message)
+    else:
+        stderr_console().print(message, markup=False)
+
+
 @contextmanager
 def cli_errors() -> Iterator[None]:
-    """Turn library errors into a one-line message and exit code (2 input, 1 failure)."""
+    """Turn library errors into a one-line message and exit code (2 input, 1 failure); a
+    raw database driver error that escaped the library is one line too (exit 1)."""
     try:
         yield
     except MlpredError as error:
         raise fail(str(error), error.exit_code) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
+    except Exception as error:
+        message = driver_error_message(error)
+        if message is None:
+            raise
+        raise fail(message, 1) from None
+
+
+def driver_error_message(error: BaseException) -> str | None:
+    """The one line a database driver's error (SQLAlchemy, psycopg, sqlite3) that escaped
+    the library is reported with: its kind and the first line of the driver's message,
+    password masked; None for any other error (a bug keeps its traceback)."""
+    driver = type(error).__module__.split(".")[0]
+    if driver not in ("sqlalchemy", "psycopg", "sqlite3"):
+        return None
+    from mlpred_cli.store.driver_errors import describe_error, mask_passwords, translate
+
+    translated = translate(error)
+    if translated is not None:
+        return str(translated)
+    return f"database error: {mask_passwords(describe_error(error))}"
 
 
 #: Library parameters that are CLI flags of the same name (``min_count`` -> ``--min-count``).

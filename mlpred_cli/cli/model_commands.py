@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mlpred_cli.cli.app import app
+from mlpred_cli.cli.bounds import MAX_COUNT, MAX_DAYS, within
 from mlpred_cli.cli.common import (
     FORMAT_OPTION,
     cli_errors,
@@ -48,12 +49,25 @@ SHOW_COLUMNS = [
     "trend",
 ]
 
+#: ``compare-models --days``.
+COMPARE_DAYS_OPTION = typer.Option(
+    30.0,
+    "--days",
+    "-d",
+    callback=within(MAX_DAYS),
+    help="Compare over the last N days.",
+)
+
 
 @importance_app.command("compute")
 def compute_command(
     ctx: typer.Context,
     days: float = typer.Option(
-        30.0, "--days", "-d", help="Use the predictions of the last N days."
+        30.0,
+        "--days",
+        "-d",
+        callback=within(MAX_DAYS),
+        help="Use the predictions of the last N days.",
     ),
     horizon: str = typer.Option("1h", "--horizon", help="Outcome horizon: 15m, 1h, 4h or 12h."),
     model_version: str | None = typer.Option(
@@ -62,7 +76,9 @@ def compute_command(
     feature_names: Path | None = typer.Option(
         None, "--feature-names", help="Text file with one feature name per line (default f0..fN)."
     ),
-    top: int = typer.Option(20, "--top", help="Features to print (all are written)."),
+    top: int = typer.Option(
+        20, "--top", callback=within(MAX_COUNT, 1), help="Features to print (all are written)."
+    ),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Score every feature by its Spearman IC with the realized return and save a snapshot.
@@ -77,8 +93,6 @@ def compute_command(
 
         mlpred feature-importance compute --model-version v2 --feature-names features.txt
     """
-    if top < 1:
-        raise fail("--top must be at least 1", 2)
     from mlpred_cli.analysis.feature_importance import compute_feature_importance
     from mlpred_cli.render.output import emit_rows
 
@@ -108,7 +122,9 @@ def compute_command(
 @importance_app.command("show")
 def show_command(
     ctx: typer.Context,
-    top: int = typer.Option(20, "--top", help="Show the N best-ranked features."),
+    top: int = typer.Option(
+        20, "--top", callback=within(MAX_COUNT, 1), help="Show the N best-ranked features."
+    ),
     model_version: str | None = typer.Option(
         None, "--model-version", "-m", help="Latest snapshot of this model version."
     ),
@@ -157,7 +173,7 @@ def compare_models_command(
     ctx: typer.Context,
     version_a: str = typer.Argument(..., help="Model version A (the baseline)."),
     version_b: str = typer.Argument(..., help="Model version B (the challenger)."),
-    days: float = typer.Option(30.0, "--days", "-d", help="Compare over the last N days."),
+    days: float = COMPARE_DAYS_OPTION,
     horizon: str = typer.Option("all", "--horizon", help="15m, 1h, 4h, 12h or all."),
     symbol: str | None = typer.Option(None, "--symbol", "-s", help="Only this symbol."),
     fmt: OutputFormat = FORMAT_OPTION,
@@ -165,10 +181,12 @@ def compare_models_command(
     """Compare two model versions per horizon, with a significance test and a verdict.
 
     Side by side: n, accuracy and directional hit rate (95% Wilson intervals), IC, MAE,
-    calibration error (ECE), mean confidence, inference time p50. Where both versions
-    predicted the same symbol and candle (at least 30 pairs) the test is paired: McNemar's
-    exact test on correctness and a bootstrap 95% interval of the IC difference; otherwise
-    an unpaired two-proportion z-test. Significance level 0.05.
+    calibration error (ECE), mean confidence, inference time p50, on the paired rows (both
+    versions on the same symbol and candle; at least 30 pairs): McNemar's exact test on
+    correctness and a bootstrap 95% interval of the IC difference. With fewer pairs no
+    winner is named: the unpaired z-test is shown as confounded by what each version
+    predicted. Each version's coverage (rows, symbols, first and last prediction) and the
+    number of pairs are always shown. Significance level 0.05.
 
     Example:
 
@@ -181,7 +199,13 @@ def compare_models_command(
             check_horizons([horizon])
         except InputError as error:
             raise fail(f"--horizon: {error} or all", 2) from None
-    from mlpred_cli.render.comparison import metric_rows, test_rows
+    from mlpred_cli.render.comparison import (
+        coverage_rows,
+        metric_rows,
+        pairs_line,
+        test_rows,
+        with_confounded_verdicts,
+    )
     from mlpred_cli.render.model_views import compare_models
     from mlpred_cli.render.output import emit_object, emit_rows
 
@@ -194,12 +218,15 @@ def compare_models_command(
             symbol=symbol,
             horizons=None if horizon == "all" else [horizon],
         )
+    comparison = with_confounded_verdicts(comparison)
     if fmt is OutputFormat.json:
         emit_object(comparison.to_dict(), fmt)
         return
     if fmt is OutputFormat.csv:
         emit_rows(comparison.flat(), fmt)
         return
+    emit_rows(coverage_rows(comparison), fmt, title=f"Coverage, {comparison.selection}")
+    typer.echo(pairs_line(comparison))
     emit_rows(
         metric_rows(comparison),
         fmt,

@@ -19,7 +19,14 @@ from mlpred_cli.cli.analysis_commands import (
     UNTIL_OPTION,
 )
 from mlpred_cli.cli.app import app
-from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, database_url, flag_wording
+from mlpred_cli.cli.bounds import MAX_DAYS, within
+from mlpred_cli.cli.common import (
+    FORMAT_OPTION,
+    cli_errors,
+    database_url,
+    driver_error_message,
+    flag_wording,
+)
 from mlpred_cli.errors import InputError, MlpredError
 from mlpred_cli.render.output_format import OutputFormat
 
@@ -82,7 +89,11 @@ def check_command(
     symbol: str | None = SYMBOL_OPTION,
     model_version: str | None = MODEL_VERSION_OPTION,
     days: float | None = typer.Option(
-        None, "--days", "-d", help="Judge the last N days (default 7 without --since/--until)."
+        None,
+        "--days",
+        "-d",
+        callback=within(MAX_DAYS),
+        help="Judge the last N days (default 7 without --since/--until).",
     ),
     since: str | None = SINCE_OPTION,
     until: str | None = UNTIL_OPTION,
@@ -95,6 +106,7 @@ def check_command(
     reference_days: int | None = typer.Option(
         None,
         "--reference-days",
+        callback=within(MAX_DAYS, 1),
         help="Without --reference: each model version's first N days are its reference "
         "(default 14).",
         show_default=False,
@@ -143,8 +155,6 @@ def check_command(
         url = webhook if webhook is not None else os.environ.get(WEBHOOK_ENV) or None
         settings = DEFAULT_SETTINGS
         if reference_days is not None:
-            if reference_days < 1:
-                raise InputError(f"--reference-days must be at least 1, got {reference_days}")
             settings = replace(settings, reference_days=reference_days)
         report = run_check(
             database_url(ctx),
@@ -162,6 +172,11 @@ def check_command(
         raise _unknown(flag_wording(str(error)), fmt) from None
     except KeyboardInterrupt:
         raise _unknown("interrupted", fmt) from None
+    except Exception as error:
+        message = driver_error_message(error)
+        if message is None:
+            raise
+        raise _unknown(message, fmt) from None
     status = int(report.status)
     silent = quiet and status == 0
     if changes_only and report.alerts is not None and report.status is not Severity.UNKNOWN:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mlpred_cli.cli.app import app
+from mlpred_cli.cli.bounds import MAX_DAYS_AHEAD, within
 from mlpred_cli.cli.common import FORMAT_OPTION, cli_errors, database_url
 from mlpred_cli.config import PARTITION_DAYS_AHEAD
 from mlpred_cli.errors import InputError
@@ -26,6 +27,7 @@ DAYS_AHEAD_OPTION = typer.Option(
     DAYS_AHEAD_DEFAULT,
     "--days-ahead",
     "-n",
+    callback=within(MAX_DAYS_AHEAD),
     help="Keep partitions ready from yesterday to this many days after today (UTC).",
 )
 

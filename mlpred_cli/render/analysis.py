@@ -65,7 +65,8 @@ def _field_table(title: str, payload: Mapping[str, Any], out: TextIO | None) -> 
         for key, value in payload.items()
         if not isinstance(value, Mapping)
     ]
-    emit_rows(rows, OutputFormat.table, title=title, columns=["field", "value"], out=out)
+    table = OutputFormat.table
+    emit_rows(rows, table, title=title, columns=["field", "value"], wrap=["value"], out=out)
 
 
 def _drift_rows(drift: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -196,16 +197,21 @@ def render_accuracy(
     by: str,
     horizons: Sequence[str],
     out: TextIO | None = None,
+    *,
+    columns: Sequence[str] | None = None,
 ) -> None:
-    """JSON/CSV: the accuracy records as they are. Table: accuracy (95% CI) n per horizon."""
+    """JSON/CSV: the accuracy records as they are (``columns``: their order, also the header
+    of an empty CSV). Table: accuracy (95% CI) n per horizon."""
     if fmt is not OutputFormat.table:
-        columns = list(records[0]) if records else None
+        if columns is None:
+            columns = list(records[0]) if records else None
         emit_rows(records, fmt, columns=columns, out=out)
         return
     emit_rows(
         accuracy_table_rows(records, by, horizons),
         fmt,
         title=f"Accuracy by {by} (95% Wilson intervals)",
+        drop_first=("mean conf", "with outcomes"),
         out=out,
     )
 
@@ -224,16 +230,24 @@ def render_report(report: AnalysisReport, fmt: OutputFormat, out: TextIO | None 
         _horizon_rows(report.horizons),
         fmt,
         title="Accuracy per horizon (base rate: always the most common actual direction)",
+        drop_first=("IC n", "RMSE", "MAE", "base rate"),
         out=out,
     )
     emit_rows(
         _bin_rows(report.confidence_bins),
         fmt,
         title="Signal confidence bins (accuracy at each row's primary horizon)",
+        drop_first=("mean conf", "LONG/SHORT/NEUTRAL"),
         out=out,
     )
     emit_rows(report.calibration, fmt, title="Calibration of direction confidence", out=out)
-    emit_rows(_symbol_rows(report.symbols), fmt, title="Per symbol (accuracy n IC)", out=out)
+    emit_rows(
+        _symbol_rows(report.symbols),
+        fmt,
+        title="Per symbol (accuracy n IC)",
+        drop_first=("mean conf", "predictions"),
+        out=out,
+    )
     _field_table("Input health", report.input_health, out)
     if report.input_health.get("drift"):
         emit_rows(
@@ -284,4 +298,10 @@ def render_predictions(
                 **{horizon: _outcome_cell(record, horizon) for horizon in HORIZONS},
             }
         )
-    emit_rows(rows, fmt, title=f"{title} (predicted→actual: ✓ right, ✗ wrong, ? pending)", out=out)
+    emit_rows(
+        rows,
+        fmt,
+        title=f"{title} (predicted→actual: ✓ right, ✗ wrong, ? pending)",
+        drop_first=("model", "tf", "conf"),
+        out=out,
+    )

@@ -2,6 +2,11 @@
 
 JSON is stable and machine-readable: numbers stay numbers, unknown values (None, NaN, inf)
 become ``null``, times are ISO 8601 in UTC, UUIDs are strings.
+
+Tables never split a cell across lines: when the table is wider than the console (80
+columns in a pipe or under cron, else the terminal's width or ``$COLUMNS``), columns are
+left out (``table_layout``) and a line under the table says which. Times are shown to the
+minute in UTC (JSON and CSV keep them whole).
 """
 
 from __future__ import annotations
@@ -12,17 +17,16 @@ import math
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
 from mlpred_cli.render.output_format import OutputFormat
+from mlpred_cli.render.table_layout import build_table, fit_columns
 
 
 def to_jsonable(value: Any) -> Any:
@@ -52,8 +56,16 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
+#: How a time is written in a table cell (UTC, to the minute).
+TABLE_TIME_FORMAT = "%Y-%m-%d %H:%M"
+
+
 def format_cell(value: Any) -> str:
-    """Human-readable text for one table cell."""
+    """Human-readable text for one table cell (an aware time: UTC, to the minute)."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).strftime(TABLE_TIME_FORMAT)
+    if isinstance(value, pd.Timestamp) and value is not pd.NaT and value.tzinfo is not None:
+        return value.tz_convert(UTC).strftime(TABLE_TIME_FORMAT)
     plain = to_jsonable(value)
     if plain is None:
         return "-"
@@ -80,9 +92,15 @@ def emit_rows(
     title: str | None = None,
     columns: Sequence[str] | None = None,
     headers: Mapping[str, str] | None = None,
+    drop_first: Sequence[str] = (),
+    wrap: Sequence[str] = (),
     out: TextIO | None = None,
 ) -> None:
-    """Print a list of records; ``columns`` fixes their order (default: keys of the first row)."""
+    """Print a list of records; ``columns`` fixes their order (default: keys of the first row).
+
+    Table only: ``drop_first`` names the columns to leave out first when the table is too
+    wide for the console (most expendable first); ``wrap`` the free-text columns whose cells
+    may wrap at spaces (every other cell stays on one line)."""
     stream = out or sys.stdout
     names = list(columns) if columns is not None else (list(rows[0].keys()) if rows else [])
     if fmt is OutputFormat.json:
@@ -95,20 +113,20 @@ def emit_rows(
         for row in rows:
             writer.writerow(["" if (v := to_jsonable(row.get(n))) is None else v for n in names])
         return
-    table = Table(
-        title=title,
-        header_style="bold",
-        box=box.SIMPLE_HEAD,
-        collapse_padding=True,
-        show_edge=False,
-    )
-    labels = headers or {}
-    for name in names:
-        table.add_column(labels.get(name, name), overflow="fold")
-    for row in rows:
-        table.add_row(*(format_cell(row.get(name)) for name in names))
     console = Console(file=stream, soft_wrap=False) if out is not None else _stdout_console()
-    console.print(table)
+    labels = headers or {}
+    cells = [{name: format_cell(row.get(name)) for name in names} for row in rows]
+    fit = fit_columns(console, names, cells, labels, drop_first, wrap)
+    console.print(build_table(title, fit.shown, cells, labels, wrap))
+    left_out = [labels.get(name, name) for name in names if name not in fit.shown]
+    if left_out:
+        wider = -(-fit.full_width // 10) * 10
+        console.print(
+            f"(left out at {console.width} columns: {', '.join(left_out)}; "
+            f"see COLUMNS={wider} or --format csv)",
+            markup=False,
+            highlight=False,
+        )
 
 
 def emit_object(
@@ -120,4 +138,4 @@ def emit_object(
         stream.write(json.dumps(to_jsonable(payload), indent=2) + "\n")
         return
     rows = [{"field": key, "value": value} for key, value in payload.items()]
-    emit_rows(rows, fmt, columns=["field", "value"], out=out)
+    emit_rows(rows, fmt, columns=["field", "value"], wrap=["value"], out=out)

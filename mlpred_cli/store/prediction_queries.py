@@ -63,6 +63,8 @@ class PredictionFilter:
     since: datetime | None = None
     until: datetime | None = None
     days: float | None = None
+    #: Set when the window was given in hours (``days`` is then ``hours / 24``).
+    hours: float | None = None
 
     def clauses(self) -> list[ColumnElement[bool]]:
         """The WHERE clauses of this selection."""
@@ -84,7 +86,10 @@ class PredictionFilter:
             parts.append(f"for {self.symbol}")
         if self.model_version is not None:
             parts.append(f"of model {self.model_version}")
-        if self.days is not None:
+        if self.hours is not None:
+            unit = "hour" if self.hours == 1 else "hours"
+            parts.append(f"in the last {self.hours:g} {unit}")
+        elif self.days is not None:
             unit = "day" if self.days == 1 else "days"
             parts.append(f"in the last {self.days:g} {unit}")
         else:
@@ -121,10 +126,15 @@ def make_filter(
     if since_at is not None and until_at is not None and since_at >= until_at:
         raise InputError("since must be before until")
     reference = now or datetime.now(UTC)
-    if days is not None:
-        since_at = reference - timedelta(days=days)
+    try:
+        if days is not None:
+            since_at = reference - timedelta(days=days)
+        if hours is not None:
+            since_at = reference - timedelta(hours=hours)
+    except OverflowError:
+        name, amount = ("days", days) if days is not None else ("hours", hours)
+        raise InputError(f"{name} {amount:g} reaches past the calendar") from None
     if hours is not None:
-        since_at = reference - timedelta(hours=hours)
         days = hours / 24
     return PredictionFilter(
         symbol=symbol or None,
@@ -132,6 +142,7 @@ def make_filter(
         since=since_at,
         until=until_at,
         days=days,
+        hours=hours,
     )
 
 
@@ -282,7 +293,8 @@ def accuracy_groups(
     min_count: int = 0,
 ) -> AnySelect:
     """GROUP BY ``by``: ``total``, ``n_outcomes`` (rows with any outcome), ``avg_confidence``
-    (over all rows), and ``n_h`` / ``correct_h`` per horizon; ordered by total descending."""
+    (over all rows), and ``n_h`` / ``correct_h`` per horizon; ordered by total descending
+    (``day``: by date)."""
     if by not in ACCURACY_GROUPS:
         raise InputError(f"cannot group by {by!r}: use one of {', '.join(ACCURACY_GROUPS)}")
     key: ColumnElement[Any] = utc_day(P.datetime) if by == "day" else P[by]
@@ -297,7 +309,7 @@ def accuracy_groups(
         )
         .where(*selection.clauses())
         .group_by(key)
-        .order_by(sa.desc("total"), key)
+        .order_by(*((key,) if by == "day" else (sa.desc("total"), key)))
     )
     if min_count > 0:
         statement = statement.having(sa.func.count() >= min_count)
