@@ -103,4 +103,10 @@ def show_command(ctx: typer.Context, fmt: OutputFormat = FORMAT_OPTION) -> None:
             for row in rows
             if row["key"].partition(".")[0] == table
         ]
-        emit_rows(section, fmt, title=escape(f"[{table}]"), columns=["key", "value", "source"])
+        emit_rows(
+            section,
+            fmt,
+            title=escape(f"[{table}]"),
+            columns=["key", "value", "source"],
+            wrap=["value"],
+        )

@@ -204,7 +204,6 @@ def compare_models_command(
         metric_rows,
         pairs_line,
         test_rows,
-        with_confounded_verdicts,
     )
     from mlpred_cli.render.model_views import compare_models
     from mlpred_cli.render.output import emit_object, emit_rows
@@ -218,14 +217,18 @@ def compare_models_command(
             symbol=symbol,
             horizons=None if horizon == "all" else [horizon],
         )
-    comparison = with_confounded_verdicts(comparison)
     if fmt is OutputFormat.json:
         emit_object(comparison.to_dict(), fmt)
         return
     if fmt is OutputFormat.csv:
         emit_rows(comparison.flat(), fmt)
         return
-    emit_rows(coverage_rows(comparison), fmt, title=f"Coverage, {comparison.selection}")
+    emit_rows(
+        coverage_rows(comparison),
+        fmt,
+        title=f"Coverage, {comparison.selection}",
+        wrap=["symbols"],
+    )
     typer.echo(pairs_line(comparison))
     emit_rows(
         metric_rows(comparison),

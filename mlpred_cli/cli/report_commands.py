@@ -72,12 +72,12 @@ def report_command(
         True, "--check/--no-check", help="Include the drift and alert results of `mlpred check`."
     ),
 ) -> None:
-    """A self-contained HTML report of a window: no JavaScript, no external links.
+    r"""A self-contained HTML report of a window: no JavaScript, no external links.
 
     Status per horizon, accuracy and IC over time, calibration, realized returns by
     predicted quintile and confidence, signal economics (before costs), symbols, model
     versions, drift and alerts, input health. Needs the report extra:
-    pip install 'mlpred-cli[report]'. SOURCE_DATE_EPOCH, when set, dates the report.
+    pip install 'mlpred-cli\[report]'. SOURCE_DATE_EPOCH, when set, dates the report.
 
     Example:
 

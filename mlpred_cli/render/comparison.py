@@ -3,13 +3,12 @@ side, the tests, and the verdict of a horizon with too few pairs to name a winne
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from mlpred_cli.render.verdicts import TEST_NAMES, accuracy_points, p_value_text
+from mlpred_cli.render.verdicts import accuracy_points
 
 if TYPE_CHECKING:
-    from mlpred_cli.analysis.compare import HorizonComparison, ModelComparison, VersionCoverage
+    from mlpred_cli.analysis.compare import ModelComparison, VersionCoverage
 
 #: Symbols a coverage row names before it says how many more there are.
 COVERAGE_SYMBOLS_SHOWN = 4
@@ -107,29 +106,3 @@ def pairs_line(comparison: ModelComparison) -> str:
         f"Candles both versions predicted: {comparison.shared_candles}; "
         f"pairs with outcomes: {per_horizon} (a verdict needs {comparison.min_pairs})."
     )
-
-
-def confounded_verdict(item: HorizonComparison, min_pairs: int) -> str:
-    """The sentence of a horizon with too few pairs: no winner, and why."""
-    figures = ""
-    if item.accuracy_difference is not None and item.p_value is not None:
-        test = TEST_NAMES.get(item.test or "", item.test)
-        figures = (
-            f" ({accuracy_points(item.accuracy_difference)}, {p_value_text(item.p_value)}, {test})"
-        )
-    return (
-        f"no winner at {item.horizon}: {item.pairs} paired predictions (fewer than "
-        f"{min_pairs}); the unpaired comparison{figures} is confounded by what each version "
-        "predicted (different symbols or periods, see coverage)"
-    )
-
-
-def with_confounded_verdicts(comparison: ModelComparison) -> ModelComparison:
-    """The comparison with each ``confounded`` horizon's verdict saying so."""
-    horizons = [
-        replace(item, verdict=confounded_verdict(item, comparison.min_pairs))
-        if item.confounded
-        else item
-        for item in comparison.horizons
-    ]
-    return replace(comparison, horizons=horizons)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from mlpred_cli.config import MIN_PAIRED_PREDICTIONS
+
 if TYPE_CHECKING:
     from mlpred_cli.analysis.compare import HorizonComparison, ModelComparison
 
@@ -23,10 +25,13 @@ def p_value_text(p_value: float) -> str:
     return f"p = {p_value:.3f}" if p_value >= 0.001 else f"p = {p_value:.1e}"
 
 
-def horizon_verdict(item: HorizonComparison) -> str:
+def horizon_verdict(item: HorizonComparison, min_pairs: int = MIN_PAIRED_PREDICTIONS) -> str:
     """The verdict of one horizon, e.g. ``B better at 1h: +12.3 pts, p = 0.001 (paired
-    McNemar)`` or ``no significant difference at 1h (...)``; follows ``item.better``."""
+    McNemar)`` or ``no significant difference at 1h (...)``; follows ``item.better``. A
+    ``confounded`` horizon (fewer than ``min_pairs`` pairs) names no winner and says why."""
     horizon = item.horizon
+    if item.confounded:
+        return confounded_verdict(item, min_pairs)
     if item.test is None:
         return f"not enough data at {horizon}: a version has no outcomes"
     test = TEST_NAMES.get(item.test, item.test)
@@ -41,7 +46,25 @@ def horizon_verdict(item: HorizonComparison) -> str:
     return f"no significant difference at {horizon} ({figures})"
 
 
+def confounded_verdict(item: HorizonComparison, min_pairs: int) -> str:
+    """The sentence of a horizon with too few pairs: no winner, and why."""
+    figures = ""
+    if item.accuracy_difference is not None and item.p_value is not None:
+        test = TEST_NAMES.get(item.test or "", item.test)
+        figures = (
+            f" ({accuracy_points(item.accuracy_difference)}, {p_value_text(item.p_value)}, {test})"
+        )
+    return (
+        f"no winner at {item.horizon}: {item.pairs} paired predictions (fewer than "
+        f"{min_pairs}); the unpaired comparison{figures} is confounded by what each version "
+        "predicted (different symbols or periods, see coverage)"
+    )
+
+
 def with_verdicts(comparison: ModelComparison) -> ModelComparison:
     """The comparison with each horizon's ``verdict`` sentence filled in."""
-    horizons = [replace(item, verdict=horizon_verdict(item)) for item in comparison.horizons]
+    horizons = [
+        replace(item, verdict=horizon_verdict(item, comparison.min_pairs))
+        for item in comparison.horizons
+    ]
     return replace(comparison, horizons=horizons)
