@@ -43,9 +43,7 @@ class OneLineErrorGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         if not standalone_mode:
-            return super().main(
-                args, prog_name, complete_var, False, windows_expand_args, **extra
-            )
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         try:
             result = super().main(
                 args, prog_name, complete_var, False, windows_expand_args, **extra

@@ -1,7 +1,8 @@
 """The tunables of ``mlpred check`` in one value, defaulting to ``mlpred_cli.config``.
 
-Every check function takes a ``MonitorSettings``; a notebook (or a future config file)
-overrides fields with ``dataclasses.replace(DEFAULT_SETTINGS, warning_alpha=0.05)``.
+Every check function takes a ``MonitorSettings``; its defaults are the ``[monitor]`` keys of
+the config file (applied to ``mlpred_cli.config`` when it loads), and a notebook overrides
+fields with ``dataclasses.replace(DEFAULT_SETTINGS, warning_alpha=0.05)``.
 """
 
 from __future__ import annotations
