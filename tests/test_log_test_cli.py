@@ -13,7 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from mlpred_cli.capture.spool_replay import replay_spool, spool_status
+from mlpred_cli.outcomes.rollups import rebuild_rollups
 from mlpred_cli.store.database import create_engine
+from mlpred_cli.store.prediction_deletes import delete_predictions_by_id
+from mlpred_cli.store.rollup_columns import ROLLUP_TABLE
 from mlpred_cli.store.tables import predictions_table
 from tests.cli_helpers import run_cli
 from tests.factories import insert_predictions, prediction_row
@@ -39,6 +42,22 @@ def _table(url: str) -> list[tuple[object, ...]]:
     with engine.connect() as conn:
         query = sa.select(predictions_table).order_by(predictions_table.c.id)
         rows = [tuple(row) for row in conn.execute(query)]
+    engine.dispose()
+    return rows
+
+
+def _rollups(url: str) -> list[tuple[object, ...]]:
+    """Every row of ml_prediction_daily, in key order."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = [
+            tuple(row)
+            for row in conn.execute(
+                sa.text(
+                    f"SELECT * FROM {ROLLUP_TABLE} ORDER BY day, symbol, model_version, horizon"
+                )
+            )
+        ]
     engine.dispose()
     return rows
 
@@ -71,6 +90,48 @@ def test_log_test_leaves_the_users_data_as_it_was(db_url: str) -> None:
     assert "Logged 6, read back 6" in out
     assert "Removed the 6 test predictions it wrote; --keep keeps them." in out
     assert _table(db_url) == before
+
+
+def test_log_test_leaves_the_rollups_as_they_were(db_url: str) -> None:
+    _plant_user_predictions(db_url)
+    rebuild_rollups(db_url)
+    before = _rollups(db_url)
+    assert before  # the user's rows are counted
+    code, _, err = run_cli("--db", db_url, "log-test", "--count", "2", "--seed", "5")
+    assert code == 0, err
+    assert _rollups(db_url) == before
+
+
+def test_deleting_rows_the_rollups_count_refreshes_their_keys(db_url: str) -> None:
+    """Synthetic rows counted by a rebuild (or a backfill) before they are deleted leave no
+    trace: the rollups afterwards are what a rebuild of the remaining rows writes."""
+    _plant_user_predictions(db_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    synthetic = [
+        prediction_row(
+            symbol,
+            now - timedelta(minutes=15 * step),
+            model_version=version,
+            actual_return_15m=-0.004,
+            actual_direction_15m="SHORT",
+            accuracy_15m=False,
+        )
+        for symbol in ("BTCUSDT", "XRPUSDT")
+        for step in range(3)
+        for version in ("prod-v3", "log-test")  # one of the user's keys, and a key of its own
+    ]
+    engine = create_engine(db_url)
+    insert_predictions(engine, synthetic)
+    rebuild_rollups(engine)
+    counted = _rollups(db_url)
+    deleted = delete_predictions_by_id(engine, [str(row["prediction_id"]) for row in synthetic])
+    assert deleted == len(synthetic)
+    after_delete = _rollups(db_url)
+    rebuild_rollups(engine)
+    engine.dispose()
+    assert after_delete == _rollups(db_url)
+    assert after_delete != counted
+    assert {row[2] for row in after_delete} == {"prod-v3"}
 
 
 def test_log_test_rows_do_not_come_back_from_a_spool_replay(db_url: str) -> None:

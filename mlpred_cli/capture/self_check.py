@@ -132,8 +132,10 @@ def run_log_test(
                 ids=ids,
             )
         finally:
-            removed = delete_predictions_by_id(engine, ids)
-            shutil.rmtree(spool_dir, ignore_errors=True)
+            try:
+                removed = delete_predictions_by_id(engine, ids)
+            finally:
+                shutil.rmtree(spool_dir, ignore_errors=True)
         return replace(result, kept=False, removed=removed)
 
 
