@@ -631,3 +631,41 @@ def test_the_library_checks_thresholds_as_the_cli_does(
 ) -> None:
     with pytest.raises(InputError, match=reason):
         backfill_actuals(engine, thresholds=thresholds)  # type: ignore[arg-type]
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--limit", "99999999999999999999"), "Error: --limit must be between 1 and 1000000000000"),
+        (("--limit", "0"), "Error: --limit must be between 1 and 1000000000000"),
+        (
+            ("--since", "2026-12-01", "--until", "2026-11-01"),
+            "Error: --since 2026-12-01 is after --until 2026-11-01: no prediction is in between",
+        ),
+    ],
+)
+def test_cli_out_of_range_options_name_the_problem(
+    db_url: str, args: tuple[str, ...], message: str
+) -> None:
+    code, out, err = run_cli("--db", db_url, "backfill-actuals", *args)
+    assert (code, out) == (2, "")
+    assert err.strip() == message
+
+
+@pytest.mark.sqlite_only
+def test_help_offers_only_the_formats_the_command_prints(db_url: str) -> None:
+    code, out, _err = run_cli("backfill-actuals", "--help")
+    assert code == 0
+    assert "table|json" in out and "csv" not in out
+    code, _out, err = run_cli("--db", db_url, "backfill-actuals", "--format", "csv")
+    assert code == 2 and "'csv' is not one of 'table', 'json'" in err
+
+
+@pytest.mark.sqlite_only
+def test_library_refuses_since_after_until_and_a_huge_limit(engine: Engine) -> None:
+    since, until = datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    with pytest.raises(InputError, match=r"^since \(2026-12-01T00:00:00\+00:00\) is after until"):
+        backfill_actuals(engine, since=since, until=until)
+    with pytest.raises(InputError, match=r"^limit must be at most 1000000000000 predictions"):
+        backfill_actuals(engine, limit=99999999999999999999)

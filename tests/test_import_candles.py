@@ -329,3 +329,237 @@ def test_library_messages_name_parameters_the_cli_names_options(
         read_candle_file(tmp_path / "x.json")
     code, _out, err = run_cli("--db", db_url, "import-candles", str(tmp_path / "x.json"))
     assert code == 2 and "pass --format csv|parquet" in err
+
+
+# ---------------------------------------------------------------- never silently wrong
+
+
+def _candle_lines(times: list[datetime], symbol: str | None = "BTCUSDT", close: float = 100.5
+                  ) -> list[str]:  # fmt: skip
+    tail = f",{symbol}" if symbol else ""
+    return [f"{t.isoformat()},100,101,99,{close},10{tail}" for t in times]
+
+
+HEADER = "datetime,open,high,low,close,volume,symbol"
+
+
+def test_a_declared_interval_the_spacing_contradicts_is_refused(
+    engine: Engine, tmp_path: Path
+) -> None:
+    hourly = [T0 + timedelta(hours=i) for i in range(4)]
+    good = _write(tmp_path / "good_1h.csv", "\n".join([HEADER, *_candle_lines(hourly)]))
+    assert import_candles(engine, good, interval="1h").inserted == 4
+    stored = _stored(engine)
+    quarter = [T0 + timedelta(minutes=15 * i) for i in range(16)]
+    wrong = _write(tmp_path / "good_15m.csv",
+                   "\n".join([HEADER, *_candle_lines(quarter, close=100.0)]))  # fmt: skip
+
+    code, _out, err = run_cli("--db", _url(engine), "import-candles", str(wrong), "-i", "1h")
+
+    assert code == 2
+    assert err.strip() == (
+        "Error: interval 1h contradicts the file: 75% of its candles are off the 60 min grid, "
+        "most 15 min apart"
+    )
+    assert _stored(engine) == stored  # the hourly candles are not overwritten
+    # longer candles labelled shorter: 1h candles as 15m (enough of them to tell)
+    daylong = [T0 + timedelta(hours=i) for i in range(12)]
+    hours = _write(tmp_path / "h.csv", "\n".join([HEADER, *_candle_lines(daylong)]))
+    with pytest.raises(InputError, match="its candles are never 15 min apart, most 60 min apart"):
+        import_candles(engine, hours, interval="15m")
+    assert _stored(engine) == stored
+
+
+def test_off_grid_and_implausible_times_are_invalid_rows_never_written(
+    engine: Engine, tmp_path: Path
+) -> None:
+    good = _write(tmp_path / "good.csv", "\n".join([HEADER, *_candle_lines(
+        [T0 + timedelta(minutes=15 * i) for i in range(4)])]))  # fmt: skip
+    import_candles(engine, good)
+    stored = _stored(engine)
+    future = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=30)
+    bad = _write(tmp_path / "bad.csv", "\n".join([
+        "time,open,high,low,close,volume,symbol",
+        f"{EPOCH_S},100,101,99,100.5,10,BTCUSDT",  # line 2: fine, unchanged
+        f"{EPOCH_S + 420},100,101,99,99.5,10,BTCUSDT",  # 12:07: off the 15m grid
+        f"{EPOCH_S + 930},100,101,99,99.5,10,BTCUSDT",  # 12:15:30: off the grid
+        "900,100,101,99,99.5,10,BTCUSDT",  # 1970-01-01 00:15
+        f"{int(future.timestamp())},100,101,99,99.5,10,BTCUSDT",
+        f"{EPOCH_S + 900},100,101,99,100.5,10,BTCUSDT",  # line 7: fine, unchanged
+    ]))  # fmt: skip
+
+    code, out, err = run_cli("--db", _url(engine), "import-candles", str(bad), "-i", "15m")
+
+    assert code == 0
+    assert err.splitlines() == [
+        "invalid line 3: time not on the 15 min grid",
+        "invalid line 4: time not on the 15 min grid",
+        "invalid line 5: time before 2000-01-01",
+        "invalid line 6: time in the future",
+    ]
+    assert "inserted 0, updated 0, unchanged 2, invalid 4 (of 6 rows" in out
+    assert _stored(engine) == stored
+
+
+def test_a_file_of_off_grid_1970_times_updates_nothing(engine: Engine, tmp_path: Path) -> None:
+    """Epoch numbers in the wrong unit (here minutes) are 1970 dates: invalid, not candles."""
+    good = _write(tmp_path / "good.csv", "\n".join([HEADER, *_candle_lines(
+        [T0 + timedelta(minutes=15 * i) for i in range(4)])]))  # fmt: skip
+    import_candles(engine, good)
+    stored = _stored(engine)
+    minutes = EPOCH_S // 60
+    bad = _write(tmp_path / "minutes.csv", "time,open,high,low,close,volume,symbol\n" + "\n".join(
+        f"{minutes + 15 * i},1,2,0.5,1,1,BTCUSDT" for i in range(4)))  # fmt: skip
+
+    code, _out, err = run_cli("--db", _url(engine), "import-candles", str(bad))
+
+    assert code == 2
+    assert err.strip() == (
+        "Error: no valid candles in minutes.csv: 4 rows invalid "
+        "(first: line 2: time before 2000-01-01)"
+    )
+    assert _stored(engine) == stored
+
+
+def test_symbol_option_must_agree_with_the_symbol_column(engine: Engine, tmp_path: Path) -> None:
+    times = [T0 + timedelta(minutes=15 * i) for i in range(3)]
+    lines = _candle_lines(times)
+    lines[1] = lines[1].replace(",BTCUSDT", ",")  # an empty cell takes the --symbol
+    path = _write(tmp_path / "btc.csv", "\n".join([HEADER, *lines]))
+
+    code, _out, err = run_cli("--db", _url(engine), "import-candles", str(path), "-s", "ETHUSDT")
+    assert code == 2
+    assert err.strip() == (
+        "Error: the file's symbol column says BTCUSDT at line 2, not ETHUSDT: leave out --symbol"
+    )
+    assert _stored(engine) == []
+
+    code, _out, err = run_cli("--db", _url(engine), "import-candles", str(path), "-s", "BTCUSDT")
+    assert (code, err) == (0, "")
+    assert [row["symbol"] for row in _stored(engine)] == ["BTCUSDT"] * 3
+
+
+@pytest.mark.sqlite_only
+def test_a_directory_is_named_as_such(db_url: str, tmp_path: Path) -> None:
+    code, _out, err = run_cli("--db", db_url, "import-candles", str(tmp_path))
+    assert code == 2
+    assert err.strip() == f"Error: {tmp_path} is a directory: give a candle file (.csv or .parquet)"
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_an_all_invalid_file_says_so(db_url: str, tmp_path: Path, suffix: str) -> None:
+    frame = pd.DataFrame(
+        {"symbol": "A", "time": [EPOCH_S + 900 * i for i in range(3)], "open": 1.0,
+         "high": 0.5, "low": 1.0, "close": 1.0, "volume": 1.0}
+    )  # fmt: skip
+    path = tmp_path / f"bad.{suffix}"
+    if suffix == "parquet":
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, index=False)
+    first = 1 if suffix == "parquet" else 2
+
+    code, _out, err = run_cli("--db", db_url, "import-candles", str(path))
+
+    assert code == 2
+    assert err.strip() == (
+        f"Error: no valid candles in bad.{suffix}: 3 rows invalid (first: line {first}: high < low)"
+    )
+
+
+# ---------------------------------------------------------------- streaming
+
+
+def _messy_file(tmp_path: Path) -> Path:
+    """Two symbols interleaved, out of order, keys repeated far apart, invalid rows."""
+    rows = ["datetime,open,high,low,close,volume,symbol"]
+    for i in range(40):
+        for name, base in (("AAA", 10.0), ("BBB", 20.0)):
+            when = T0 + timedelta(minutes=15 * ((i * 7) % 40))  # a permutation of 40 slots
+            rows.append(f"{when.isoformat()},{base},{base + 1},{base - 1},{base + i / 100},"
+                        f"{i},{name}")  # fmt: skip
+    rows.append(f"{T0.isoformat()},10,11,9,10.99,99,AAA")  # repeats AAA's T0 at the end
+    rows.append("1999-12-31T23:45:00,10,11,9,10.5,1,AAA")  # implausibly early
+    rows.append(f"{T0.isoformat()},10,9,11,10,1,BBB")  # high < low: the earlier BBB T0 stays
+    rows.append(f"{(T0 + timedelta(hours=10)).isoformat()},10,11,9,10.5,,AAA")
+    return _write(tmp_path / "messy.csv", "\n".join(rows))
+
+
+def _clear(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.delete(candles_table))
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 7])
+def test_tiny_chunks_store_what_one_chunk_stores(
+    engine: Engine, tmp_path: Path, chunk_rows: int
+) -> None:
+    path = _messy_file(tmp_path)
+    whole = import_candles(engine, path)
+    stored = _stored(engine)
+    _clear(engine)
+
+    chunked = import_candles(engine, path, chunk_rows=chunk_rows)
+
+    assert _stored(engine) == stored
+    assert chunked == whole
+    if engine.dialect.name == "sqlite":  # the text UTCDateTime stores, which joins rely on
+        with engine.connect() as conn:
+            first = conn.exec_driver_sql("SELECT min(datetime) FROM market_candles").scalar()
+        assert first == "2026-03-01 12:00:00.000000"
+    assert (whole.inserted, whole.duplicates, whole.invalid_count) == (81, 1, 2)
+    assert [(r.line, r.reason) for r in whole.invalid] == [
+        (83, "time before 2000-01-01"), (84, "high < low")
+    ]  # fmt: skip
+    assert [(s.symbol, s.rows) for s in whole.symbols] == [("AAA", 41), ("BBB", 40)]
+    aaa_t0 = next(r for r in stored if r["symbol"] == "AAA" and r["datetime"] == T0)
+    assert (aaa_t0["close"], aaa_t0["volume"]) == (10.99, 99.0)  # the last row of a key wins
+    batch = read_candle_file(path, chunk_rows=chunk_rows)
+    pd.testing.assert_frame_equal(batch.frame, read_candle_file(path).frame)
+    assert len(batch.frame) == 81 and batch.duplicates == 1
+
+
+def test_strict_writes_nothing_when_a_later_chunk_is_invalid(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = _messy_file(tmp_path)
+    with pytest.raises(
+        InputError, match=r"^2 invalid row\(s\), nothing imported; first at line 83"
+    ):
+        import_candles(engine, path, strict=True, chunk_rows=5)
+    assert _stored(engine) == []
+
+
+@pytest.mark.sqlite_only
+def test_mixed_units_across_chunks_are_caught_as_in_one_chunk(tmp_path: Path) -> None:
+    path = _write(tmp_path / "mixed.csv", "time,open,high,low,close,volume\n" + "\n".join(
+        [f"{EPOCH_S + 900 * i},1,2,0.5,1,1" for i in range(5)]
+        + [f"{(EPOCH_S + 900 * 5) * 1000},1,2,0.5,1,1"]))  # fmt: skip
+    for chunk_rows in (2, 100):
+        with pytest.raises(InputError, match="mixes epoch seconds and milliseconds: line 7 is"):
+            read_candle_file(path, symbol="X", chunk_rows=chunk_rows)
+    iso = _write(tmp_path / "iso.csv", "time,open,high,low,close,volume\n" + "\n".join(
+        [f"{(T0 + timedelta(minutes=15 * i)).isoformat()},1,2,0.5,1,1" for i in range(4)]
+        + [f"{EPOCH_S + 3600},1,2,0.5,1,1"]))  # fmt: skip
+    for chunk_rows in (2, 100):
+        with pytest.raises(InputError, match=r"mixes epoch numbers and ISO text \(line 6\)"):
+            read_candle_file(iso, symbol="X", chunk_rows=chunk_rows)
+
+
+def test_the_report_keeps_the_first_invalid_rows_and_counts_all(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlpred_cli.outcomes.candle_files as candle_files
+
+    monkeypatch.setattr(candle_files, "INVALID_ROWS_KEPT", 2)
+    lines = _candle_lines([T0 + timedelta(minutes=15 * i) for i in range(12)])
+    for i in (9, 3, 7, 5, 11):  # high < low on these rows (lines i + 2)
+        lines[i] = lines[i].replace(",101,99,", ",99,101,")
+    path = _write(tmp_path / "c.csv", "\n".join([HEADER, *lines]))
+
+    report = import_candles(engine, path, interval="15m", chunk_rows=1)
+
+    assert report.invalid_count == 5
+    assert [row.line for row in report.invalid] == [5, 7]
+    assert report.inserted == 7

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,6 @@ import typer
 
 from mlpred_cli.cli.app import app
 from mlpred_cli.cli.common import (
-    FORMAT_OPTION,
     cli_errors,
     database_url,
     fail,
@@ -35,7 +35,18 @@ MAX_INVALID_LINES_SHOWN = 50
 _OPTION_HINTS: tuple[tuple[str, str], ...] = (
     ("pass symbol", "pass --symbol"),
     ("pass file_format 'csv' or 'parquet'", "pass --format csv|parquet"),
+    ("leave out symbol", "leave out --symbol"),
 )
+
+#: The largest --limit of backfill-actuals (as ``outcomes/backfill.py`` MAX_BACKFILL_LIMIT).
+MAX_LIMIT = 1_000_000_000_000
+
+
+class BackfillFormat(StrEnum):
+    """The ``--format`` choices of ``backfill-actuals`` (a report, so no csv)."""
+
+    table = "table"
+    json = "json"
 
 
 @contextmanager
@@ -56,13 +67,18 @@ def import_candles_command(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="CSV or Parquet file of OHLCV candles."),
     symbol: str | None = typer.Option(
-        None, "--symbol", "-s", help="Symbol of every row when the file has no symbol column."
+        None,
+        "--symbol",
+        "-s",
+        help="Symbol of every row when the file has no symbol column (with one, it must "
+        "say the same).",
     ),
     interval: str | None = typer.Option(
         None,
         "--interval",
         "-i",
-        help="Candle interval: 1m, 5m, 15m, 1h, 4h or 1d. Default: inferred from the data.",
+        help="Candle interval: 1m, 5m, 15m, 1h, 4h or 1d; refused when the candles' spacing "
+        "contradicts it. Default: inferred from the data.",
         show_default=False,
     ),
     file_format: str | None = typer.Option(
@@ -78,8 +94,9 @@ def import_candles_command(
     open_time, or the index column of a pandas-written CSV), open, high, low, close, volume
     and an optional symbol. Times may be ISO 8601 (naive times are UTC) or epoch seconds,
     milliseconds, microseconds or nanoseconds (told apart by magnitude). Invalid rows
-    (missing close, high < low, non-numeric values) are skipped and listed with their line
-    numbers.
+    (missing close, high < low, non-numeric values, times before 2000, in the future or
+    off the interval's grid) are skipped, never written, and listed with their line
+    numbers. The file is read in chunks: memory stays bounded whatever its size.
 
     Example:
 
@@ -118,11 +135,11 @@ def _print_import_report(report: ImportReport) -> None:
     """The invalid lines on stderr, then the counts and each symbol's range."""
     for invalid in report.invalid[:MAX_INVALID_LINES_SHOWN]:
         stderr_console().print(f"invalid line {invalid.line}: {invalid.reason}")
-    if len(report.invalid) > MAX_INVALID_LINES_SHOWN:
-        stderr_console().print(f"... and {len(report.invalid) - MAX_INVALID_LINES_SHOWN} more")
+    if report.invalid_count > MAX_INVALID_LINES_SHOWN:
+        stderr_console().print(f"... and {report.invalid_count - MAX_INVALID_LINES_SHOWN} more")
     typer.echo(
         f"inserted {report.inserted}, updated {report.updated}, unchanged {report.unchanged}, "
-        f"invalid {len(report.invalid)} (of {report.total_rows} rows; "
+        f"invalid {report.invalid_count} (of {report.total_rows} rows; "
         f"interval {report.interval_minutes} min)"
     )
     for entry in report.symbols:
@@ -167,9 +184,13 @@ def backfill_actuals_command(
         False, "--dry-run", help="Count what would be filled; write nothing."
     ),
     limit: int | None = typer.Option(
-        None, "--limit", help="Look at no more than this many pending predictions.", min=1
+        None,
+        "--limit",
+        help=f"Look at no more than this many pending predictions (1 to {MAX_LIMIT}).",
     ),
-    fmt: OutputFormat = FORMAT_OPTION,
+    output: BackfillFormat = typer.Option(
+        BackfillFormat.table, "--format", "-f", help="Output format: table or json."
+    ),
 ) -> None:
     """Fill actual returns, directions, accuracy and return errors from candles.
 
@@ -185,12 +206,17 @@ def backfill_actuals_command(
 
         mlpred backfill-actuals --format json
     """
-    if fmt is OutputFormat.csv:
-        raise fail("backfill-actuals prints table or json, not csv", 2)
+    fmt = OutputFormat(output.value)
+    if limit is not None and not 1 <= limit <= MAX_LIMIT:
+        raise fail(f"--limit must be between 1 and {MAX_LIMIT}", 2)
     with cli_errors():
         chosen = parse_horizons(horizons)
         levels = parse_thresholds(thresholds)
         start, end = parse_moment(since), parse_moment(until)
+        if start is not None and end is not None and start > end:
+            raise InputError(
+                f"--since {since} is after --until {until}: no prediction is in between"
+            )
         from mlpred_cli.outcomes.backfill import backfill_actuals
 
         show_bar = is_interactive() and fmt is OutputFormat.table

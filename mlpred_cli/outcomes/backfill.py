@@ -228,6 +228,10 @@ class ExaminedIds:
         return record
 
 
+#: The largest ``limit`` a run takes (larger ones would not fit the databases' integers).
+MAX_BACKFILL_LIMIT = 1_000_000_000_000
+
+
 def backfill_actuals(
     database: DatabaseSource = None,
     *,
@@ -266,6 +270,8 @@ def backfill_actuals(
     interval_minutes = parse_interval(interval)
     if limit is not None and limit < 1:
         raise InputError("limit must be a positive number of predictions")
+    if limit is not None and limit > MAX_BACKFILL_LIMIT:
+        raise InputError(f"limit must be at most {MAX_BACKFILL_LIMIT} predictions")
     if chunk_rows < 1:
         raise InputError("chunk_rows must be a positive number of predictions")
     levels = direction_thresholds(thresholds)
@@ -279,6 +285,11 @@ def backfill_actuals(
     )
     since = since.astimezone(UTC) if since else None
     until = until.astimezone(UTC) if until else None
+    if since is not None and until is not None and since > until:
+        raise InputError(
+            f"since ({since.isoformat()}) is after until ({until.isoformat()}): no prediction "
+            "is in between"
+        )
     candle_span = timedelta(minutes=interval_minutes)
     # Only a run that looks at every pending row of its symbols, at every horizon, may say
     # which rows are examined.

@@ -1,47 +1,68 @@
-"""Reading OHLCV candle files (CSV or Parquet) and upserting them into ``market_candles``.
+"""Importing OHLCV candle files (CSV or Parquet) into ``market_candles``, in bounded memory.
+
+The file is read in chunks (``outcomes/candle_chunks.py``) and each chunk is checked
+(``outcomes/candle_rules.py``) and staged in the database as it comes, so memory does not
+grow with the file. What needs more than one chunk carries over: the way times are written
+(one epoch unit or date-time text per file), the interval (inferred from, or checked
+against, the first ``INTERVAL_SAMPLE_ROWS`` valid rows, whatever the chunk size), and the
+keys seen (a (symbol, datetime) repeated anywhere in the file: the last row wins).
 
 The time column and its unit follow ``derive/market_time.py``, the rule ``log_prediction``
-applies to ``market_data`` too: ISO 8601 strings (naive ones are taken as UTC) or epoch
-seconds, milliseconds, microseconds or nanoseconds (told apart by magnitude), or datetime64
-values. All times returned are timezone-aware UTC. Validation is pandas work here; the SQL
-of the upsert is in ``store/candle_writes.py``.
+applies to ``market_data`` too. All times returned are timezone-aware UTC. The SQL of the
+staging and upsert is in ``store/candle_writes.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
-from mlpred_cli.config import CANDLE_INTERVALS
-from mlpred_cli.derive.market_time import find_time_source, parse_times
+from mlpred_cli.config import CANDLE_IMPORT_BATCH_ROWS
 from mlpred_cli.errors import InputError
-from mlpred_cli.store.candle_writes import (
-    CANDLE_COLUMNS,
-    VALUE_COLUMNS,
-    CandleRecord,
-    Progress,
-    write_candles,
+from mlpred_cli.outcomes.candle_chunks import FILE_FORMATS, check_candle_path, detect_format
+from mlpred_cli.outcomes.candle_chunks import read_chunks as _read_chunks
+from mlpred_cli.outcomes.candle_rules import (
+    PRICE_COLUMNS,
+    InvalidRow,
+    check_chunk,
+    check_declared_interval,
+    check_same_kind,
+    find_columns,
+    infer_interval,
+    off_grid,
+    parse_interval,
+    time_kind,
+    time_source,
 )
+from mlpred_cli.store.candle_writes import CANDLE_COLUMNS, Progress, staged_candles
 from mlpred_cli.store.source import DatabaseSource, opened
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
-FILE_FORMATS: tuple[str, ...] = ("csv", "parquet")
+__all__ = [
+    "FILE_FORMATS",
+    "PRICE_COLUMNS",
+    "CandleBatch",
+    "ImportReport",
+    "InvalidRow",
+    "SymbolRange",
+    "detect_format",
+    "import_candles",
+    "infer_interval",
+    "parse_interval",
+    "read_candle_file",
+]
 
-
-@dataclass(frozen=True)
-class InvalidRow:
-    """A row of the file that was skipped; ``line`` is the 1-based line (CSV) or row (Parquet)."""
-
-    line: int
-    reason: str
+#: The interval is inferred from (or a declared one checked against) this many valid rows.
+INTERVAL_SAMPLE_ROWS = 100_000
+#: An import's report keeps the invalid rows with the lowest lines, this many, and a count.
+INVALID_ROWS_KEPT = 1_000
 
 
 @dataclass(frozen=True)
@@ -67,7 +88,10 @@ class SymbolRange:
 
 @dataclass(frozen=True)
 class ImportReport:
-    """Outcome of ``import_candles``: counts of inserted, updated and unchanged candles."""
+    """Outcome of ``import_candles``: counts of inserted, updated and unchanged candles.
+
+    ``invalid`` lists the first ``INVALID_ROWS_KEPT`` invalid rows; ``invalid_count`` counts
+    them all."""
 
     inserted: int
     updated: int
@@ -77,91 +101,152 @@ class ImportReport:
     total_rows: int
     duplicates: int
     symbols: list[SymbolRange] = field(default_factory=list)
+    invalid_count: int = 0
 
 
-# ---------------------------------------------------------------- reading
+class _InvalidRows:
+    """The invalid rows with the lowest lines (at most ``keep``, None: all) and their count."""
+
+    def __init__(self, keep: int | None) -> None:
+        self.keep = keep
+        self.count = 0
+        self._rows: list[InvalidRow] = []
+
+    def add(self, rows: list[InvalidRow]) -> None:
+        self.count += len(rows)
+        self._rows.extend(rows)
+        if self.keep is not None and len(self._rows) > 2 * self.keep:
+            self._rows = self.first()
+
+    def first(self) -> list[InvalidRow]:
+        rows = sorted(self._rows, key=lambda row: row.line)
+        return rows if self.keep is None else rows[: self.keep]
 
 
-def detect_format(path: Path, file_format: str | None) -> str:
-    """``csv`` or ``parquet``: the explicit choice, else from the file extension."""
-    if file_format:
-        chosen = file_format.lower()
-        if chosen not in FILE_FORMATS:
-            raise InputError(f"unknown file format '{file_format}': use csv or parquet")
-        return chosen
-    suffixes = [s.lower() for s in path.suffixes]
-    if ".parquet" in suffixes or ".pq" in suffixes:
-        return "parquet"
-    if ".csv" in suffixes or ".txt" in suffixes:
-        return "csv"
-    raise InputError(f"cannot tell the format of {path.name}: pass file_format 'csv' or 'parquet'")
+class _CandleStream:
+    """Valid, interval-checked candles of a file, chunk by chunk, and what was rejected."""
 
+    def __init__(
+        self,
+        path: Path,
+        *,
+        file_format: str | None,
+        symbol: str | None,
+        interval: str | None,
+        chunk_rows: int,
+        keep_invalid: int | None,
+    ) -> None:
+        self.path = path
+        self.format = detect_format(path, file_format)
+        self.symbol = symbol
+        self.interval = interval
+        self.interval_minutes = parse_interval(interval) if interval else None
+        self.chunk_rows = chunk_rows
+        self.invalid = _InvalidRows(keep_invalid)
+        self.total_rows = 0
+        self.valid_rows = 0
+        self.duplicates = 0
+        self.overlapping = False  # a key may repeat one of an earlier chunk
+        self._newest: dict[str, int] = {}  # per symbol, the latest open time staged (ns)
+        self._kind: str | None = None
+        self._columns: dict[str, Any] | None = None
 
-def parse_interval(interval: str) -> int:
-    """Minutes of a candle interval such as ``15m`` or ``1h``."""
-    minutes = CANDLE_INTERVALS.get(interval.strip().lower())
-    if minutes is None:
-        choices = ", ".join(CANDLE_INTERVALS)
-        raise InputError(f"unknown interval '{interval}': use one of {choices}")
-    return minutes
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        """Valid candles (columns CANDLE_COLUMNS and line), a chunk at a time."""
+        pending: list[tuple[pd.DataFrame, list[InvalidRow]]] = []
+        sampled = 0
+        settled = False
+        for raw in _read_chunks(self.path, self.format, self.chunk_rows):
+            frame, invalid = self._check(raw.frame, raw.first_line)
+            if settled:
+                yield self._on_grid(frame, invalid)
+                continue
+            pending.append((frame, invalid))
+            sampled += len(frame)
+            if sampled >= INTERVAL_SAMPLE_ROWS:
+                self._settle(pending)
+                settled = True
+                for frame, invalid in pending:
+                    yield self._on_grid(frame, invalid)
+                pending = []
+        if not settled:
+            self._settle(pending)
+            for frame, invalid in pending:
+                yield self._on_grid(frame, invalid)
+        if self.valid_rows == 0:
+            raise self._nothing_valid()
 
+    def _check(self, raw: pd.DataFrame, first_line: int) -> tuple[pd.DataFrame, list[InvalidRow]]:
+        if self._columns is None:
+            self._columns = find_columns(raw)
+            if self._columns["symbol"] is None and not self.symbol:
+                raise InputError("the file has no symbol column: pass symbol")
+        kind = time_kind(time_source(raw, self._columns))
+        if kind is not None:
+            if self._kind is None:
+                self._kind = kind[0]
+            check_same_kind(self._kind, kind[0], kind[1] + first_line)
+        checked = check_chunk(raw, first_line, symbol=self.symbol, columns=self._columns)
+        self.total_rows += checked.rows
+        self.duplicates += checked.duplicates
+        return checked.frame, checked.invalid
 
-def _load(path: Path, file_format: str) -> tuple[pd.DataFrame, int]:
-    """The raw table and the offset from a row position to its reported line number."""
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
-    try:
-        if file_format == "csv":
-            # Everything as text, so that non-numeric cells can be reported, not coerced.
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-            return frame, 2  # line 1 is the header
-        return pd.read_parquet(path), 1
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"cannot read {path.name} as {file_format}: {first}") from None
+    def _settle(self, pending: list[tuple[pd.DataFrame, list[InvalidRow]]]) -> None:
+        """Infer the interval from, or check the declared one against, the first rows."""
+        sample = pd.concat([frame for frame, _ in pending]) if pending else None
+        if sample is None or sample.empty:
+            return  # no valid row at all: _nothing_valid says so
+        sample = sample.drop_duplicates(subset=["symbol", "datetime"], keep="last")
+        if self.interval_minutes is None:
+            self.interval_minutes = infer_interval(sample)
+        elif self.interval is not None:
+            check_declared_interval(sample, self.interval, self.interval_minutes)
 
+    def _on_grid(self, frame: pd.DataFrame, invalid: list[InvalidRow]) -> pd.DataFrame:
+        """Rows off the interval's grid become invalid; the rest get the interval."""
+        if self.interval_minutes is not None and not frame.empty:
+            wrong = off_grid(frame, self.interval_minutes)
+            if wrong.any():
+                reason = f"time not on the {self.interval_minutes} min grid"
+                lines = frame["line"].to_numpy()[wrong]
+                invalid = sorted(
+                    [*invalid, *(InvalidRow(int(line), reason) for line in lines)],
+                    key=lambda row: row.line,
+                )
+                frame = frame[~wrong]
+        self.invalid.add(invalid)
+        frame = frame.assign(interval_minutes=self.interval_minutes or 0)
+        self._note_keys(frame)
+        self.valid_rows += len(frame)
+        return frame
 
-def _find_columns(frame: pd.DataFrame) -> dict[str, Any]:
-    """Labels of the price, volume and symbol columns (symbol None when absent) and where
-    the times are: a column's position or the frame's DatetimeIndex (``derive/market_time.py``)."""
-    by_lower = {str(name).strip().lower(): name for name in frame.columns}
-    found: dict[str, Any] = {
-        "time": find_time_source(tuple(frame.columns.tolist()), frame.index, subject="the file")
-    }
-    for name in (*PRICE_COLUMNS, "volume"):
-        if name not in by_lower:
-            raise InputError(f"no '{name}' column (columns found: {', '.join(map(str, frame))})")
-        found[name] = by_lower[name]
-    found["symbol"] = by_lower.get("symbol")
-    return found
+    def _note_keys(self, frame: pd.DataFrame) -> None:
+        """Notice when a chunk's times reach back to a symbol's earlier ones (possible repeats)."""
+        if frame.empty:
+            return
+        grouped = frame.groupby("symbol")["datetime"].agg(["min", "max"])
+        for name, row in grouped.iterrows():
+            low, high = row["min"].value, row["max"].value
+            newest = self._newest.get(str(name))
+            if newest is not None and low <= newest:
+                self.overlapping = True
+            self._newest[str(name)] = high if newest is None else max(newest, high)
 
+    def _nothing_valid(self) -> InputError:
+        if self.total_rows == 0:
+            return InputError(f"no candles in {self.path.name}: the file has no data rows")
+        first = self.invalid.first()[0]
+        return InputError(
+            f"no valid candles in {self.path.name}: {self.invalid.count} rows invalid "
+            f"(first: line {first.line}: {first.reason})"
+        )
 
-def _numeric(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Float values and a mask of cells that were present but not numbers."""
-    values = pd.to_numeric(raw, errors="coerce").astype("float64")
-    values = values.where(np.isfinite(values))
-    return values, values.isna() & raw.notna()
-
-
-def infer_interval(frame: pd.DataFrame) -> int:
-    """The candle interval in minutes, from the spacing of open times per symbol.
-
-    Unambiguous when the smallest positive spacing is also the most common one and is a
-    known interval; raises ``InputError`` otherwise.
-    """
-    spacings: list[pd.Series] = []
-    for _, times in frame.groupby("symbol")["datetime"]:
-        diffs = times.drop_duplicates().sort_values().diff().dropna()
-        spacings.append(diffs[diffs > pd.Timedelta(0)])
-    steps = pd.concat(spacings) if spacings else pd.Series(dtype="timedelta64[ns]")
-    if steps.empty:
-        raise InputError("cannot infer the candle interval from one candle: pass --interval")
-    smallest = steps.min()
-    most_common = steps.mode().iloc[0]
-    minutes = smallest.total_seconds() / 60
-    if smallest != most_common or minutes not in CANDLE_INTERVALS.values():
-        raise InputError("cannot infer the candle interval unambiguously: pass --interval")
-    return int(minutes)
+    def strict_error(self) -> InputError:
+        first = self.invalid.first()[0]
+        return InputError(
+            f"{self.invalid.count} invalid row(s), nothing imported; "
+            f"first at line {first.line}: {first.reason}"
+        )
 
 
 def read_candle_file(
@@ -170,141 +255,63 @@ def read_candle_file(
     file_format: str | None = None,
     symbol: str | None = None,
     interval: str | None = None,
+    chunk_rows: int = CANDLE_IMPORT_BATCH_ROWS,
 ) -> CandleBatch:
-    """Parse and validate a candle file; invalid rows are reported, not raised.
+    """Parse and validate a whole candle file into memory; invalid rows are reported, not
+    raised (the rules: ``outcomes/candle_rules.py``). ``import_candles`` streams instead.
 
-    A row is invalid when its time or symbol is missing or unreadable, a price or the volume
-    is not a number, a price is missing or <= 0, high < low, or open or close lies outside
-    [low, high]; the first reason found is reported with the row's line.
-
-    ``symbol`` fills in the symbol when the file has no ``symbol`` column (or an empty cell).
-    ``interval`` (``15m``, ``1h``, ...) is inferred from the data when ``None``.
-    Raises ``InputError`` for an unreadable file, missing columns, or mixed time units.
+    ``symbol`` fills in the symbol when the file has no ``symbol`` column (or an empty
+    cell); with a symbol column whose values differ from it, ``InputError``. ``interval``
+    (``15m``, ``1h``, ...) is inferred from the data when ``None``, else checked against
+    the spacing of the candles. Raises ``InputError`` for an unreadable file, missing
+    columns, mixed time units, a contradicted interval, or a file without valid candles.
     """
-    path = Path(path)
-    chosen_format = detect_format(path, file_format)
-    interval_minutes = parse_interval(interval) if interval else None
-    raw, line_offset = _load(path, chosen_format)
-    columns = _find_columns(raw)
-    if isinstance(columns["time"], pd.DatetimeIndex):  # a Parquet file written from such a frame
-        raw_times = pd.Series(columns["time"])
-    else:
-        raw_times = raw.iloc[:, columns["time"]].reset_index(drop=True)
-    raw = raw.reset_index(drop=True)
-    if columns["symbol"] is None and not symbol:
-        raise InputError("the file has no symbol column: pass symbol")
-
-    times, bad_time = parse_times(
-        raw_times, what="the time column", locate=lambda position: f"line {position + line_offset}"
+    stream = _CandleStream(
+        Path(path),
+        file_format=file_format,
+        symbol=symbol,
+        interval=interval,
+        chunk_rows=chunk_rows,
+        keep_invalid=None,
     )
-    if columns["symbol"] is not None:
-        symbols = raw[columns["symbol"]].astype("string").str.strip().replace("", pd.NA)
-        if symbol:
-            symbols = symbols.fillna(symbol)
-    else:
-        symbols = pd.Series(symbol, index=raw.index, dtype="string")
-    prices: dict[str, pd.Series] = {}
-    non_numeric: dict[str, pd.Series] = {}
-    for name in (*PRICE_COLUMNS, "volume"):
-        prices[name], non_numeric[name] = _numeric(raw[columns[name]])
-
-    reasons = pd.Series("", index=raw.index, dtype=object)
-
-    def flag(mask: pd.Series | np.ndarray, reason: str) -> None:
-        target = pd.Series(np.asarray(mask, dtype=bool), index=raw.index) & (reasons == "")
-        reasons[target] = reason
-
-    flag(raw_times.isna(), "missing time")
-    flag(bad_time, "unreadable time")
-    flag(symbols.isna(), "missing symbol")
-    for name in (*PRICE_COLUMNS, "volume"):
-        flag(non_numeric[name], f"non-numeric {name}")
-    for name in PRICE_COLUMNS:
-        flag(prices[name].isna(), f"missing {name}")
-    for name in PRICE_COLUMNS:
-        flag(prices[name] <= 0, f"{name} <= 0")
-    flag(prices["high"] < prices["low"], "high < low")
-    for name in ("open", "close"):
-        flag(
-            (prices[name] < prices["low"]) | (prices[name] > prices["high"]),
-            f"{name} not between low and high",
-        )
-
-    invalid_mask = reasons != ""
-    invalid = [
-        InvalidRow(line=int(position) + line_offset, reason=str(reasons.iat[int(position)]))
-        for position in np.flatnonzero(invalid_mask.to_numpy())
-    ]
-    keep = ~invalid_mask
-    frame = pd.DataFrame(
-        {
-            "symbol": symbols[keep].astype(str),
-            "datetime": times[keep],
-            **{name: prices[name][keep] for name in (*PRICE_COLUMNS, "volume")},
-        }
-    )
+    frames = list(stream.chunks())
+    frame = pd.concat(frames, ignore_index=True)
     before = len(frame)
-    frame = frame.drop_duplicates(subset=["symbol", "datetime"], keep="last")
-    if interval_minutes is None:
-        interval_minutes = infer_interval(frame)
-    frame.insert(1, "interval_minutes", interval_minutes)
+    frame = frame.sort_values("line").drop_duplicates(subset=["symbol", "datetime"], keep="last")
     frame = frame.sort_values(["symbol", "datetime"]).reset_index(drop=True)
     return CandleBatch(
         frame=frame[list(CANDLE_COLUMNS)],
-        invalid=invalid,
-        interval_minutes=interval_minutes,
-        total_rows=len(raw),
-        duplicates=before - len(frame),
+        invalid=stream.invalid.first(),
+        interval_minutes=int(stream.interval_minutes or 0),
+        total_rows=stream.total_rows,
+        duplicates=stream.duplicates + before - len(frame),
     )
 
 
 # ---------------------------------------------------------------- writing
 
 
-def candle_records(frame: pd.DataFrame) -> list[CandleRecord]:
-    """Rows as plain Python tuples: aware datetimes, floats, and None for a missing volume."""
-    times = pd.DatetimeIndex(frame["datetime"]).to_pydatetime()
-    values = [frame[name].to_numpy(dtype="float64") for name in VALUE_COLUMNS]
-    volume = [None if np.isnan(v) else float(v) for v in values[-1]]
-    return list(
-        zip(
-            frame["symbol"].tolist(),
-            frame["interval_minutes"].astype(int).tolist(),
-            times,
-            values[0].tolist(),
-            values[1].tolist(),
-            values[2].tolist(),
-            values[3].tolist(),
-            volume,
-            strict=True,
-        )
-    )
+class _Ranges:
+    """Per symbol: candles, first and last open time, summed over chunks."""
 
+    def __init__(self) -> None:
+        self.by_symbol: dict[str, list[Any]] = {}
 
-def upsert_candles(
-    engine: Engine, frame: pd.DataFrame, *, progress: Progress | None = None
-) -> tuple[int, int]:
-    """Insert new candles and update changed ones in one transaction; returns (inserted, updated).
+    def add(self, frame: pd.DataFrame) -> None:
+        grouped = frame.groupby("symbol")["datetime"].agg(["count", "min", "max"])
+        for name, row in grouped.iterrows():
+            entry = self.by_symbol.get(str(name))
+            if entry is None:
+                self.by_symbol[str(name)] = [int(row["count"]), row["min"], row["max"]]
+            else:
+                entry[0] += int(row["count"])
+                entry[1], entry[2] = min(entry[1], row["min"]), max(entry[2], row["max"])
 
-    Keyed on (symbol, interval_minutes, datetime); a candle identical to the stored one is left
-    untouched, so importing the same data twice writes nothing. PostgreSQL stages the rows
-    with COPY, SQLite with executemany; then one set-based upsert (``store/candle_writes.py``).
-    """
-    return write_candles(engine, candle_records(frame), progress=progress)
-
-
-def symbol_ranges(frame: pd.DataFrame) -> list[SymbolRange]:
-    """Per symbol: number of candles and first/last open time (UTC)."""
-    grouped = frame.groupby("symbol")["datetime"].agg(["count", "min", "max"])
-    return [
-        SymbolRange(
-            symbol=str(name),
-            rows=int(row["count"]),
-            first=row["min"].to_pydatetime(),
-            last=row["max"].to_pydatetime(),
-        )
-        for name, row in grouped.iterrows()
-    ]
+    def ranges(self) -> list[SymbolRange]:
+        return [
+            SymbolRange(symbol, rows, first.to_pydatetime(), last.to_pydatetime())
+            for symbol, (rows, first, last) in sorted(self.by_symbol.items())
+        ]
 
 
 def import_candles(
@@ -316,30 +323,58 @@ def import_candles(
     interval: str | None = None,
     strict: bool = False,
     progress: Progress | None = None,
+    chunk_rows: int = CANDLE_IMPORT_BATCH_ROWS,
 ) -> ImportReport:
     """Read, validate and upsert a candle file into ``market_candles`` of ``database`` (a URL,
-    a SQLite ``Path`` or an ``Engine``; the database must be migrated).
+    a SQLite ``Path`` or an ``Engine``; the database must be migrated), ``chunk_rows`` rows
+    at a time, in one transaction.
 
-    Invalid rows are skipped and listed in the report; with ``strict`` any invalid row raises
-    ``InputError`` (naming its line) before anything is written. ``progress`` is called with
-    the number of rows written in each batch.
+    Invalid rows are skipped and reported (the first ``INVALID_ROWS_KEPT`` and a count); with
+    ``strict`` any invalid row raises ``InputError`` (naming its line) and nothing is
+    written. So does a file without a valid candle, a contradicted ``interval`` or a
+    ``symbol`` other than the file's. ``progress`` is called with the rows of each batch
+    staged.
     """
+    stream = _CandleStream(
+        Path(path),
+        file_format=file_format,
+        symbol=symbol,
+        interval=interval,
+        chunk_rows=chunk_rows,
+        keep_invalid=INVALID_ROWS_KEPT,
+    )
+    check_candle_path(stream.path)
     with opened(database) as engine:
-        batch = read_candle_file(path, file_format=file_format, symbol=symbol, interval=interval)
-        if strict and batch.invalid:
-            first = batch.invalid[0]
-            raise InputError(
-                f"{len(batch.invalid)} invalid row(s), nothing imported; "
-                f"first at line {first.line}: {first.reason}"
-            )
-        inserted, updated = upsert_candles(engine, batch.frame, progress=progress)
+        return _import(engine, stream, strict, progress)
+
+
+def _import(
+    engine: Engine, stream: _CandleStream, strict: bool, progress: Progress | None
+) -> ImportReport:
+    ranges = _Ranges()
+    with staged_candles(engine) as staging:
+        for frame in stream.chunks():
+            if strict and stream.invalid.count:
+                continue  # read on to count the invalid rows; nothing will be written
+            staging.stage(frame, progress)
+            ranges.add(frame)
+        if strict and stream.invalid.count:
+            raise stream.strict_error()
+        duplicates = stream.duplicates
+        symbols = ranges.ranges()
+        if stream.overlapping:
+            duplicates += staging.drop_superseded()
+            symbols = [SymbolRange(*entry) for entry in staging.ranges()]
+        inserted, updated = staging.upsert()
+        staged = staging.rows
     return ImportReport(
         inserted=inserted,
         updated=updated,
-        unchanged=len(batch.frame) - inserted - updated,
-        invalid=batch.invalid,
-        interval_minutes=batch.interval_minutes,
-        total_rows=batch.total_rows,
-        duplicates=batch.duplicates,
-        symbols=symbol_ranges(batch.frame),
+        unchanged=staged - inserted - updated,
+        invalid=stream.invalid.first(),
+        interval_minutes=int(stream.interval_minutes or 0),
+        total_rows=stream.total_rows,
+        duplicates=duplicates,
+        symbols=symbols,
+        invalid_count=stream.invalid.count,
     )
