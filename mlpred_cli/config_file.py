@@ -103,14 +103,27 @@ NUMBER = Kind("number", _number)
 TEXT = Kind("string", _text)
 
 
+#: The longest window or duration a setting (or a ``--days`` option) may name: 100 years.
+MAX_DAYS = 36_600
+MAX_HOURS = MAX_DAYS * 24
+
+
 def _duration(unit: timedelta, name: str) -> Kind:
-    """A timedelta written as a number of ``unit``s (``retry_window_hours = 48``)."""
+    """A timedelta written as a number of ``unit``s (``retry_window_hours = 48``), at most
+    ``MAX_DAYS``."""
+    most = timedelta(days=MAX_DAYS) / unit
+
+    def read(value: object) -> timedelta:
+        amount = _number(value)
+        if amount > most:
+            raise _WrongValue(f"must be at most {most:,.0f} {name}, got {value!r}")
+        return amount * unit
 
     def show(value: timedelta) -> float | int:
         amount = value / unit
         return int(amount) if amount == int(amount) else amount
 
-    return Kind(name, lambda value: _number(value) * unit, show)
+    return Kind(name, read, show)
 
 
 HOURS = _duration(timedelta(hours=1), "hours")
@@ -152,6 +165,20 @@ def positive(value: Any, defaults: Mapping[str, Any]) -> str | None:
     """Counts, sizes and durations: > 0."""
     zero = timedelta(0) if isinstance(value, timedelta) else 0
     return None if value > zero else "must be positive"
+
+
+def positive_at_most(maximum: int) -> Check:
+    """A positive number of at most ``maximum`` (windows in days: ``MAX_DAYS``)."""
+
+    def check(value: Any, defaults: Mapping[str, Any]) -> str | None:
+        if value <= 0:
+            return "must be positive"
+        return None if value <= maximum else f"must be at most {maximum:,}"
+
+    return check
+
+
+WINDOW_DAYS = positive_at_most(MAX_DAYS)
 
 
 def non_negative(value: Any, defaults: Mapping[str, Any]) -> str | None:
@@ -275,7 +302,7 @@ KEYS: tuple[Key, ...] = (
     Key("writer", "duplicate_window", "WRITER_DUPLICATE_WINDOW", INTEGER, positive,
         "recent feature hashes remembered to mark duplicates"),
     # analysis
-    Key("analysis", "default_days", "DEFAULT_ANALYZE_DAYS", NUMBER, positive,
+    Key("analysis", "default_days", "DEFAULT_ANALYZE_DAYS", NUMBER, WINDOW_DAYS,
         "window of analyze without --days/--since/--until"),
     Key("analysis", "interval_confidence", "INTERVAL_CONFIDENCE", NUMBER, open_fraction,
         "confidence level of the Wilson intervals"),
@@ -289,9 +316,9 @@ KEYS: tuple[Key, ...] = (
         one_of("HORIZONS"), "horizon of a row whose signal_timeframe is not a horizon",
         fixed="the daily rollups count each row's bin at this horizon"),
     # report
-    Key("report", "default_days", "DEFAULT_REPORT_DAYS", NUMBER, positive,
+    Key("report", "default_days", "DEFAULT_REPORT_DAYS", NUMBER, WINDOW_DAYS,
         "window of report without --days/--since/--until"),
-    Key("report", "recent_days", "REPORT_RECENT_DAYS", NUMBER, positive,
+    Key("report", "recent_days", "REPORT_RECENT_DAYS", NUMBER, WINDOW_DAYS,
         "last days of the window the model comparison and check sections cover"),
     Key("report", "sample_max_rows", "REPORT_SAMPLE_MAX_ROWS", INTEGER, positive,
         "rows the row-by-row figures read before they sample"),
@@ -319,7 +346,7 @@ KEYS: tuple[Key, ...] = (
         thresholds_per_horizon,
         "absolute return above which an outcome is LONG or SHORT, per horizon"),
     # partitions
-    Key("partitions", "days_ahead", "PARTITION_DAYS_AHEAD", INTEGER, positive,
+    Key("partitions", "days_ahead", "PARTITION_DAYS_AHEAD", INTEGER, positive_at_most(366),
         "day partitions kept ready ahead of today (PostgreSQL)"),
     # feature importance, model comparison
     Key("importance", "method", "IMPORTANCE_METHOD", TEXT, None,
@@ -337,9 +364,9 @@ KEYS: tuple[Key, ...] = (
     Key("compare", "bootstrap_seed", "BOOTSTRAP_SEED", INTEGER, non_negative,
         "seed of that bootstrap"),
     # monitoring: names as in MonitorSettings
-    Key("monitor", "check_days", "CHECK_DAYS", NUMBER, positive,
+    Key("monitor", "check_days", "CHECK_DAYS", NUMBER, WINDOW_DAYS,
         "window check judges without --days/--since/--until"),
-    Key("monitor", "reference_days", "REFERENCE_DAYS", INTEGER, positive,
+    Key("monitor", "reference_days", "REFERENCE_DAYS", INTEGER, WINDOW_DAYS,
         "days at the start of a model version's history that form its reference"),
     Key("monitor", "warning_alpha", "WARNING_ALPHA", NUMBER, open_fraction,
         "BH-adjusted p-value below which a test warns"),
@@ -389,7 +416,7 @@ KEYS: tuple[Key, ...] = (
         "scored rows a day needs to enter the daily series"),
     Key("monitor", "symbol_min_rows", "SYMBOL_MIN_ROWS", INTEGER, positive,
         "rows a symbol needs in each window for its own test"),
-    Key("monitor", "reference_min_days", "REFERENCE_MIN_DAYS", INTEGER, positive,
+    Key("monitor", "reference_min_days", "REFERENCE_MIN_DAYS", INTEGER, WINDOW_DAYS,
         "reference days a performance series needs"),
     Key("monitor", "stale_candles_warning", "STALE_CANDLES_WARNING", INTEGER, positive,
         "candles without a prediction before a symbol is stale (warning)"),

@@ -13,10 +13,11 @@ from typing import TypeVar
 
 import typer
 
-#: ``--days`` at most 100 years back (no prediction log goes further).
-MAX_DAYS = 36_600
-#: ``--hours``: the same 100 years.
-MAX_HOURS = MAX_DAYS * 24
+# ``--days`` at most 100 years back (no prediction log goes further), ``--hours`` the same:
+# the limits of the config file's window keys, re-exported for the commands.
+from mlpred_cli.config_file import MAX_DAYS as MAX_DAYS
+from mlpred_cli.config_file import MAX_HOURS as MAX_HOURS
+
 #: ``--limit``, ``--min-count``, ``--top``: a 32-bit count (SQL LIMIT on every backend).
 MAX_COUNT = 2**31 - 1
 #: ``--days-ahead``: a year of day partitions made at once.
