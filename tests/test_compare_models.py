@@ -86,6 +86,25 @@ def test_paired_b_truly_better_is_detected(engine: Engine) -> None:
     assert low < 0.75 < high
 
 
+def test_paired_metrics_use_the_rows_the_pairs_took(engine: Engine) -> None:
+    """A newer row of A on a paired candle that has no outcome yet does not displace the
+    scored row the pair was made of: A's n is the number of pairs."""
+    _paired(engine, a_only=10, b_only=20, both=30, neither=10)
+    later = prediction_row(
+        "BTCUSDT",
+        NOW - timedelta(hours=1),
+        model_version="v1",
+        accuracy_1h=None,
+        actual_direction_1h=None,
+        actual_return_1h=None,
+    )
+    insert_predictions(engine, [later])
+    (item,) = compare_models(engine, "v1", "v2", horizons=["1h"]).horizons
+    assert item.pairs == 70
+    assert item.a["n"] == item.b["n"] == 70
+    assert item.a["accuracy"] == pytest.approx(40 / 70)
+
+
 def test_identical_versions_are_not_flagged(engine: Engine) -> None:
     _paired(engine, a_only=0, b_only=0, both=70, neither=50)
     (item,) = compare_models(engine, "v1", "v2", horizons=["1h"]).horizons

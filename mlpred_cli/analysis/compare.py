@@ -26,7 +26,7 @@ import pandas as pd
 
 from mlpred_cli.analysis.accuracy import accuracy_with_interval
 from mlpred_cli.analysis.metrics import expected_calibration_error, information_coefficient
-from mlpred_cli.analysis.scoring import scored_rows
+from mlpred_cli.analysis.scoring import scored_mask, scored_rows
 from mlpred_cli.analysis.significance import (
     bootstrap_ic_difference,
     mcnemar_exact,
@@ -264,10 +264,12 @@ def _pairs(frame_a: pd.DataFrame, frame_b: pd.DataFrame, horizon: str) -> pd.Dat
     return side_a.merge(side_b, on=PAIR_KEY, suffixes=("_a", "_b"))
 
 
-def _on_pairs(frame: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    """A version's rows on the paired candles (its newest row per candle)."""
+def _on_pairs(frame: pd.DataFrame, pairs: pd.DataFrame, horizon: str) -> pd.DataFrame:
+    """A version's rows of the pairs: its newest scored row per paired candle, the row
+    ``_pairs`` took (so the metrics' ``n`` is the number of pairs)."""
+    scored = frame[scored_mask(frame, horizon)]
     keys = pd.MultiIndex.from_frame(pairs[PAIR_KEY])
-    on_pairs = frame[pd.MultiIndex.from_frame(frame[PAIR_KEY]).isin(keys)]
+    on_pairs = scored[pd.MultiIndex.from_frame(scored[PAIR_KEY]).isin(keys)]
     return on_pairs.drop_duplicates(PAIR_KEY, keep="last")
 
 
@@ -295,8 +297,8 @@ def compare_horizon(
     result.pairs = len(pairs)
     if len(pairs) >= min_pairs:
         result.basis = "paired"
-        result.a = version_metrics(_on_pairs(frame_a, pairs), horizon, inference_p50[0])
-        result.b = version_metrics(_on_pairs(frame_b, pairs), horizon, inference_p50[1])
+        result.a = version_metrics(_on_pairs(frame_a, pairs, horizon), horizon, inference_p50[0])
+        result.b = version_metrics(_on_pairs(frame_b, pairs, horizon), horizon, inference_p50[1])
         result.test = "mcnemar_exact"
         a_only = int(((pairs["correct_a"] == 1) & (pairs["correct_b"] == 0)).sum())
         b_only = int(((pairs["correct_a"] == 0) & (pairs["correct_b"] == 1)).sum())
