@@ -397,3 +397,16 @@ def test_a_statement_the_database_refuses_is_database_error(engine: Engine) -> N
     assert not isinstance(raised.value, RowRejected)
     assert str(raised.value).startswith("database error: ")
     assert "ml_feature_importance" in str(raised.value)
+
+
+def test_a_connection_error_masks_secret_query_parameters() -> None:
+    """The URL in "cannot connect" is masked like every printed URL: a secret in the query
+    (sslpassword) never reaches the message."""
+    from tests.cli_helpers import run_cli
+
+    url = "postgresql://postgres@127.0.0.1:1/x?sslpassword=topsecret&connect_timeout=2"
+    code, out, err = run_cli("--db", url, "recent")
+    assert code == 1
+    assert "cannot connect to" in err
+    assert "sslpassword=***" in err
+    assert "topsecret" not in out + err

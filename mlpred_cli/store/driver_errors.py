@@ -279,8 +279,10 @@ def translate(error: BaseException, url: URL | None = None) -> MlpredError | Non
     ``error`` is not a driver error. ``url`` names the database in the message (masked)."""
     for matches, kind, template in TRANSLATIONS:
         if matches(error):
+            from mlpred_cli.store.database import mask_url  # database imports this module
+
             reason = mask_passwords(describe_error(error))
-            where = "the database" if url is None else url.render_as_string(hide_password=True)
+            where = "the database" if url is None else mask_url(url)
             return kind(template.format(url=where, reason=reason), reason)
     return None
 
