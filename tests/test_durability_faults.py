@@ -327,7 +327,7 @@ def test_ctrl_c_with_the_database_down_exits_within_seconds_and_loses_nothing(
     assert _assert_on_disk_or_stored(url, spool_dir, accepted) > 0
     _replay_with_logger(url, spool_dir)
     _assert_exactly_once(url, accepted, kills=1)
-    assert took < 3.0, f"Ctrl-C took {took:.1f} s to end the process"
+    assert took < 5.0, f"Ctrl-C took {took:.1f} s to end the process"
 
 
 # ---------------------------------------------------------------- rows the database rejects

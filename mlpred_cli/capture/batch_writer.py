@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -101,10 +102,12 @@ class BatchWriter:
         spool: Spool,
         options: WriterOptions,
         reporter: PredictionReporter | None = None,
+        legacy_spools: Sequence[Spool] = (),
     ) -> None:
         self._engine = engine
         self._journal = journal
         self._spool = spool
+        self._legacy_spools = list(legacy_spools)  # directories older keys named
         self._options = options
         self._reporter = reporter
         self._breaker = ConnectionBreaker(engine)
@@ -133,7 +136,7 @@ class BatchWriter:
         self._write_started: float | None = None
         self._stall_reported = False
         self._orphans_checked = False
-        self._legacy_waiting = spool.has_files()
+        self._legacy_waiting = any(s.has_files() for s in (spool, *self._legacy_spools))
         self._writer = threading.Thread(target=self._run, name="mlpred-writer", daemon=True)
         self._keeper = threading.Thread(target=self._keep_loop, name="mlpred-keeper", daemon=True)
         self._writer.start()
@@ -713,11 +716,15 @@ class BatchWriter:
     # ------------------------------------------------------------ replaying from disk
 
     def _replay_orphans(self) -> None:
-        """Segments of loggers that are gone: replay each, delete it once written."""
-        with claimed_orphans(self._journal.directory, exclude=self._journal.owner) as orphans:
-            for path in orphans:
-                if self._stopping or not self._replay_segment(path):
-                    return
+        """Segments of loggers that are gone, in this journal's directory and then in the
+        directories older keys of this database named: replay each, delete it once written
+        (a live logger's segments, claimed by its lock, are never touched)."""
+        own = self._journal.owner
+        for spool in (self._spool, *self._legacy_spools):
+            with claimed_orphans(spool.directory, exclude=own) as orphans:
+                for path in orphans:
+                    if self._stopping or not self._replay_segment(path, spool):
+                        return
 
     def _replay_backlog_segment(self) -> None:
         path = self._backlog[0]
@@ -725,9 +732,11 @@ class BatchWriter:
             with self._lock:
                 self._backlog.popleft()
 
-    def _replay_segment(self, path: Path) -> bool:
+    def _replay_segment(self, path: Path, spool: Spool | None = None) -> bool:
         """Write every record of a segment on disk, then delete it. False when the database
-        could not take it before close()'s deadline (the segment stays)."""
+        could not take it before close()'s deadline (the segment stays). ``spool``: the
+        directory the segment is in, when not this logger's (its dead letters are skipped
+        too; rows rejected now are dead-lettered in this logger's directory)."""
         try:
             contents = read_segment(path)
         except FileNotFoundError:
@@ -739,7 +748,11 @@ class BatchWriter:
             with self._lock:
                 self._stats.quarantined += contents.quarantined_regions
         chunk = self._options.max_batch_rows
-        rejected_before = self._spool.dead_lettered_ids() if contents.predictions else set()
+        rejected_before: set[uuid.UUID] = set()
+        if contents.predictions:
+            rejected_before = self._spool.dead_lettered_ids()
+            if spool is not None and spool is not self._spool:
+                rejected_before |= spool.dead_lettered_ids()
         predictions = [p for p in contents.predictions if p.prediction_id not in rejected_before]
         unkept: set[object] = set()
         for start in range(0, len(predictions), chunk):
@@ -762,19 +775,22 @@ class BatchWriter:
         return True
 
     def _replay_legacy_spool(self) -> None:
-        """Spool files written by earlier versions (built rows as JSON lines)."""
+        """Spool files written by earlier versions (built rows as JSON lines), in this
+        logger's directory and those older keys of its database named."""
         self._legacy_waiting = False
         try:
             self._ensure_schema()
             outcome = _BatchOutcome()
-            self._spool.replay(
-                lambda rows: self._write_isolating(rows, outcome), on_rows=self._count_replayed
-            )
-            written = self._spool.replay_snapshots(
-                lambda rows: write_snapshot(self._engine, rows), is_row_specific
-            )
-            with self._lock:
-                self._stats.snapshots += written
+            for spool in (self._spool, *self._legacy_spools):
+                spool.replay(
+                    lambda rows: self._write_isolating(rows, outcome),
+                    on_rows=self._count_replayed,
+                )
+                written = spool.replay_snapshots(
+                    lambda rows: write_snapshot(self._engine, rows), is_row_specific
+                )
+                with self._lock:
+                    self._stats.snapshots += written
         except Exception as error:
             self._stats.last_error = describe_error(error)
             self._legacy_waiting = True

@@ -27,7 +27,8 @@ from mlpred_cli.capture.batch_writer import BatchWriter, WriterOptions
 from mlpred_cli.capture.console_panel import PredictionReporter
 from mlpred_cli.capture.journal import FSYNC_POLICIES, FsyncPolicy, Journal
 from mlpred_cli.capture.pending_prediction import PendingPrediction
-from mlpred_cli.capture.spool import Spool, default_spool_dir
+from mlpred_cli.capture.spool import Spool
+from mlpred_cli.capture.spool_keys import default_spool_dir, legacy_spool_dirs
 from mlpred_cli.capture.writer_stats import CloseReport
 from mlpred_cli.config import WriterSettings, log_level
 from mlpred_cli.derive.feature_stats import as_feature_array
@@ -133,6 +134,8 @@ class MLPredictionLogger:
         url = database_source.database_url(database_url)
         self.database_url = mask_url(url)
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool_dir(url)
+        # what a logger keyed by an older spelling of this URL left behind is replayed too
+        legacy = legacy_spool_dirs(url) if spool_dir is None else []
         self._close_timeout_s = close_timeout_s
         level = log_level()
         reporter = PredictionReporter(level)
@@ -160,6 +163,7 @@ class MLPredictionLogger:
             Spool(self.spool_dir),
             options,
             reporter if reporter.active else None,
+            legacy_spools=[Spool(directory) for directory in legacy],
         )
         atexit.register(self._close_at_exit)
         if handle_signals:

@@ -11,8 +11,6 @@ its own and the rest of the file is replayed. Files are created 0600 in a 0700 d
 from __future__ import annotations
 
 import contextlib
-import getpass
-import hashlib
 import json
 import logging
 import os
@@ -24,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import URL
-
 from mlpred_cli.capture.journal import ensure_private_directory, fsync_directory, open_private
 from mlpred_cli.capture.journal_records import snapshot_from_json, snapshot_to_json
 from mlpred_cli.capture.prediction_rows import row_from_json, row_to_json
-from mlpred_cli.config import default_data_dir
+from mlpred_cli.capture.spool_keys import default_spool_dir as default_spool_dir
+from mlpred_cli.capture.spool_keys import legacy_spool_dirs as legacy_spool_dirs
+from mlpred_cli.capture.spool_keys import spool_identity as spool_identity
 from mlpred_cli.store.driver_errors import describe_error
 from mlpred_cli.store.prediction_row import Row
 
@@ -39,94 +37,6 @@ SPOOL_GLOB = "spool-*.jsonl"
 SNAPSHOT_GLOB = "importance-*.json"
 DEAD_LETTER_NAME = "dead-letter.jsonl"
 REPLAY_CHUNK_ROWS = 5_000
-
-
-#: Host names that all mean this machine's loopback interface.
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-POSTGRES_DEFAULT_PORT = 5432
-
-
-def _key(identity: str) -> str:
-    return hashlib.sha256(identity.encode()).hexdigest()[:16]
-
-
-def _spool_root() -> Path:
-    return default_data_dir() / "spool"
-
-
-def _postgres_user(url: URL) -> str:
-    """The role libpq connects as: the URL's, else ``PGUSER``, else the login name."""
-    if url.username:
-        return url.username
-    return os.environ.get("PGUSER") or getpass.getuser()
-
-
-def spool_identity(url: URL) -> URL:
-    """The database a URL names, spelled one way: ``localhost``, ``127.0.0.1`` and ``::1``
-    as ``127.0.0.1``, the default port and role filled in, connection options (timeouts,
-    sslmode) and the password left out; a SQLite file by its absolute path. Its text (the
-    canonical spelling, which keyed the directory before too) keys the spool directory."""
-    if url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        if "uri" not in url.query and database:
-            database = str(Path(database).expanduser().resolve())
-        query = {"uri": url.query["uri"]} if "uri" in url.query else {}
-        return URL.create("sqlite+pysqlite", database=database, query=query)
-    host = url.host.lower() if url.host else url.host
-    if host in LOOPBACK_HOSTS:
-        host = LOOPBACK_HOSTS[0]
-    kept = {name: url.query[name] for name in ("host", "hostaddr", "service") if name in url.query}
-    return URL.create(
-        "postgresql+psycopg",
-        username=_postgres_user(url),
-        host=host,
-        port=url.port or POSTGRES_DEFAULT_PORT,
-        database=url.database,
-        query=kept,
-    )
-
-
-def default_spool_dir(url: URL) -> Path:
-    """Per-database spool directory under the user's data directory.
-
-    Keyed by the database the URL names (``spool_identity``), so every spelling of one
-    database shares one directory, and spooled rows only ever replay into the database
-    they were meant for.
-    """
-    return _spool_root() / _key(spool_identity(url).render_as_string(hide_password=True))
-
-
-def _legacy_spellings(url: URL) -> Iterator[URL]:
-    """The spellings of the database that keyed a directory of their own before
-    ``spool_identity``: this URL as given, and the loopback, port and role variants."""
-    yield url  # rendered with the password as ***, as the old key was
-    identity = spool_identity(url)
-    if identity.get_backend_name() == "sqlite":
-        return
-    hosts = LOOPBACK_HOSTS if identity.host == LOOPBACK_HOSTS[0] else (identity.host,)
-    ports = (identity.port, None) if identity.port == POSTGRES_DEFAULT_PORT else (identity.port,)
-    users: tuple[str | None, ...] = (identity.username,)
-    if identity.username == _postgres_user(url.set(username=None)):
-        users += (None,)
-    passwords = (None, url.password) if url.password else (None,)
-    for host in hosts:
-        for port in ports:
-            for user in users:
-                for password in passwords if user else (None,):
-                    yield identity.set(host=host, port=port, username=user, password=password)
-
-
-def legacy_spool_dirs(url: URL) -> list[Path]:
-    """Existing spool directories that other spellings of this database's URL keyed before
-    ``spool_identity`` (``mlpred spool`` still reads and replays them: nothing spooled
-    under an old key is lost)."""
-    current = default_spool_dir(url)
-    found: list[Path] = []
-    for spelling in _legacy_spellings(url):
-        directory = _spool_root() / _key(spelling.render_as_string(hide_password=True))
-        if directory != current and directory not in found and directory.is_dir():
-            found.append(directory)
-    return found
 
 
 @dataclass(frozen=True)

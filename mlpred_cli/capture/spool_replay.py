@@ -29,13 +29,8 @@ from mlpred_cli.capture.journal import (
 from mlpred_cli.capture.journal_reader import quarantine_files, read_segment
 from mlpred_cli.capture.journal_records import BadRegion, scan
 from mlpred_cli.capture.prediction_rows import DuplicateTracker, build_rows, row_from_json
-from mlpred_cli.capture.spool import (
-    DEAD_LETTER_NAME,
-    Spool,
-    count_lines,
-    default_spool_dir,
-    legacy_spool_dirs,
-)
+from mlpred_cli.capture.spool import DEAD_LETTER_NAME, Spool, count_lines
+from mlpred_cli.capture.spool_keys import default_spool_dir, legacy_spool_dirs
 from mlpred_cli.config import WriterSettings
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.driver_errors import database_errors, is_row_specific
@@ -58,7 +53,9 @@ class SpoolStatus:
     of earlier versions (what ``replay_spool`` would write); ``live_files``/``live_rows``:
     segments of loggers still running (not replayable from outside); ``dead_lettered``: rows
     the database rejected; ``quarantined_files``/``quarantined_bytes``/``quarantined_lines``:
-    what could not be read (``export_spool`` writes it out).
+    what could not be read (``export_spool`` writes it out). ``directory``: the database's
+    spool directory; ``directories``: every directory counted (it first, then those older
+    spellings of the URL keyed).
     """
 
     directory: Path
@@ -71,6 +68,7 @@ class SpoolStatus:
     quarantined_files: int
     quarantined_bytes: int
     quarantined_lines: int
+    directories: tuple[Path, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         """The status as a JSON-ready mapping."""
@@ -85,6 +83,7 @@ class SpoolStatus:
             "quarantined_files": self.quarantined_files,
             "quarantined_bytes": self.quarantined_bytes,
             "quarantined_lines": self.quarantined_lines,
+            "directories": [str(path) for path in self.directories or (self.directory,)],
         }
 
 
@@ -154,6 +153,7 @@ def _combined(statuses: list[SpoolStatus]) -> SpoolStatus:
         quarantined_files=sum(status.quarantined_files for status in statuses),
         quarantined_bytes=sum(status.quarantined_bytes for status in statuses),
         quarantined_lines=sum(status.quarantined_lines for status in statuses),
+        directories=tuple(status.directory for status in statuses),
     )
 
 
@@ -195,6 +195,7 @@ def _status(spool: Spool) -> SpoolStatus:
         quarantined_files=len(quarantined),
         quarantined_bytes=sum(path.stat().st_size for path in quarantined),
         quarantined_lines=lines,
+        directories=(directory,),
     )
 
 

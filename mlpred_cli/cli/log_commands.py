@@ -128,7 +128,15 @@ def spool_status_command(
 
     with cli_errors():
         status = spool_status(database_url(ctx), spool_dir)
-    emit_object(status.as_dict(), fmt)
+    emit_object(_listing_directories(status.as_dict(), fmt), fmt)
+
+
+def _listing_directories(payload: dict[str, object], fmt: OutputFormat) -> dict[str, object]:
+    """``payload`` with its ``directories`` list as one comma-separated cell outside JSON."""
+    directories = payload.get("directories")
+    if fmt is not OutputFormat.json and isinstance(directories, list):
+        payload = {**payload, "directories": ", ".join(str(path) for path in directories)}
+    return payload
 
 
 @spool_app.command("replay")
@@ -152,17 +160,16 @@ def spool_replay_command(
 
     with cli_errors():
         result = replay_spool(database_url(ctx), spool_dir, dead_letters=dead_letters)
-    emit_object(
-        {
-            "replayed": result.replayed,
-            "dead_lettered": result.dead_lettered,
-            "quarantined_regions": result.quarantined_regions,
-            "remaining_rows": result.remaining.rows,
-            "live_rows": result.remaining.live_rows,
-            "directory": str(result.remaining.directory),
-        },
-        fmt,
-    )
+    payload: dict[str, object] = {
+        "replayed": result.replayed,
+        "dead_lettered": result.dead_lettered,
+        "quarantined_regions": result.quarantined_regions,
+        "remaining_rows": result.remaining.rows,
+        "live_rows": result.remaining.live_rows,
+        "directory": str(result.remaining.directory),
+        "directories": result.remaining.as_dict()["directories"],
+    }
+    emit_object(_listing_directories(payload, fmt), fmt)
 
 
 @spool_app.command("export")
