@@ -103,21 +103,8 @@ def run_log_test(
     url = database_url(database)
     with opened(writable_source(database), migrated=False) as engine:
         ensure_schema(engine)
-        if keep:
-            return _log_and_read_back(
-                engine,
-                mask_url(url),
-                symbols=symbols,
-                count=count,
-                candles=candles,
-                seed=seed,
-                model_version=model_version,
-                lookback=lookback,
-                spool_dir=None,
-                ids=[],
-            )
         ids: list[str] = []
-        spool_dir = Path(tempfile.mkdtemp(prefix="mlpred-log-test-"))
+        spool_dir = None if keep else Path(tempfile.mkdtemp(prefix="mlpred-log-test-"))
         try:
             result = _log_and_read_back(
                 engine,
@@ -132,10 +119,13 @@ def run_log_test(
                 ids=ids,
             )
         finally:
-            try:
-                removed = delete_predictions_by_id(engine, ids)
-            finally:
-                shutil.rmtree(spool_dir, ignore_errors=True)
+            if spool_dir is not None:  # not kept: remove what the run wrote
+                try:
+                    removed = delete_predictions_by_id(engine, ids)
+                finally:
+                    shutil.rmtree(spool_dir, ignore_errors=True)
+        if spool_dir is None:
+            return result
         return replace(result, kept=False, removed=removed)
 
 
