@@ -46,8 +46,8 @@ def _scan_globals(args: Sequence[str]) -> tuple[str | None, str | None]:
 
 #: ``mlpred check`` follows the Nagios plugin convention: a run that cannot judge, bad
 #: usage and a bad config file included, exits 3 (UNKNOWN).
-_NAGIOS_COMMANDS = frozenset({"check"})
-_NAGIOS_UNKNOWN = 3
+NAGIOS_COMMANDS = frozenset({"check"})
+NAGIOS_UNKNOWN = 3
 
 
 def main() -> None:
@@ -63,6 +63,6 @@ def main() -> None:
         from mlpred_cli.cli import app
     except MlpredError as error:
         print(f"Error: {error}", file=sys.stderr)
-        nagios = command_name(args) in _NAGIOS_COMMANDS
-        sys.exit(_NAGIOS_UNKNOWN if nagios else error.exit_code)
+        nagios = command_name(args) in NAGIOS_COMMANDS
+        sys.exit(NAGIOS_UNKNOWN if nagios else error.exit_code)
     app()

@@ -151,15 +151,26 @@ def test_older_spellings_of_another_database_are_not_found() -> None:
 def test_older_sqlite_spellings_are_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     absolute = tmp_path / "legacy.db"
-    relative = _make(_old_key_directory("sqlite:///legacy.db"))
-    dotted = _make(_old_key_directory("sqlite:///./legacy.db"))
-    with_query = _make(_old_key_directory("sqlite:///legacy.db?timeout=5"))
-    bare = _make(_old_key_directory(str(absolute)))  # a bare path: absolute, no query
-    engine_url = _make(_old_key_directory("sqlite:///legacy.db", normalized=False))
+    with_query = _make(_old_key_directory(f"sqlite:///{absolute}?timeout=5"))
+    bare = _make(_old_key_directory(str(absolute)))  # = sqlite:////abs: absolute, no query
+    engine_url = _make(_old_key_directory(f"sqlite:///{absolute}", normalized=False))
     assert _directory(str(absolute)) == bare  # the absolute spelling kept its key
-    assert set(legacy_spool_dirs(normalize_url(str(absolute)))) == {relative, dotted, engine_url}
+    assert set(legacy_spool_dirs(normalize_url(str(absolute)))) == {engine_url}
     found = legacy_spool_dirs(normalize_url(f"sqlite:///{absolute}?timeout=5"))
-    assert set(found) == {relative, dotted, with_query, engine_url}  # bare: its own key
+    assert set(found) == {with_query, engine_url}  # bare: its own key
+
+
+def test_a_relative_sqlite_spelling_of_old_is_not_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sqlite:///legacy.db`` keyed one directory whatever the working directory: it may
+    hold the rows of another directory's legacy.db, so no database claims it."""
+    monkeypatch.chdir(tmp_path)
+    _make(_old_key_directory("sqlite:///legacy.db"))
+    _make(_old_key_directory("sqlite:///./legacy.db"))
+    _make(_old_key_directory("sqlite:///legacy.db", normalized=False))
+    assert legacy_spool_dirs(normalize_url("sqlite:///legacy.db")) == []
+    assert legacy_spool_dirs(normalize_url(str(tmp_path / "legacy.db"))) == []
 
 
 def test_the_canonical_spelling_keeps_the_key_it_had() -> None:
@@ -229,8 +240,12 @@ def test_rows_spooled_under_one_spelling_are_seen_and_replayed_under_another(
 def test_a_directory_keyed_by_an_older_spelling_is_still_found(
     db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # SQLite: the old key was the relative spelling itself; now it is the absolute path
-    old_spelling, new_spelling, _ = _spellings(db_url, backend, monkeypatch)
+    # SQLite: the old key was the URL's text (here an absolute one with a query); now it is
+    # the absolute path
+    spellings = _spellings(db_url, backend, monkeypatch)
+    old_spelling, new_spelling = (
+        (spellings[2], spellings[2]) if backend == "sqlite" else (spellings[0], spellings[1])
+    )
     old = _old_key_directory(old_spelling)
     assert old != _directory(old_spelling)
     Spool(old).append(written_rows(2))

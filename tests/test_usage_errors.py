@@ -122,3 +122,19 @@ def test_show_completion_prints_a_bash_script() -> None:
     assert done.returncode == 0
     assert "_mlpred_completion()" in done.stdout
     assert "complete -o default -F _mlpred_completion mlpred" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--bogus", "check"], 3),  # a global option's error still runs check: Nagios UNKNOWN
+        (["check", "--bogus"], 3),
+        (["--bogus", "recent"], 2),
+    ],
+)
+def test_usage_errors_of_check_exit_3_whichever_option_was_wrong(
+    args: list[str], code: int
+) -> None:
+    exit_code, _, stderr = run_cli(*args)
+    assert exit_code == code
+    assert stderr.splitlines()[0] == "Error: No such option: --bogus"

@@ -154,26 +154,28 @@ def _postgres_spellings(url: URL) -> Iterator[URL]:
 
 
 def _sqlite_spellings(url: URL) -> Iterator[URL]:
-    """Spellings of this SQLite file that keyed a directory before: the path as given,
-    absolute and relative to the working directory, with and without the query."""
+    """Absolute spellings of this SQLite file that keyed a directory before, with and
+    without the query. A relative spelling's old key is not one of them: the same text
+    named a file of that name in whichever directory a process ran, so its directory may
+    hold another database's rows (``mlpred spool replay --spool-dir DIR`` takes one)."""
     database = url.database or ""
-    names = [database]
+    names: list[str] = []
     if "uri" not in url.query and database:
         path = Path(database).expanduser()
-        absolute = path.resolve()
-        relative = os.path.relpath(absolute, Path.cwd())
-        names += [str(path), str(path.absolute()), str(absolute), relative, f"./{relative}"]
+        names = [database, str(path), str(path.absolute()), str(path.resolve())]
     for driver in _OLD_SQLITE_DRIVERS:
         for name in dict.fromkeys(names):
+            if not Path(name).is_absolute():
+                continue
             for query in (dict(url.query), {}):
                 yield URL.create(driver, database=name, query=query)
 
 
 def _legacy_spellings(url: URL) -> Iterator[URL]:
-    yield url  # as given: the old key was the normalized URL with its password as ***
     if url.get_backend_name() == "sqlite":
         yield from _sqlite_spellings(url)
     else:
+        yield url  # as given: the old key was the normalized URL with its password as ***
         yield from _postgres_spellings(url)
 
 

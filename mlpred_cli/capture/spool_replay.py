@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,8 +220,13 @@ def replay_spool(
     replayed = quarantined = 0
     with opened(writable_source(database)) as engine, database_errors(engine.url):
         tracker = DuplicateTracker(WriterSettings.duplicate_window)
+        # rows dead-lettered in any of the database's directories are not retried from a
+        # segment (a logger may have dead-lettered a legacy segment's row in its own one)
+        known_rejected = {pid for spool in spools for pid in spool.dead_lettered_ids()}
         for spool in spools:
-            written, regions = _replay_directory(engine, spool, tracker, rejected, dead_letters)
+            written, regions = _replay_directory(
+                engine, spool, tracker, rejected, dead_letters, known_rejected
+            )
             replayed += written
             quarantined += regions
     return ReplayResult(
@@ -237,8 +243,10 @@ def _replay_directory(
     tracker: DuplicateTracker,
     rejected: list[Row],
     dead_letters: bool,
+    rejected_before: set[uuid.UUID],
 ) -> tuple[int, int]:
-    """``replay_spool`` on one spool directory; rows rejected are appended to ``rejected``.
+    """``replay_spool`` on one spool directory; rows rejected are appended to ``rejected``,
+    rows in ``rejected_before`` (dead-lettered already) are not written from segments.
     Returns the rows written and the regions quarantined."""
     replayed = quarantined = 0
 
@@ -247,7 +255,6 @@ def _replay_directory(
         rejected.append(row)
 
     with claimed_orphans(spool.directory) as orphans:
-        rejected_before = spool.dead_lettered_ids() if orphans else set()
         for path in orphans:
             try:
                 contents = read_segment(path)

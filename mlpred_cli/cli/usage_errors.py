@@ -30,6 +30,14 @@ def usage_error_lines(error: ClickException, command_path: str) -> list[str]:
     return lines
 
 
+def exit_code_of(error: ClickException, args: Sequence[str]) -> int:
+    """The exit code of a usage error: click's, except for a command that follows the Nagios
+    convention (``mlpred check``: 3, UNKNOWN), whichever option was wrong."""
+    from mlpred_cli.console_script import NAGIOS_COMMANDS, NAGIOS_UNKNOWN, command_name
+
+    return NAGIOS_UNKNOWN if command_name(args) in NAGIOS_COMMANDS else error.exit_code
+
+
 class OneLineErrorGroup(TyperGroup):
     """The top-level ``mlpred`` group, reporting usage errors in one line (exit 2)."""
 
@@ -56,7 +64,7 @@ class OneLineErrorGroup(TyperGroup):
         except ClickException as error:
             for line in usage_error_lines(error, self.command_path_of(args)):
                 print(line, file=sys.stderr)
-            sys.exit(error.exit_code)
+            sys.exit(exit_code_of(error, sys.argv[1:] if args is None else args))
         except typer.Abort:
             print("Aborted.", file=sys.stderr)
             sys.exit(1)
