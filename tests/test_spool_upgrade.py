@@ -5,6 +5,7 @@ segments there alone. The loggers are real processes writing real journal files.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -20,9 +21,14 @@ from sqlalchemy.engine import Engine, make_url
 
 from mlpred_cli import MLPredictionLogger
 from mlpred_cli.capture.journal import segment_files
+from mlpred_cli.capture.journal_reader import read_segment
+from mlpred_cli.capture.spool import Spool
 from mlpred_cli.capture.spool_keys import default_spool_dir
+from mlpred_cli.capture.spool_replay import spool_status
 from mlpred_cli.store.database import normalize_url
 from mlpred_cli.store.tables import predictions_table
+from tests.cli_helpers import run_cli
+from tests.factories import written_rows
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RAW = np.linspace(-1, 1, 20)
@@ -149,3 +155,26 @@ def test_a_live_loggers_segments_under_the_old_key_are_left_to_it(
         process.wait(timeout=30)
     assert _run_new_logger(new_spelling, 4) == 4  # gone now: its rows are replayed
     assert _stored(engine) == 4
+
+
+def test_a_row_dead_lettered_in_the_new_directory_is_not_dead_lettered_again(
+    db_url: str, backend: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A logger that dead-lettered a legacy segment's row in its own directory and died
+    before deleting the segment: a later ``spool replay`` skips that row, it does not
+    reject it into the legacy directory a second time."""
+    old_spelling, new_spelling = _spellings(db_url, backend, monkeypatch)
+    old_dir = _old_key_directory(old_spelling)
+    process = _start_old_logger(old_spelling, old_dir, 3, "crash", tmp_path / "ready")
+    assert process.wait(timeout=30) == 0
+    (segment,) = segment_files(old_dir)
+    first = read_segment(segment).predictions[0].prediction_id
+    new_dir = default_spool_dir(normalize_url(new_spelling))
+    Spool(new_dir).dead_letter(written_rows(1, prediction_id=first)[0], "rejected for a test")
+    code, out, err = run_cli("--db", new_spelling, "spool", "replay", "--format", "json")
+    assert code == 0, err
+    replay = json.loads(out)
+    assert (replay["replayed"], replay["dead_lettered"]) == (2, 0)
+    assert _stored(engine) == 2
+    status = spool_status(new_spelling)
+    assert (status.rows, status.dead_lettered) == (0, 1)
