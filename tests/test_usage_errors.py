@@ -138,3 +138,10 @@ def test_usage_errors_of_check_exit_3_whichever_option_was_wrong(
     exit_code, _, stderr = run_cli(*args)
     assert exit_code == code
     assert stderr.splitlines()[0] == "Error: No such option: --bogus"
+
+
+@pytest.mark.parametrize("group", ["spool", "feature-importance", "partitions", "rollup", "config"])
+def test_a_command_group_without_its_command_prints_its_help(group: str) -> None:
+    code, stdout, _ = run_cli(group)
+    assert code == 2
+    assert f"Usage: mlpred {group} [OPTIONS] COMMAND" in stdout

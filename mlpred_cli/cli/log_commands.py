@@ -14,7 +14,9 @@ from mlpred_cli.render.output_format import OutputFormat
 if TYPE_CHECKING:
     from mlpred_cli.capture.self_check import LogTestResult
 
-spool_app = typer.Typer(help="Rows waiting on disk while the database was unavailable.")
+spool_app = typer.Typer(
+    help="Rows waiting on disk while the database was unavailable.", no_args_is_help=True
+)
 app.add_typer(spool_app, name="spool", rich_help_panel="Set up and log")
 
 SPOOL_DIR_OPTION = typer.Option(

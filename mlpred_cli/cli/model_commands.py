@@ -20,7 +20,9 @@ from mlpred_cli.config import check_horizons
 from mlpred_cli.errors import InputError
 from mlpred_cli.render.output_format import OutputFormat
 
-importance_app = typer.Typer(help="Which input features matter, and how that changes over time.")
+importance_app = typer.Typer(
+    help="Which input features matter, and how that changes over time.", no_args_is_help=True
+)
 app.add_typer(importance_app, name="feature-importance", rich_help_panel="Models")
 
 IMPORTANCE_COLUMNS = [

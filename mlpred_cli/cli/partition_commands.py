@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 DAYS_AHEAD_DEFAULT = PARTITION_DAYS_AHEAD
 
 partitions_app = typer.Typer(
-    help="Daily partitions of ml_predictions (PostgreSQL; see `mlpred init-db --partitioned`)."
+    help="Daily partitions of ml_predictions (PostgreSQL; see `mlpred init-db --partitioned`).",
+    no_args_is_help=True,
 )
 app.add_typer(partitions_app, name="partitions", rich_help_panel="Set up and log")
 
