@@ -372,3 +372,11 @@ def test_keys_markdown_lists_every_key() -> None:
     assert rows[0].startswith("| `[database] url` | string | `none` |")
     assert any(row.startswith("| `[backfill] retry_window_hours` | hours | `48` |") for row in rows)
     assert all(row.count("|") == 5 for row in rows)  # no stray pipe breaks the table
+
+
+def test_the_readme_lists_every_key_as_the_table_says() -> None:
+    """The README's key table is ``keys_markdown``'s output: a key added, renamed or given
+    another default shows up here until the README says so."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = config_file.keys_markdown(config.DEFAULTS)
+    assert table in readme
