@@ -52,7 +52,7 @@ RESTORE_BATCH_ROWS = 5_000
 
 def _kind(column: sa.Column[Any]) -> str:
     """The archive's value kind of a ``ml_predictions`` column."""
-    if column.name in ("features_array", "model_outputs_raw"):
+    if column.name in ("features_array", "model_outputs_raw", "feature_attributions"):
         return "json"
     column_type = column.type
     if isinstance(column_type, sa.Uuid):

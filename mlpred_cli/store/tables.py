@@ -137,6 +137,8 @@ class MLPrediction(Base):
     # optional payload (off unless the logger is asked to store it)
     features_array: Mapped[Any | None] = mapped_column(JSONPayload)
     model_outputs_raw: Mapped[Any | None] = mapped_column(JSONPayload)
+    #: caller-supplied feature attributions (e.g. SHAP values), aligned with the features
+    feature_attributions: Mapped[Any | None] = mapped_column(JSONPayload)
 
     created_at: Mapped[dt.datetime] = mapped_column(
         UTCDateTime, nullable=False, server_default=sa.func.current_timestamp()
@@ -171,6 +173,11 @@ class MLFeatureImportance(Base):
     method: Mapped[str] = mapped_column(sa.String(30), nullable=False, server_default="model")
     horizon: Mapped[str | None] = mapped_column(sa.String(10))
     calculated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    # significance (migration 0006): null in snapshots written before it
+    p_value: Mapped[float | None] = mapped_column(Double)
+    q_value: Mapped[float | None] = mapped_column(Double)
+    n_effective: Mapped[float | None] = mapped_column(Double)
+    surrogate_r2: Mapped[float | None] = mapped_column(Double)
     created_at: Mapped[dt.datetime] = mapped_column(
         UTCDateTime, nullable=False, server_default=sa.func.current_timestamp()
     )
