@@ -9,6 +9,11 @@ A prediction payload holds the validated copies the caller handed over (``Pendin
 not built rows: encoding is a few ``struct.pack`` and ``tobytes`` calls on the caller's path,
 and replay builds rows exactly as the writer does. A feature-importance snapshot is a second
 record kind holding its rows as JSON.
+
+Feature attributions (added after the first release of the format) follow the market data
+when flag bit 1 is set: a u32 count and that many float64. Records written before carry no
+such flag and decode as before, with no attributions; a reader older than this one
+quarantines a record with attributions (it is longer than that reader expects).
 """
 
 from __future__ import annotations
@@ -40,13 +45,16 @@ KIND_SNAPSHOT = 2
 _FORMAT_VERSION = 1
 _NONE = 0xFFFFFFFF
 
-# kind, version, flags (bit 0: store the feature payload), uuid, logged_at,
+# kind, version, flags (bit 0: store the feature payload; bit 1: attributions follow),
+# uuid, logged_at,
 # inference_time_ms (NaN = None), symbol length, model version length, feature rows,
 # feature columns (0 rows: a 1-D vector),
 # raw output count (_NONE: none), predictions JSON length (_NONE: none),
 # candle count (_NONE: no market data), last candle open time (epoch microseconds)
 _HEAD = struct.Struct("<BBB16sddHHIIIIIq")
 _STORE_PAYLOAD = 1
+_HAS_ATTRIBUTIONS = 2
+_COUNT = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -71,10 +79,14 @@ def encode_prediction(item: PendingPrediction) -> bytes:
     predictions = b"" if item.predictions is None else json.dumps(item.predictions).encode()
     market = item.market
     inference = math.nan if item.inference_time_ms is None else item.inference_time_ms
+    attributions = item.attributions
+    flags = _STORE_PAYLOAD if item.store_payload else 0
+    if attributions is not None:
+        flags |= _HAS_ATTRIBUTIONS
     head = _HEAD.pack(
         KIND_PREDICTION,
         _FORMAT_VERSION,
-        _STORE_PAYLOAD if item.store_payload else 0,
+        flags,
         item.prediction_id.bytes,
         item.logged_at,
         inference,
@@ -96,6 +108,9 @@ def encode_prediction(item: PendingPrediction) -> bytes:
             column.tobytes()
             for column in (market.open, market.high, market.low, market.close, market.volume)
         )
+    if attributions is not None:
+        parts.append(_COUNT.pack(attributions.shape[0]))
+        parts.append(attributions.tobytes())
     return frame(b"".join(parts))
 
 
@@ -173,6 +188,10 @@ def _decode_prediction(payload: bytes) -> PendingPrediction:
             volume=reader.floats(candles),
             last_open_time=_EPOCH + timedelta(microseconds=last_open_us),
         )
+    attributions = None
+    if flags & _HAS_ATTRIBUTIONS:
+        (count,) = _COUNT.unpack(reader.take(_COUNT.size))
+        attributions = reader.floats(count)
     reader.finish()
     return PendingPrediction(
         prediction_id=uuid.UUID(bytes=identity),
@@ -185,6 +204,7 @@ def _decode_prediction(payload: bytes) -> PendingPrediction:
         inference_time_ms=None if math.isnan(inference) else inference,
         logged_at=logged_at,
         store_payload=bool(flags & _STORE_PAYLOAD),
+        attributions=attributions,
     )
 
 

@@ -31,6 +31,7 @@ from mlpred_cli.capture.spool import Spool
 from mlpred_cli.capture.spool_keys import default_spool_dir, legacy_spool_dirs
 from mlpred_cli.capture.writer_stats import CloseReport
 from mlpred_cli.config import WriterSettings, log_level
+from mlpred_cli.derive.attributions import as_attributions, name_positions
 from mlpred_cli.derive.feature_stats import as_feature_array
 from mlpred_cli.derive.importance_snapshot import build_snapshot
 from mlpred_cli.derive.indicators import extract_market_data
@@ -87,6 +88,9 @@ class MLPredictionLogger:
     SQLite file, an ``Engine``, or None for the configured default. The background writer
     always owns its engine (it disposes it at close): for an ``Engine`` it makes its own from
     that engine's URL, so the caller's pool is never used or disposed by the writer thread.
+
+    ``feature_names`` (optional) names the features of the vector in order, so
+    ``log_prediction(attributions={name: value})`` can key attributions by name.
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class MLPredictionLogger:
         write_timeout_s: float = WriterSettings.write_timeout_s,
         segment_bytes: int = WriterSettings.segment_bytes,
         handle_signals: bool = True,
+        feature_names: Sequence[str] | None = None,
     ) -> None:
         self.model_version = _check_text("model_version", model_version, MAX_MODEL_VERSION_LENGTH)
         if batch_size < 1:
@@ -131,6 +136,7 @@ class MLPredictionLogger:
                 raise InputError(f"{name} must be > 0, got {value}")
         if segment_bytes < 4096:
             raise InputError(f"segment_bytes must be >= 4096, got {segment_bytes}")
+        self._feature_positions = name_positions(feature_names)
         url = database_source.database_url(database_url)
         self.database_url = mask_url(url)
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool_dir(url)
@@ -181,6 +187,7 @@ class MLPredictionLogger:
         market_data: Any = None,
         inference_time_ms: float | None = None,
         model_version: str | None = None,
+        attributions: Any = None,
     ) -> str:
         """Queue one prediction and return its ``prediction_id`` (a UUID string).
 
@@ -189,6 +196,10 @@ class MLPredictionLogger:
         interpreted dict (wins over the raw outputs where both say something); at least one
         of the two is required. ``market_data``: an OHLCV DataFrame; its last candle's open
         time becomes the row's ``datetime`` (else the time of this call, UTC).
+        ``attributions``: the bot's per-feature attributions (e.g. SHAP values) of the
+        vector, stored in ``feature_attributions``: an array-like aligned with the vector,
+        or a mapping of feature index or name (``feature_names``) to value; missing entries
+        and NaN are stored as null, +-inf is rejected.
         Raises ``ValueError`` (``InputError``) naming the problem for invalid input.
         """
         _check_text("symbol", symbol, MAX_SYMBOL_LENGTH)
@@ -201,16 +212,20 @@ class MLPredictionLogger:
         interpreted = validate_predictions(predictions)
         if raw_outputs is None and interpreted is None:
             raise InputError("give model_outputs (20 raw outputs) or predictions (a dict)")
+        vector = as_feature_array(features)
         pending = PendingPrediction(
             prediction_id=uuid.uuid4(),
             symbol=symbol,
             model_version=version,
-            features=as_feature_array(features),
+            features=vector,
             raw_outputs=raw_outputs,
             predictions=interpreted,
             market=extract_market_data(market_data),
             inference_time_ms=_check_inference_time(inference_time_ms),
             logged_at=time.time(),
+            attributions=None
+            if attributions is None
+            else as_attributions(attributions, vector.shape[-1], self._feature_positions),
         )
         self._writer.submit(pending)
         return str(pending.prediction_id)
@@ -225,6 +240,7 @@ class MLPredictionLogger:
         market_data: Any = None,
         inference_time_ms: float | None = None,
         model_version: str | None = None,
+        attributions: Any = None,
     ) -> str:
         """Async form of ``log_prediction_sync``; never waits for the database."""
         return self.log_prediction_sync(
@@ -235,6 +251,7 @@ class MLPredictionLogger:
             market_data=market_data,
             inference_time_ms=inference_time_ms,
             model_version=model_version,
+            attributions=attributions,
         )
 
     def log_feature_importance(

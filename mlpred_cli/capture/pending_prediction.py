@@ -31,3 +31,4 @@ class PendingPrediction:
     sequence: int = 0  # set by the writer when queued: the order of logging
     segment: int = -1  # the journal segment holding it (-1: in memory only)
     store_payload: bool = False  # journaled by a logger with store_features=True
+    attributions: np.ndarray | None = None  # float64, one per feature (NaN: not given)

@@ -122,6 +122,7 @@ def build_rows(
         [item.inference_time_ms for item in batch],
         [floats_or_none(item.features) for item in batch] if store_features else no_payload,
         [_raw_payload(item) for item in batch] if store_features else no_payload,
+        _attribution_payloads(batch, no_payload),
         [written_at] * count,
         [written_at] * count,
     ]
@@ -131,6 +132,16 @@ def build_rows(
         rows = [row for row, flag in zip(rows, flags, strict=True) if not flag]
         return BuiltBatch(rows=rows, skipped_duplicates=duplicate_count, marked_duplicates=0)
     return BuiltBatch(rows=rows, skipped_duplicates=0, marked_duplicates=duplicate_count)
+
+
+def _attribution_payloads(batch: Sequence[PendingPrediction], no_payload: list[Any]) -> list[Any]:
+    """``feature_attributions`` of each row: a JSON list (null for NaN), or null when none
+    were given (stored whatever ``store_features`` says: the caller asked by giving them)."""
+    if all(item.attributions is None for item in batch):
+        return no_payload
+    return [
+        None if item.attributions is None else floats_or_none(item.attributions) for item in batch
+    ]
 
 
 def _raw_payload(item: PendingPrediction) -> list[Any] | None:

@@ -37,6 +37,7 @@ from mlpred_cli.history.parquet_files import (
     ContentDigest,
     archive_days,
     day_file,
+    file_columns,
     iter_file_batches,
     read_back,
     write_day,
@@ -347,7 +348,7 @@ def archive_predictions(
 def _restored_rows(path: Path, expected: str) -> Iterator[pa.RecordBatch]:
     """The file's record batches; raises ``MlpredError`` at the end when its
     content digest is not ``expected`` (the caller's transaction then rolls back)."""
-    digest = ContentDigest()
+    digest = ContentDigest(file_columns(path))
     for batch in iter_file_batches(path):
         digest.update(batch)
         yield batch

@@ -25,6 +25,8 @@ from mlpred_cli.store.prediction_queries import PAYLOAD_COLUMNS, PredictionFilte
 
 _KINDS = dict(ARCHIVE_COLUMNS)
 _PARTITIONING = ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive")
+#: The dataset's schema: files written before a column was added read it as null.
+_DATASET_SCHEMA = ARROW_SCHEMA.append(pa.field("date", pa.date32()))
 
 
 def _columns(names: Sequence[str] | None) -> list[str]:
@@ -108,7 +110,7 @@ def read_archived_predictions(
             f"no archive in {root.parent}: expected {root}/date=YYYY-MM-DD/part-0.parquet"
         )
     names = _columns(columns)
-    dataset = ds.dataset(root, format="parquet", partitioning=_PARTITIONING, schema=None)
+    dataset = ds.dataset(root, format="parquet", partitioning=_PARTITIONING, schema=_DATASET_SCHEMA)
     wanted = list(dict.fromkeys([*names, "datetime", "id"]))
     table = dataset.to_table(columns=wanted, filter=_filter(selection))
     if table.num_rows:

@@ -12,6 +12,10 @@ A file is written to a temporary name in the same directory, fsynced, read back 
 (row count and content digest) before it is renamed into place; the manifest follows the
 same way. ``day_file(...)`` tells whether a day's file is *verified* (its SHA-256 matches the
 manifest).
+
+Columns added to ``ml_predictions`` after the first archives (``ADDED_COLUMNS``) may be
+absent from a file written before them: such a file still verifies (its digest covers the
+columns it has) and reads back with those columns null.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,11 @@ ROW_GROUP_ROWS = 50_000
 
 _ZEROS: dict[str, Any] = {"int64": 0, "int32": 0, "float64": 0.0, "bool": False}
 
+#: Columns that archives written before them lack (migration 0006 added the attributions).
+ADDED_COLUMNS: tuple[str, ...] = ("feature_attributions",)
+#: The schema of an archive file written before ``ADDED_COLUMNS`` existed.
+LEGACY_SCHEMA = pa.schema([field for field in ARROW_SCHEMA if field.name not in ADDED_COLUMNS])
+
 
 def day_directory(root: Path, day: dt.date) -> Path:
     """``root/ml_predictions/date=YYYY-MM-DD``."""
@@ -65,18 +74,26 @@ def archive_days(root: Path) -> list[dt.date]:
 class ContentDigest:
     """SHA-256 of the rows' values, independent of how they are split into batches and of
     the bytes behind null slots: per column, one hash of the validity, one of the values
-    (nulls as zero / empty text) and, for text, one of the lengths."""
+    (nulls as zero / empty text) and, for text, one of the lengths.
 
-    def __init__(self) -> None:
+    ``columns`` (default: every archive column) are the columns digested, in
+    ``ARCHIVE_COLUMNS`` order: a file without ``ADDED_COLUMNS`` is digested over the
+    columns it has, as it was when written."""
+
+    def __init__(self, columns: Sequence[str] | None = None) -> None:
         self.rows = 0
+        wanted = None if columns is None else set(columns)
+        self._columns = [
+            (name, kind) for name, kind in ARCHIVE_COLUMNS if wanted is None or name in wanted
+        ]
         self._hashes = [
-            (hashlib.sha256(), hashlib.sha256(), hashlib.sha256()) for _ in ARCHIVE_COLUMNS
+            (hashlib.sha256(), hashlib.sha256(), hashlib.sha256()) for _ in self._columns
         ]
 
     def update(self, batch: pa.RecordBatch) -> None:
-        """Add the rows of ``batch`` (of ``ARROW_SCHEMA``)."""
+        """Add the rows of ``batch`` (holding at least the digested columns)."""
         self.rows += batch.num_rows
-        for (name, kind), hashes in zip(ARCHIVE_COLUMNS, self._hashes, strict=True):
+        for (name, kind), hashes in zip(self._columns, self._hashes, strict=True):
             array = batch.column(name)
             validity, values, lengths = hashes
             validity.update(np.asarray(pc.is_valid(array), dtype=np.bool_).tobytes())
@@ -98,7 +115,7 @@ class ContentDigest:
     def hexdigest(self) -> str:
         """The digest of every row added so far."""
         total = hashlib.sha256(f"rows={self.rows}".encode())
-        for (name, kind), hashes in zip(ARCHIVE_COLUMNS, self._hashes, strict=True):
+        for (name, kind), hashes in zip(self._columns, self._hashes, strict=True):
             total.update(f"|{name}:{kind}:".encode())
             total.update(":".join(h.hexdigest() for h in hashes).encode())
         return total.hexdigest()
@@ -168,14 +185,25 @@ def day_file(root: Path, day: dt.date) -> DayFile | None:
     )
 
 
+def file_columns(path: Path) -> list[str]:
+    """The archive columns a Parquet file holds. Raises ``MlpredError`` when it cannot be
+    read or its schema is neither ``ARROW_SCHEMA`` nor ``LEGACY_SCHEMA``."""
+    try:
+        schema = pq.ParquetFile(path).schema_arrow
+    except (OSError, pa.ArrowException) as error:
+        raise MlpredError(f"cannot read archive file {path}: {error}") from None
+    if not (schema.equals(ARROW_SCHEMA) or schema.equals(LEGACY_SCHEMA)):
+        raise MlpredError(f"archive file {path} does not have the ml_predictions schema")
+    return list(schema.names)
+
+
 def read_back(path: Path) -> tuple[int, str]:
     """Row count and content digest of a Parquet file, read batch by batch. Raises
-    ``MlpredError`` when it cannot be read or its schema is not ``ARROW_SCHEMA``."""
+    ``MlpredError`` when it cannot be read or its schema is not ``ARROW_SCHEMA`` (or
+    ``LEGACY_SCHEMA``, for a file written before ``ADDED_COLUMNS``)."""
+    digest = ContentDigest(file_columns(path))
     try:
         parquet = pq.ParquetFile(path)
-        if not parquet.schema_arrow.equals(ARROW_SCHEMA):
-            raise MlpredError(f"archive file {path} does not have the ml_predictions schema")
-        digest = ContentDigest()
         for batch in parquet.iter_batches(batch_size=ROW_GROUP_ROWS):
             digest.update(batch)
     except (OSError, pa.ArrowException) as error:
@@ -183,10 +211,25 @@ def read_back(path: Path) -> tuple[int, str]:
     return digest.rows, digest.hexdigest()
 
 
+def conformed(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A file's record batch as ``ARROW_SCHEMA``: columns it lacks (``ADDED_COLUMNS``, in a
+    file written before them) are null."""
+    if batch.schema.equals(ARROW_SCHEMA):
+        return batch
+    arrays = [
+        batch.column(field.name)
+        if field.name in batch.schema.names
+        else pa.nulls(batch.num_rows, type=field.type)
+        for field in ARROW_SCHEMA
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=ARROW_SCHEMA)
+
+
 def iter_file_batches(path: Path) -> Iterable[pa.RecordBatch]:
-    """The record batches of a day's file, a row group at a time."""
+    """The record batches of a day's file as ``ARROW_SCHEMA``, a row group at a time."""
     parquet = pq.ParquetFile(path)
-    yield from parquet.iter_batches(batch_size=ROW_GROUP_ROWS)
+    for batch in parquet.iter_batches(batch_size=ROW_GROUP_ROWS):
+        yield conformed(batch)
 
 
 @dataclass(frozen=True)

@@ -62,10 +62,11 @@ WRITE_COLUMNS: tuple[str, ...] = (
     "inference_time_ms",
     "features_array",
     "model_outputs_raw",
+    "feature_attributions",
     "created_at",
     "updated_at",
 )
 DATETIME_COLUMNS = frozenset({"datetime", "created_at", "updated_at"})
-JSON_COLUMNS = frozenset({"features_array", "model_outputs_raw"})
+JSON_COLUMNS = frozenset({"features_array", "model_outputs_raw", "feature_attributions"})
 
 Row = tuple[Any, ...]
