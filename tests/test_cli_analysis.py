@@ -106,7 +106,9 @@ def test_accuracy_json_contract(filled: str) -> None:
                            "--symbol", "BTCUSDT", "--format", "csv")  # fmt: skip
     rows = list(csv.DictReader(io.StringIO(out)))
     assert list(rows[0]) == ["symbol", "total", "n_outcomes", "avg_confidence", "n_1h",
-                             "accuracy_1h", "accuracy_1h_low", "accuracy_1h_high"]  # fmt: skip
+                             "accuracy_1h", "accuracy_1h_low", "accuracy_1h_high",
+                             "n_1h_effective", "accuracy_1h_overlap_low",
+                             "accuracy_1h_overlap_high"]  # fmt: skip
     assert [(r["symbol"], r["total"]) for r in rows] == [("BTCUSDT", "3")]
 
 

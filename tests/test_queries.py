@@ -152,6 +152,7 @@ def test_accuracy_groupings_and_min_count(engine: Engine) -> None:
     assert by_version.columns.tolist() == [
         "model_version", "total", "n_outcomes", "avg_confidence",
         "n_15m", "accuracy_15m", "accuracy_15m_low", "accuracy_15m_high",
+        "n_15m_effective", "accuracy_15m_overlap_low", "accuracy_15m_overlap_high",
     ]  # fmt: skip
     assert by_version["model_version"].tolist() == ["v1"]
     assert by_version["total"].tolist() == [4]

@@ -41,5 +41,8 @@ def accuracy_columns(by: str, horizons: Sequence[str]) -> list[str]:
             f"accuracy_{horizon}",
             f"accuracy_{horizon}_low",
             f"accuracy_{horizon}_high",
+            f"n_{horizon}_effective",
+            f"accuracy_{horizon}_overlap_low",
+            f"accuracy_{horizon}_overlap_high",
         ]
     return names

@@ -49,8 +49,8 @@ def _seconds(times: npt.ArrayLike) -> np.ndarray:
     if values.dtype == object:
         import pandas as pd
 
-        converted = pd.to_datetime(pd.Series(values), utc=True)
-        return np.asarray(converted.astype("int64").to_numpy() / 1e9, dtype=float)
+        converted = pd.to_datetime(pd.Series(values), utc=True).dt.tz_convert(None)
+        return _seconds(converted.to_numpy(dtype="datetime64[us]"))
     return np.asarray(values, dtype=float)
 
 
@@ -74,7 +74,9 @@ class OverlapLayout:
         if not np.isfinite(seconds).all():
             raise InputError("every row needs a time")
         if not (window_seconds > 0 and math.isfinite(window_seconds)):
-            raise InputError(f"the overlap window must be a positive duration, got {window_seconds}")
+            raise InputError(
+                f"the overlap window must be a positive duration, got {window_seconds}"
+            )
         n = seconds.size
         if groups is None:
             codes = np.zeros(n, dtype=np.int64)
@@ -87,6 +89,7 @@ class OverlapLayout:
         self.window = float(window_seconds)
         self.order = np.lexsort((seconds, codes))
         sorted_codes = codes[self.order]
+        self._group_codes = sorted_codes
         sorted_seconds = seconds[self.order]
         # Times in horizons since the group's first row: small numbers for the Bartlett sums.
         first = np.zeros(n)
@@ -134,12 +137,25 @@ class OverlapLayout:
             kernel = "mixed"
         return np.asarray(lag0), np.asarray(long_run), kernel
 
+    def blocks(self) -> int:
+        """How many horizon-long blocks (per group, counted from its first row) hold a row:
+        the effective size when nothing can be estimated from the values."""
+        if self.n == 0:
+            return 0
+        block = np.floor(self.units).astype(np.int64)
+        span = int(block.max()) + 1
+        return int(np.unique(self._group_codes * span + block).size)
+
     def effective_sizes(self, residuals: npt.ArrayLike) -> np.ndarray:
         """The effective sample size of the mean of each residual series: ``n * lag0 /
-        long_run``, capped to ``[1, n]``; ``n`` where the series is constant."""
+        long_run``, capped to ``[1, n]``. A constant series (all rows right, say) shows no
+        dependence to estimate: it gets ``blocks()``, the number of horizon-long blocks
+        with a row, as if the rows of a block were one outcome."""
         lag0, long_run, _ = self.long_run_sums(residuals)
+        constant = lag0 <= 0
         with np.errstate(divide="ignore", invalid="ignore"):
             size = np.where(long_run > 0, self.n * lag0 / long_run, float(self.n))
+        size = np.where(constant, float(self.blocks()), size)
         return np.asarray(np.clip(size, min(1.0, self.n), float(self.n)))
 
 
@@ -160,7 +176,9 @@ class OverlapInterval:
     naive_high: float | None
 
 
-def wilson_at(share: float, n_effective: float, confidence: float = INTERVAL_CONFIDENCE) -> tuple[float, float]:
+def wilson_at(
+    share: float, n_effective: float, confidence: float = INTERVAL_CONFIDENCE
+) -> tuple[float, float]:
     """Wilson score interval of ``share`` at a (possibly fractional) sample size."""
     if n_effective <= 0:
         raise InputError(f"sample size must be positive, got {n_effective}")

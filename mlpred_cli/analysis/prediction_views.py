@@ -17,19 +17,20 @@ from pathlib import Path
 import pandas as pd
 
 from mlpred_cli.analysis.accuracy import accuracy_columns, add_accuracy_columns
+from mlpred_cli.analysis.overlap_figures import group_overlap_columns
 from mlpred_cli.analysis.report import AnalysisReport, build_report
 from mlpred_cli.analysis.rollup_figures import (
     ACCURACY_GROUPS,
     SIGNAL_ACCURACY_COLUMNS,
     accuracy_counts,
 )
-from mlpred_cli.config import DEFAULT_ANALYZE_DAYS, HORIZONS, check_horizons
+from mlpred_cli.config import DEFAULT_ANALYZE_DAYS, HORIZONS, POOLED_IC_MAX_ROWS, check_horizons
 from mlpred_cli.errors import InputError
+from mlpred_cli.store.overlap_reads import read_accuracy_inputs
 from mlpred_cli.store.prediction_queries import PredictionFilter, make_filter
 from mlpred_cli.store.prediction_reads import read_latest_predictions, read_predictions
 from mlpred_cli.store.report_reads import read_report_data
 from mlpred_cli.store.rollup_columns import ACCURACY_INDEX_COLUMNS
-from mlpred_cli.store.rollup_reads import read_rollups
 from mlpred_cli.store.source import DatabaseSource
 
 TimeValue = str | datetime | None
@@ -131,6 +132,7 @@ def accuracy_table(
     days: float | None = None,
     since: TimeValue = None,
     until: TimeValue = None,
+    overlap: bool = True,
 ) -> pd.DataFrame:
     """Accuracy per group (``by``: symbol, model_version, signal_type or day = UTC date).
 
@@ -138,7 +140,12 @@ def accuracy_table(
     ``avg_confidence`` (mean signal_confidence over all rows), and per horizon ``n_h`` (rows
     with an actual direction), ``accuracy_h`` (share of those with direction = actual
     direction) and its 95 % Wilson interval ``accuracy_h_low``/``accuracy_h_high`` (None
-    when ``n_h`` is 0). Groups with fewer than ``min_count`` predictions are left out;
+    when ``n_h`` is 0), which treats the rows as independent; and the interval corrected for
+    overlapping outcome windows (``analysis.overlap``): ``accuracy_h_overlap_low`` /
+    ``_high`` at the effective sample size ``n_h_effective``. The corrected figures need the
+    raw rows: they are None with ``overlap=False``, above ``POOLED_IC_MAX_ROWS`` rows with an
+    outcome, and for groups whose rows are archived. Groups with fewer than ``min_count``
+    predictions are left out;
     ordered by total, largest first (``day``: by date, oldest first). Whole days come from
     the daily rollups, the rest from raw rows (the same figures as counting raw rows).
     """
@@ -150,12 +157,13 @@ def accuracy_table(
     )
     if by not in ACCURACY_GROUPS:
         raise InputError(f"cannot group by {by!r}: use one of {', '.join(ACCURACY_GROUPS)}")
-    if by == "signal_type":
-        rollups = read_rollups(database, selection, (), SIGNAL_ACCURACY_COLUMNS)
-    else:
-        rollups = read_rollups(database, selection, (by,), ACCURACY_INDEX_COLUMNS)
+    columns = SIGNAL_ACCURACY_COLUMNS if by == "signal_type" else ACCURACY_INDEX_COLUMNS
+    rollups, rows = read_accuracy_inputs(
+        database, selection, by, columns, chosen, POOLED_IC_MAX_ROWS if overlap else -1
+    )
     counts = accuracy_counts(rollups.frame, by, chosen, min_count)
-    return add_accuracy_columns(counts, chosen)[accuracy_columns(by, chosen)]
+    table = group_overlap_columns(add_accuracy_columns(counts, chosen), rows, by, chosen)
+    return table[accuracy_columns(by, chosen)]
 
 
 def analyze(

@@ -21,6 +21,7 @@ from mlpred_cli.analysis.metrics import (
     information_coefficient,
     proportion,
 )
+from mlpred_cli.analysis.overlap_figures import horizon_overlap
 from mlpred_cli.config import (
     CONFIDENCE_BIN_EDGES,
     DRIFT_MIN_EFFECT_WARNING,
@@ -117,8 +118,10 @@ def _pooled_ic(outcomes: pd.DataFrame | None, horizon: str) -> tuple[float | Non
 
 def horizon_rows(rollups: pd.DataFrame, outcomes: pd.DataFrame | None) -> list[dict[str, Any]]:
     """Per horizon, from a period's rollup figures: accuracy and hit rate with Wilson
-    intervals, base rate, errors, daily-IC mean and t-statistic; the pooled Spearman IC from
-    ``outcomes`` (raw rows; None without them)."""
+    intervals, base rate, errors, daily-IC mean and t-statistic; from ``outcomes`` (raw rows;
+    None without them) the pooled Spearman IC and the overlap-corrected figures
+    (``analysis.overlap_figures.horizon_overlap``: ``*_overlap_low/high`` intervals at the
+    effective sample sizes, the IC's naive and corrected p-values)."""
     rows = []
     for horizon in HORIZONS:
         summary = rollup_figures.horizon_summary(rollups, horizon)
@@ -140,6 +143,7 @@ def horizon_rows(rollups: pd.DataFrame, outcomes: pd.DataFrame | None) -> list[d
                 "rmse": None if squared is None else math.sqrt(squared),
                 "ic": ic,
                 "ic_n": ic_n,
+                **horizon_overlap(outcomes, horizon, n, int(summary["n_directional"])),
                 "pearson_ic": rollup_figures.pearson_ic(rollups, horizon),
                 "daily_ic_mean": daily.mean,
                 "daily_ic_t": daily.t_stat,
@@ -284,8 +288,13 @@ def _sources(data: ReportData) -> dict[str, Any]:
         )
     if data.outcomes is None:
         notes.append(
-            f"more than {POOLED_IC_MAX_ROWS:,} rows with an outcome: pooled rank ICs are left "
-            "out; see the mean daily IC"
+            f"more than {POOLED_IC_MAX_ROWS:,} rows with an outcome: pooled rank ICs and the "
+            "overlap-corrected intervals are left out; see the mean daily IC"
+        )
+    elif archived:
+        notes.append(
+            "overlap-corrected intervals need every scored row: they are left out for the "
+            "horizons whose rows are partly archived"
         )
     return {
         "rollup_days": rollups.rollup_days if rollups else 0,

@@ -112,21 +112,43 @@ def interval_cell(value: Any, low: Any, high: Any, n: Any = None) -> str:
     return text if n is None else f"{text} n={n}"
 
 
+def range_cell(low: Any, high: Any) -> str:
+    """``40.9-80.3`` (percent); ``-`` when unknown."""
+    return "-" if low is None or high is None else f"{100 * low:.1f}-{100 * high:.1f}"
+
+
+def effective_cell(value: Any) -> str:
+    """An effective sample size, rounded; ``-`` when unknown."""
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _p_cell(value: Any) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
 def _horizon_rows(horizons: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "horizon": h["horizon"],
             "n": h["n"],
-            "accuracy (95% CI)": interval_cell(
+            "n eff": effective_cell(h.get("n_effective")),
+            "accuracy (naive 95%)": interval_cell(
                 h["accuracy"], h["accuracy_low"], h["accuracy_high"]
+            ),
+            "overlap 95%": range_cell(
+                h.get("accuracy_overlap_low"), h.get("accuracy_overlap_high")
             ),
             "hit rate non-NEUTRAL": interval_cell(
                 h["hit_rate"], h["hit_rate_low"], h["hit_rate_high"], h["n_directional"]
+            ),
+            "hit overlap 95%": range_cell(
+                h.get("hit_rate_overlap_low"), h.get("hit_rate_overlap_high")
             ),
             "base rate": _pct(h["base_rate"]),
             "MAE": h["mae"],
             "RMSE": h["rmse"],
             "IC": h["ic"],
+            "IC p overlap": _p_cell(h.get("ic_p_value_overlap")),
             "IC n": h["ic_n"],
         }
         for h in horizons
@@ -181,14 +203,25 @@ def accuracy_table_rows(
             "mean conf": record["avg_confidence"],
         }
         for horizon in horizons:
-            row[horizon] = interval_cell(
-                record[f"accuracy_{horizon}"],
-                record[f"accuracy_{horizon}_low"],
-                record[f"accuracy_{horizon}_high"],
-                record[f"n_{horizon}"],
-            )
+            row[horizon] = accuracy_cell(record, horizon)
         rows.append(row)
     return rows
+
+
+def accuracy_cell(record: Mapping[str, Any], horizon: str) -> str:
+    """``62.5% (30.1-90.2) n=8 eff=3``: the interval corrected for overlapping outcome
+    windows at the effective n; ``62.5% (40.9-80.3) n=8 naive`` when only the naive Wilson
+    interval is known."""
+    accuracy, n = record[f"accuracy_{horizon}"], record[f"n_{horizon}"]
+    effective = record.get(f"n_{horizon}_effective")
+    if accuracy is None or effective is None:
+        text = interval_cell(
+            accuracy, record[f"accuracy_{horizon}_low"], record[f"accuracy_{horizon}_high"], n
+        )
+        return text if accuracy is None else f"{text} naive"
+    low = record[f"accuracy_{horizon}_overlap_low"]
+    high = record[f"accuracy_{horizon}_overlap_high"]
+    return f"{interval_cell(accuracy, low, high, n)} eff={effective_cell(effective)}"
 
 
 def render_accuracy(
@@ -210,7 +243,10 @@ def render_accuracy(
     emit_rows(
         accuracy_table_rows(records, by, horizons),
         fmt,
-        title=f"Accuracy by {by} (95% Wilson intervals)",
+        title=(
+            f"Accuracy by {by} (95% Wilson intervals at the effective n (eff) of overlapping "
+            "outcome windows; naive: treating rows as independent)"
+        ),
         drop_first=("mean conf", "with outcomes"),
         out=out,
     )
@@ -229,8 +265,11 @@ def render_report(report: AnalysisReport, fmt: OutputFormat, out: TextIO | None 
     emit_rows(
         _horizon_rows(report.horizons),
         fmt,
-        title="Accuracy per horizon (base rate: always the most common actual direction)",
-        drop_first=("IC n", "RMSE", "MAE", "base rate"),
+        title=(
+            "Accuracy per horizon (naive: rows as if independent; overlap: at the effective "
+            "n of overlapping outcome windows; base rate: always the most common direction)"
+        ),
+        drop_first=("IC n", "RMSE", "MAE", "hit overlap 95%", "base rate", "hit rate non-NEUTRAL"),
         out=out,
     )
     emit_rows(

@@ -89,7 +89,11 @@ def report_windows(
 
 
 def _verdict(accuracy: dict[str, Any], base: float | None) -> str:
-    low, high = accuracy.get("accuracy_low"), accuracy.get("accuracy_high")
+    """above / within / below the base rate by the accuracy interval: the one corrected for
+    overlapping outcome windows when it is known, else the naive Wilson interval."""
+    low, high = accuracy.get("accuracy_overlap_low"), accuracy.get("accuracy_overlap_high")
+    if low is None or high is None:
+        low, high = accuracy.get("accuracy_low"), accuracy.get("accuracy_high")
     if low is None or high is None or base is None:
         return "unknown"
     if low > base:
@@ -116,6 +120,10 @@ def _status(
             "accuracy": row["accuracy"],
             "accuracy_low": row["accuracy_low"],
             "accuracy_high": row["accuracy_high"],
+            "n_effective": row.get("n_effective"),
+            "accuracy_overlap_low": row.get("accuracy_overlap_low"),
+            "accuracy_overlap_high": row.get("accuracy_overlap_high"),
+            "verdict_interval": "naive" if row.get("accuracy_overlap_low") is None else "overlap",
             "base_rate": row["base_rate"],
             "verdict": _verdict(row, row["base_rate"]),
             "daily_ic_mean": row["daily_ic_mean"],

@@ -33,7 +33,7 @@ AnySelect = sa.Select[*tuple[Any, ...]]
 ACCURACY_GROUPS: tuple[str, ...] = ("symbol", "model_version", "signal_type", "day")
 
 #: Columns that hold large optional payloads; never loaded unless asked for by name.
-PAYLOAD_COLUMNS: tuple[str, ...] = ("features_array", "model_outputs_raw")
+PAYLOAD_COLUMNS: tuple[str, ...] = ("features_array", "model_outputs_raw", "feature_attributions")
 
 
 # ---------------------------------------------------------------- the selection
@@ -423,8 +423,9 @@ def half_means(selection: PredictionFilter, midpoint: datetime) -> AnySelect:
 
 
 def outcome_values(selection: PredictionFilter) -> AnySelect:
-    """Row-level values the rank and calibration metrics need, only for rows with an outcome."""
-    names = ["symbol"]
+    """Row-level values the rank, calibration and overlap-corrected metrics need, only for
+    rows with an outcome."""
+    names = ["symbol", "datetime"]
     for h in HORIZONS:
         names += [
             f"predicted_return_{h}",
