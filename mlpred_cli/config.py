@@ -252,6 +252,10 @@ MIN_IMPORTANCE_ROWS = 30
 #: Snapshots the sparkline of ``feature-importance show`` spans (the latest included).
 SPARKLINE_SNAPSHOTS = 8
 
+#: False discovery rate at which ``feature-importance`` marks a feature significant
+#: (Benjamini-Hochberg q-value below it).
+IMPORTANCE_FDR_LEVEL = 0.05
+
 #: Significance level of the ``compare-models`` verdict.
 COMPARE_ALPHA = 0.05
 

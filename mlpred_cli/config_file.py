@@ -355,6 +355,9 @@ KEYS: tuple[Key, ...] = (
         "rows with features and an outcome feature-importance compute needs"),
     Key("importance", "sparkline_snapshots", "SPARKLINE_SNAPSHOTS", INTEGER, positive,
         "snapshots the sparkline of feature-importance show spans"),
+    Key("importance", "fdr_level", "IMPORTANCE_FDR_LEVEL", NUMBER, open_fraction,
+        "false discovery rate below whose Benjamini-Hochberg q-value a feature counts as "
+        "significant"),
     Key("compare", "alpha", "COMPARE_ALPHA", NUMBER, open_fraction,
         "significance level of the compare-models verdict"),
     Key("compare", "min_paired_predictions", "MIN_PAIRED_PREDICTIONS", INTEGER, positive,

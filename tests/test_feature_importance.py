@@ -20,10 +20,12 @@ from mlpred_cli.analysis.feature_importance import (
     usage_counts,
 )
 from mlpred_cli.derive.importance_snapshot import build_snapshot
-from mlpred_cli.errors import NotEnoughData
+from mlpred_cli.errors import InputError, NotEnoughData
 from mlpred_cli.render.model_views import show_feature_importance
 from mlpred_cli.render.sparkline import sparkline
+from mlpred_cli.store.feature_vectors import load_feature_matrix
 from mlpred_cli.store.importance_snapshots import write_snapshot
+from mlpred_cli.store.prediction_queries import make_filter
 from mlpred_cli.store.tables import feature_importance_table
 from tests.cli_helpers import run_cli
 from tests.factories import insert_predictions, prediction_row
@@ -173,6 +175,59 @@ def test_compute_reads_hand_written_json_with_line_breaks(engine: Engine) -> Non
     result = compute_feature_importance(engine, write=False)
     assert result.predictions == 35
     assert result.ranked()[0]["feature_name"] == "f7"
+
+
+def test_feature_matrix_carries_times_symbols_and_predictions(engine: Engine) -> None:
+    rows = [
+        prediction_row(
+            "BTC/USDT" if index % 2 else "ETH,USDT",  # a comma must not split the line
+            NOW - timedelta(minutes=15 * index),
+            features_count=3,
+            features_array=[float(index), None, 1.0],
+            actual_return_1h=0.001 * index,
+            predicted_return_1h=None if index == 2 else 0.01 * index,
+        )
+        for index in range(5)
+    ]
+    insert_predictions(engine, rows)
+    with engine.connect() as conn:
+        matrix = load_feature_matrix(conn, make_filter(days=None), "1h")
+    order = np.argsort(matrix.features[0])  # feature 0 is the row index
+    assert list(matrix.features[0][order]) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert list(matrix.symbols[order]) == ["ETH,USDT", "BTC/USDT"] * 2 + ["ETH,USDT"]
+    expected_times = [
+        int((NOW - timedelta(minutes=15 * i)).timestamp() * 1000) / 1000 for i in range(5)
+    ]
+    assert list(matrix.times[order]) == pytest.approx(expected_times)
+    predicted = matrix.predicted_returns[order]
+    assert math.isnan(predicted[2])
+    assert list(predicted[[0, 1, 3, 4]]) == pytest.approx([0.0, 0.01, 0.03, 0.04])
+    assert list(matrix.actual_returns[order]) == pytest.approx([0.001 * i for i in range(5)])
+    assert np.isnan(matrix.features[1]).all()
+
+
+def test_build_snapshot_fills_significance_columns(engine: Engine) -> None:
+    rows = build_snapshot(
+        ["a", "b"],
+        [0.3, 0.1],
+        model_version="v1",
+        p_values=[0.001, float("nan")],
+        q_values=np.array([0.002, np.nan]),
+        n_effective=[120.5, None],
+        surrogate_r2=0.25,
+    )
+    write_snapshot(engine, rows)
+    with engine.connect() as conn:
+        stored = {r.feature_name: r for r in conn.execute(sa.select(feature_importance_table))}
+    assert (stored["a"].p_value, stored["a"].q_value, stored["a"].n_effective) == (
+        0.001,
+        0.002,
+        120.5,
+    )
+    assert (stored["b"].p_value, stored["b"].q_value, stored["b"].n_effective) == (None,) * 3
+    assert stored["a"].surrogate_r2 == stored["b"].surrogate_r2 == 0.25
+    with pytest.raises(InputError, match="p_values"):
+        build_snapshot(["a", "b"], [0.3, 0.1], model_version="v1", p_values=[0.1])
 
 
 def _snapshot(engine: Engine, scores: dict[str, float], moment: datetime, **kwargs: object) -> None:

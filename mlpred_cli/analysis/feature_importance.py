@@ -20,8 +20,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import stats
 
+from mlpred_cli.analysis.importance_significance import feature_significance, rank_stability
 from mlpred_cli.analysis.metrics import information_coefficient
 from mlpred_cli.config import (
+    HORIZON_DELTAS,
+    IMPORTANCE_FDR_LEVEL,
     IMPORTANCE_METHOD,
     MIN_IMPORTANCE_ROWS,
     SPARKLINE_SNAPSHOTS,
@@ -201,7 +204,15 @@ def score_snapshot(
         )
     width = matrix.features.shape[0]
     names = names if names is not None else [f"f{index}" for index in range(width)]
-    correlations = spearman_with_returns(matrix.features, matrix.actual_returns)
+    # The IC of each feature (as ``spearman_with_returns``) with its overlap-corrected p-value.
+    significance = feature_significance(
+        matrix.features,
+        matrix.actual_returns,
+        matrix.times,
+        HORIZON_DELTAS[horizon].total_seconds(),
+        matrix.symbols,
+    )
+    correlations = significance.correlations
     scores = np.where(np.isfinite(correlations), np.abs(correlations), 0.0)
     version = (
         model_version
@@ -217,6 +228,9 @@ def score_snapshot(
         correlations=[None if not np.isfinite(c) else float(c) for c in correlations],
         usage_counts=[int(c) for c in usage_counts(matrix.features)],
         calculated_at=moment,
+        p_values=significance.p_values,
+        q_values=significance.q_values,
+        n_effective=significance.n_effective,
     )
     return ImportanceResult(rows, predictions, matrix.skipped, horizon, version, moment, 0)
 
@@ -227,7 +241,13 @@ def score_snapshot(
 @dataclass
 class ImportanceView:
     """The latest snapshot (``snapshot``: model_version, method, horizon, calculated_at,
-    features, history) and its top features, each with ``rank_change`` (previous rank minus
+    features, history, ``rank_stability`` - Spearman correlation of its ranks with the
+    previous snapshot's, None without one or with fewer than 3 shared features - and
+    ``tested_features`` / ``significant_features`` / ``fdr_level``: how many features have
+    a p-value and how many of them have a Benjamini-Hochberg q-value below the level, None
+    when no feature has one, e.g. an old snapshot) and its top features, each with
+    ``p_value``, ``q_value``, ``n_effective``, ``significant`` (q below the level; None
+    without a q-value), ``rank_change`` (previous rank minus
     current: positive moved up, None when new or with no previous snapshot) and, once
     ``render.sparkline.with_trends`` has drawn it, ``trend`` (a sparkline of its score over
     the last ``history`` snapshots, oldest first). ``score_history`` holds those scores per
@@ -249,24 +269,41 @@ def importance_snapshot_view(
     model_version: str | None = None,
     method: str | None = None,
     history: int = SPARKLINE_SNAPSHOTS,
+    fdr_level: float = IMPORTANCE_FDR_LEVEL,
 ) -> ImportanceView:
     """The newest snapshot (of ``model_version`` / ``method`` when given) with its ``top``
-    features by rank. History and rank changes come from the earlier snapshots of the same
-    model version, method and horizon. ``snapshot`` is None when nothing matches. The
+    features by rank. History, rank changes and rank stability come from the earlier
+    snapshots of the same model version, method and horizon; a feature is significant when
+    its q-value is below ``fdr_level``. ``snapshot`` is None when nothing matches. The
     features carry no ``trend`` yet (``render.sparkline.with_trends`` adds it)."""
     if top < 1:
         raise InputError(f"top must be at least 1, got {top}")
     if history < 1:
         raise InputError(f"history must be at least 1, got {history}")
+    if not 0 < fdr_level < 1:
+        raise InputError(f"fdr_level must be between 0 and 1, got {fdr_level}")
     found = read_snapshot_history(
-        database, model_version=model_version, method=method, history=history
+        database, model_version=model_version, method=method, history=max(history, 2)
     )
-    return ImportanceView(None) if found is None else importance_view(found, top)
+    return (
+        ImportanceView(None) if found is None else importance_view(found, top, fdr_level, history)
+    )
 
 
-def importance_view(found: SnapshotHistory, top: int) -> ImportanceView:
+def is_significant(q_value: float | None, level: float) -> bool | None:
+    """``q_value < level``; None without a q-value (no test, e.g. an old snapshot)."""
+    return None if q_value is None else bool(q_value < level)
+
+
+def importance_view(
+    found: SnapshotHistory,
+    top: int,
+    fdr_level: float = IMPORTANCE_FDR_LEVEL,
+    history: int | None = None,
+) -> ImportanceView:
     """The view of a snapshot and its history: the ``top`` features by rank, with rank
-    changes and score histories."""
+    changes, significance, rank stability and score histories (over the last ``history``
+    snapshots; default all of ``found``)."""
     moments = found.moments
     position = {moment: index for index, moment in enumerate(moments)}
     scores: dict[str, list[float | None]] = {}
@@ -291,18 +328,37 @@ def importance_view(found: SnapshotHistory, top: int) -> ImportanceView:
                 "importance_score": row["importance_score"],
                 "correlation_with_returns": row["correlation_with_returns"],
                 "usage_count": row["usage_count"],
+                "p_value": row.get("p_value"),
+                "q_value": row.get("q_value"),
+                "n_effective": row.get("n_effective"),
+                "significant": is_significant(row.get("q_value"), fdr_level),
                 "previous_rank": previous,
                 "rank_change": None if previous is None else previous - row["importance_rank"],
             }
         )
+    before = {
+        name: history_ranks[-2]
+        for name, history_ranks in ranks.items()
+        if len(moments) > 1 and history_ranks[-2] is not None
+    }
+    now_ranks = {name: row["importance_rank"] for name, row in current.items()}
+    tested = [row["q_value"] for row in current.values() if row.get("q_value") is not None]
     latest = found.latest
+    shown = len(moments) if history is None else min(history, len(moments))
     snapshot = {
         "model_version": latest["model_version"],
         "method": latest["method"],
         "horizon": latest["horizon"],
         "calculated_at": latest["calculated_at"],
         "features": len(current),
-        "history": len(moments),
+        "history": shown,
+        "rank_stability": rank_stability(now_ranks, before),
+        "tested_features": len(tested) if tested else None,
+        "significant_features": sum(q < fdr_level for q in tested) if tested else None,
+        "fdr_level": fdr_level,
     }
-    history = {feature["feature_name"]: scores[feature["feature_name"]] for feature in features}
-    return ImportanceView(snapshot, features, history)
+    trends = {
+        feature["feature_name"]: scores[feature["feature_name"]][len(moments) - shown :]
+        for feature in features
+    }
+    return ImportanceView(snapshot, features, trends)

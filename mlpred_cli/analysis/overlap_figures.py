@@ -19,6 +19,7 @@ from mlpred_cli.analysis.overlap import (
     OverlapInterval,
     OverlapLayout,
     correlation_effective_sizes,
+    outcome_effective_size,
     overlap_proportion,
     spearman_p_value,
 )
@@ -97,7 +98,9 @@ def ic_overlap(rows: pd.DataFrame, horizon: str) -> dict[str, Any]:
     return {
         "ic_p_value": spearman_p_value(ic, float(n)),
         "ic_n_effective": n_effective,
-        "ic_p_value_overlap": spearman_p_value(ic, n_effective),
+        "ic_p_value_overlap": spearman_p_value(
+            ic, n_effective, outcome_effective_size(actual[complete], layout)
+        ),
     }
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import textwrap
+from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -20,17 +23,24 @@ from mlpred_cli.config import check_horizons
 from mlpred_cli.errors import InputError
 from mlpred_cli.render.output_format import OutputFormat
 
+if TYPE_CHECKING:
+    from mlpred_cli.analysis.importance_methods import SurrogateResult
+
 importance_app = typer.Typer(
     help="Which input features matter, and how that changes over time.", no_args_is_help=True
 )
 app.add_typer(importance_app, name="feature-importance", rich_help_panel="Models")
 
+#: Significance columns of both commands: p-value, Benjamini-Hochberg q-value, effective
+#: sample size, q below ``[importance] fdr_level``.
+SIGNIFICANCE_COLUMNS = ["p_value", "q_value", "n_effective", "significant"]
 IMPORTANCE_COLUMNS = [
     "importance_rank",
     "feature_name",
     "importance_score",
     "correlation_with_returns",
     "usage_count",
+    *SIGNIFICANCE_COLUMNS,
 ]
 #: Short table headers (JSON and CSV keep the column names).
 IMPORTANCE_HEADERS = {
@@ -40,6 +50,10 @@ IMPORTANCE_HEADERS = {
     "correlation_with_returns": "IC",
     "usage_count": "used",
     "rank_change": "rank chg",
+    "p_value": "p",
+    "q_value": "q",
+    "n_effective": "n eff",
+    "significant": "sig",
 }
 SHOW_COLUMNS = [
     "rank",
@@ -49,7 +63,24 @@ SHOW_COLUMNS = [
     "usage_count",
     "rank_change",
     "trend",
+    *SIGNIFICANCE_COLUMNS,
 ]
+#: Table columns left out when no shown feature has a value there (the shap and surrogate
+#: methods and old snapshots have no test and no IC): a column of dashes says nothing.
+OPTIONAL_TABLE_COLUMNS = frozenset({"correlation_with_returns", *SIGNIFICANCE_COLUMNS})
+
+
+def table_columns(columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
+    """``columns`` without the ``OPTIONAL_TABLE_COLUMNS`` that are empty in every row."""
+    return [
+        name
+        for name in columns
+        if name not in OPTIONAL_TABLE_COLUMNS or any(row.get(name) is not None for row in rows)
+    ]
+
+
+#: Columns a narrow table leaves out first (most expendable first).
+IMPORTANCE_DROP_FIRST = ["n_effective", "usage_count", "importance_score", "trend"]
 
 #: ``compare-models --days``.
 COMPARE_DAYS_OPTION = typer.Option(
@@ -59,6 +90,22 @@ COMPARE_DAYS_OPTION = typer.Option(
     callback=within(MAX_DAYS),
     help="Compare over the last N days.",
 )
+
+
+class ImportanceMethod(StrEnum):
+    """The ``feature-importance compute --method`` choices."""
+
+    spearman_ic = "spearman-ic"
+    shap = "shap"
+    linear_surrogate = "linear-surrogate"
+
+
+#: The library's name of each choice (``analysis.importance_methods.IMPORTANCE_METHODS``).
+STORED_METHODS = {
+    ImportanceMethod.spearman_ic: "spearman_ic",
+    ImportanceMethod.shap: "shap_mean_abs",
+    ImportanceMethod.linear_surrogate: "linear_surrogate",
+}
 
 
 @importance_app.command("compute")
@@ -78,47 +125,112 @@ def compute_command(
     feature_names: Path | None = typer.Option(
         None, "--feature-names", help="Text file with one feature name per line (default f0..fN)."
     ),
+    method: ImportanceMethod = typer.Option(
+        ImportanceMethod.spearman_ic,
+        "--method",
+        help="spearman-ic: |IC| with the realized return; shap: mean |attribution| passed to "
+        "log_prediction(attributions=...); linear-surrogate: linear SHAP of a ridge fit of "
+        "the model's predicted return.",
+    ),
     top: int = typer.Option(
         20, "--top", callback=within(MAX_COUNT, 1), help="Features to print (all are written)."
     ),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
-    """Score every feature by its Spearman IC with the realized return and save a snapshot.
+    """Score every feature and save a snapshot (at least 30 predictions needed).
 
-    Uses predictions logged with store_features=True whose outcome at --horizon is
-    backfilled. importance_score = |IC|; usage_count = predictions where the feature was
-    finite and non-zero; method spearman_ic. Needs at least 30 such predictions.
+    spearman-ic (method spearman_ic): |Spearman IC| of the feature with the realized return,
+    over predictions logged with store_features=True whose --horizon outcome is backfilled.
+
+    shap (method shap_mean_abs): mean |phi| of the attributions the bot passed to
+    log_prediction(attributions=...), matured or not; --horizon only labels the snapshot.
+
+    linear-surrogate (method linear_surrogate): a ridge regression of the model's own
+    predicted return at --horizon on the stored features (same rows as spearman-ic);
+    score = mean |beta_j (x_j - mean_j)|. Its R^2 (on the latest 20 % of the rows, at
+    least 10, fitted on the earlier ones; in sample below 30 rows) is stored in
+    surrogate_r2: a low R^2 means the scores describe a linear approximation, not the
+    model. Missing feature values are imputed with the feature's mean.
+
+    usage_count = predictions where the feature (for shap: its attribution) was finite and
+    non-zero.
 
     Example:
 
         mlpred feature-importance compute --days 30 --horizon 1h
 
-        mlpred feature-importance compute --model-version v2 --feature-names features.txt
+        mlpred feature-importance compute --method linear-surrogate --model-version v2
+
+        mlpred feature-importance compute --method shap --feature-names features.txt
     """
-    from mlpred_cli.analysis.feature_importance import compute_feature_importance
+    from mlpred_cli import config
+    from mlpred_cli.analysis.importance_methods import SurrogateResult, compute_importance
+    from mlpred_cli.render.model_views import (
+        importance_significance_line,
+        significance_cells,
+        with_significance,
+    )
     from mlpred_cli.render.output import emit_rows
 
     with cli_errors(), flag_errors():
-        result = compute_feature_importance(
+        result = compute_importance(
             database_url(ctx),
+            method=STORED_METHODS[method],
             days=days,
             horizon=horizon,
             model_version=model_version,
             feature_names=feature_names,
         )
+    stored_method = result.rows[0]["method"] if result.rows else STORED_METHODS[method]
     stderr_console().print(
         f"Wrote {result.written} features ({result.predictions} predictions, horizon "
-        f"{result.horizon}, model version {result.model_version or 'all'}"
+        f"{result.horizon}, model version {result.model_version or 'all'}, method {stored_method}"
         + (f"; {result.skipped} skipped: other vector length" if result.skipped else "")
         + ")"
     )
+    columns = IMPORTANCE_COLUMNS
+    if isinstance(result, SurrogateResult):
+        stderr_console().print(surrogate_line(result))
+        if fmt is not OutputFormat.table:  # the table has it in the line above
+            columns = [*IMPORTANCE_COLUMNS, "surrogate_r2"]
+    level = config.IMPORTANCE_FDR_LEVEL
+    claim = importance_significance_line(result.rows, level)
+    if claim is not None:
+        stderr_console().print(claim, markup=False, highlight=False)
+    rows = with_significance(result.ranked()[:top], level)
+    if fmt is OutputFormat.table:
+        columns = table_columns(columns, rows)
     emit_rows(
-        result.ranked()[:top],
+        significance_cells(rows) if fmt is OutputFormat.table else rows,
         fmt,
-        title="Feature importance (spearman_ic)",
-        columns=IMPORTANCE_COLUMNS,
+        title=f"Feature importance ({stored_method})",
+        columns=columns,
         headers=IMPORTANCE_HEADERS,
+        drop_first=IMPORTANCE_DROP_FIRST,
     )
+
+
+def surrogate_line(result: SurrogateResult) -> str:
+    """The surrogate's faithfulness in one line, with a warning when its R^2 is low."""
+    from mlpred_cli.analysis.linear_surrogate import LOW_SURROGATE_R2
+
+    r2 = result.surrogate_r2
+    if r2 is None:
+        return "Surrogate R^2 undefined: the model's predicted return is constant"
+    where = (
+        f"on the latest {result.holdout_rows} predictions, fitted on the earlier ones"
+        if result.r2_kind == "holdout"
+        else "in sample: too few predictions for a holdout"
+    )
+    line = f"Surrogate R^2 {r2:.3f} ({where})"
+    if result.imputed:
+        line += f"; {result.imputed} missing feature values imputed with the mean"
+    if r2 < LOW_SURROGATE_R2:
+        line += (
+            f". Warning: the surrogate explains only {max(r2, 0.0) * 100:.0f} % of the model's "
+            "predicted return: its attributions describe a linear approximation, not the model"
+        )
+    return line
 
 
 @importance_app.command("show")
@@ -138,7 +250,13 @@ def show_command(
     """The latest feature-importance snapshot with rank changes and score sparklines.
 
     rank_change compares with the previous snapshot of the same model version, method and
-    horizon (+2 = moved up two places); trend is the score over the last 8 snapshots.
+    horizon (+2 = moved up two places); trend is the score over the last 8 snapshots; rank
+    stability is the Spearman correlation of all ranks with that previous snapshot.
+
+    p: two-sided p-value of the IC at the overlap-corrected effective sample size (n eff);
+    q: Benjamini-Hochberg q-value over the snapshot's features; sig: q below
+    [importance] fdr_level (0.05). Snapshots without p-values (old ones, other methods)
+    show "-" and make no claim.
 
     Example:
 
@@ -146,7 +264,12 @@ def show_command(
 
         mlpred feature-importance show --model-version v2 --method spearman_ic --format json
     """
-    from mlpred_cli.render.model_views import show_feature_importance
+    from mlpred_cli.render.model_views import (
+        rank_stability_line,
+        show_feature_importance,
+        significance_cells,
+        significance_line,
+    )
     from mlpred_cli.render.output import emit_object, emit_rows
 
     with cli_errors(), flag_errors():
@@ -167,7 +290,26 @@ def show_command(
         f"{snapshot['method']}, {snapshot['horizon'] or '-'}, "
         f"{snapshot['calculated_at']:%Y-%m-%d %H:%M} UTC ({snapshot['history']} snapshots)"
     )
-    emit_rows(view.features, fmt, title=title, columns=SHOW_COLUMNS, headers=IMPORTANCE_HEADERS)
+    if fmt is OutputFormat.csv:
+        emit_rows(view.features, fmt, columns=SHOW_COLUMNS)
+        return
+    emit_rows(
+        significance_cells(view.features),
+        fmt,
+        title=title,
+        columns=table_columns(SHOW_COLUMNS, view.features),
+        headers=IMPORTANCE_HEADERS,
+        drop_first=IMPORTANCE_DROP_FIRST,
+    )
+    lines = [
+        significance_line(
+            snapshot["tested_features"], snapshot["significant_features"], snapshot["fdr_level"]
+        ),
+        rank_stability_line(snapshot["rank_stability"], snapshot["history"]),
+    ]
+    for line in lines:
+        if line is not None:
+            typer.echo(textwrap.fill(line, width=79, break_on_hyphens=False))
 
 
 @app.command("compare-models", rich_help_panel="Models")

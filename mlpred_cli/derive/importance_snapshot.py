@@ -31,12 +31,21 @@ def build_snapshot(
     correlations: Sequence[float | None] | None = None,
     usage_counts: Sequence[int | None] | None = None,
     calculated_at: datetime | None = None,
+    p_values: Sequence[float | None] | np.ndarray | None = None,
+    q_values: Sequence[float | None] | np.ndarray | None = None,
+    n_effective: Sequence[float | None] | np.ndarray | None = None,
+    surrogate_r2: float | Sequence[float | None] | np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Validate one snapshot and return its ``ml_feature_importance`` rows, ranked 1..n.
 
+    ``p_values``, ``q_values``, ``n_effective`` and ``surrogate_r2`` (per feature, or for
+    ``surrogate_r2`` also one number for the whole snapshot) fill the columns of the same
+    names; None or a NaN / infinite value stores null.
+
     Raises ``InputError`` (a ``ValueError``) when names and scores differ in length, a score
-    is NaN or infinite, a name is empty, too long or repeated. Ties share no rank: they are
-    broken by feature order, so ranks are always 1..n.
+    is NaN or infinite, a name is empty, too long or repeated, or a per-feature sequence has
+    another length. Ties share no rank: they are broken by feature order, so ranks are
+    always 1..n.
     """
     names = list(feature_names)
     values = np.asarray(scores, dtype=float) if len(scores) else np.zeros(0)
@@ -62,9 +71,22 @@ def build_snapshot(
         raise InputError(f"method must be 1 to {MAX_METHOD_LENGTH} characters, got {method!r}")
     if horizon is not None:
         check_horizons([horizon])
-    for label, extra in (("correlations", correlations), ("usage_counts", usage_counts)):
+    shared_r2 = surrogate_r2 is None or isinstance(surrogate_r2, int | float | np.floating)
+    extras: dict[str, Any] = {
+        "correlations": correlations,
+        "usage_counts": usage_counts,
+        "p_values": p_values,
+        "q_values": q_values,
+        "n_effective": n_effective,
+        "surrogate_r2": None if shared_r2 else surrogate_r2,
+    }
+    for label, extra in extras.items():
         if extra is not None and len(extra) != len(names):
             raise InputError(f"{label} must have one value per feature")
+    if isinstance(surrogate_r2, int | float | np.floating):
+        r2_values = [_finite(float(surrogate_r2))] * len(names)
+    else:
+        r2_values = [_finite_at(surrogate_r2, index) for index in range(len(names))]
     order = np.argsort(-values, kind="stable")
     ranks = np.empty(len(values), dtype=int)
     ranks[order] = np.arange(1, len(values) + 1)
@@ -84,6 +106,10 @@ def build_snapshot(
                     else float(correlation)
                 ),
                 "usage_count": None if usage_counts is None else usage_counts[index],
+                "p_value": _finite_at(p_values, index),
+                "q_value": _finite_at(q_values, index),
+                "n_effective": _finite_at(n_effective, index),
+                "surrogate_r2": r2_values[index],
                 "model_version": model_version,
                 "method": method,
                 "horizon": horizon,
@@ -92,3 +118,12 @@ def build_snapshot(
             }
         )
     return rows
+
+
+def _finite(value: float | None) -> float | None:
+    """``value`` as a float, None when it is None, NaN or infinite."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _finite_at(values: Sequence[float | None] | np.ndarray | None, index: int) -> float | None:
+    return None if values is None else _finite(values[index])

@@ -3,7 +3,9 @@
 Feature vectors come from ``features_array`` (stored by the logger with
 ``store_features=True``): a JSON list, or a list of lists (a window) whose last row is the
 vector. SQL functions compiled per dialect turn each into a 1-D JSON text in the database;
-the texts are streamed out (COPY on PostgreSQL) and parsed in one bulk pass with numpy.
+the texts are streamed out (COPY on PostgreSQL) and parsed in one bulk pass with numpy. Each
+line carries the row's outcome, prediction, epoch-ms time and (hex-encoded, so no separator
+can appear in it) symbol ahead of the vector.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import io
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,6 +56,13 @@ class feature_vector_length(FunctionElement[int]):  # noqa: N801
     """Number of features in the vector."""
 
     type = sa.Integer()
+    inherit_cache = True
+
+
+class symbol_hex(FunctionElement[str]):  # noqa: N801
+    """The symbol's UTF-8 bytes as hex text (upper case on SQLite, lower on PostgreSQL)."""
+
+    type = sa.String()
     inherit_cache = True
 
 
@@ -112,6 +121,16 @@ def _vector_length_sqlite(element: feature_vector_length, compiler: SQLCompiler,
     return f"json_array_length({_sqlite_vector(_column(element, compiler, **kw))})"
 
 
+@compiles(symbol_hex, "postgresql")
+def _symbol_hex_pg(element: symbol_hex, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"encode(convert_to({_column(element, compiler, **kw)}, 'UTF8'), 'hex')"
+
+
+@compiles(symbol_hex)
+def _symbol_hex_sqlite(element: symbol_hex, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"hex({_column(element, compiler, **kw)})"
+
+
 @compiles(is_json_array, "postgresql")
 def _is_array_pg(element: is_json_array, compiler: SQLCompiler, **kw: Any) -> str:
     return f"(jsonb_typeof({_column(element, compiler, **kw)}) = 'array')"
@@ -132,6 +151,14 @@ SQLITE_BLOCK_ROWS = 5_000
 WORKER_THREADS = 2
 
 
+#: Scalar columns ahead of the vector on each line: outcome, prediction, time, symbol.
+LEADING_COLUMNS = 4
+
+
+def _empty() -> np.ndarray:
+    return np.zeros(0)
+
+
 @dataclass(frozen=True)
 class FeatureMatrix:
     """Feature vectors and the realized return of each prediction.
@@ -139,12 +166,28 @@ class FeatureMatrix:
     ``features`` is float64 of shape (features, predictions) - one row per feature - with
     NaN for null/non-finite values; ``actual_returns`` are fractions (0.01 = +1 %).
     ``skipped`` counts predictions with features and an outcome that were left out because
-    their vector had another length.
+    their vector had another length. Per prediction (same order as the columns of
+    ``features``): ``times`` its reference time as float seconds since the Unix epoch (UTC,
+    from ``timestamp``), ``symbols`` its symbol (str array), ``predicted_returns`` its
+    ``predicted_return_<horizon>`` (NaN when null). Left out, these three are filled with
+    NaN / "" (NaN / "" / NaN) for every prediction.
     """
 
     features: np.ndarray
     actual_returns: np.ndarray
     skipped: int = 0
+    times: np.ndarray = field(default_factory=_empty)
+    symbols: np.ndarray = field(default_factory=_empty)
+    predicted_returns: np.ndarray = field(default_factory=_empty)
+
+    def __post_init__(self) -> None:
+        n = self.actual_returns.size
+        if self.times.size != n:
+            object.__setattr__(self, "times", np.full(n, np.nan))
+        if self.symbols.size != n:
+            object.__setattr__(self, "symbols", np.full(n, "", dtype=object).astype(str))
+        if self.predicted_returns.size != n:
+            object.__setattr__(self, "predicted_returns", np.full(n, np.nan))
 
 
 def _candidates(selection: PredictionFilter, horizon: str) -> list[ColumnElement[bool]]:
@@ -194,15 +237,22 @@ def _vector_select(selection: PredictionFilter, horizon: str, width: int) -> sa.
     inner = (
         sa.select(
             P[f"actual_return_{horizon}"].label("actual_return"),
+            P[f"predicted_return_{horizon}"].label("predicted_return"),
+            P.timestamp.label("timestamp"),
+            symbol_hex(P.symbol).label("symbol"),
             detoasted_json(P.features_array).label("vector"),
         )
         .where(*_candidates(selection, horizon))
         .offset(0)
         .subquery()
     )
-    return sa.select(inner.c.actual_return, feature_vector_json(inner.c.vector)).where(
-        is_json_array(inner.c.vector), feature_vector_length(inner.c.vector) == width
-    )
+    return sa.select(
+        inner.c.actual_return,
+        inner.c.predicted_return,
+        inner.c.timestamp,
+        inner.c.symbol,
+        feature_vector_json(inner.c.vector),
+    ).where(is_json_array(inner.c.vector), feature_vector_length(inner.c.vector) == width)
 
 
 def _copy_blocks_postgresql(conn: Connection, statement: sa.Select[Any]) -> Iterator[bytes]:
@@ -231,11 +281,15 @@ def _copy_blocks_postgresql(conn: Connection, statement: sa.Select[Any]) -> Iter
 
 
 def _blocks_sqlite(conn: Connection, statement: sa.Select[Any]) -> Iterator[bytes]:
-    """The rows as ``return<TAB>vector`` lines, in blocks (SQLite keeps reading while a
-    worker parses the previous block)."""
+    """The rows as ``return<TAB>predicted<TAB>ms<TAB>symbol-hex<TAB>vector`` lines, in
+    blocks (SQLite keeps reading while a worker parses the previous block)."""
     result = conn.execute(statement)
     while rows := result.fetchmany(SQLITE_BLOCK_ROWS):
-        yield "".join(f"{actual!r}\t{_one_line(vector)}\n" for actual, vector in rows).encode()
+        yield "".join(
+            f"{actual!r}\t{'' if predicted is None else repr(predicted)}\t{ms}\t{symbol}\t"
+            f"{_one_line(vector)}\n"
+            for actual, predicted, ms, symbol, vector in rows
+        ).encode()
 
 
 def _one_line(vector: str) -> str:
@@ -246,31 +300,62 @@ def _one_line(vector: str) -> str:
     return vector
 
 
-def parse_vectors(lines: bytes, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Parse ``return<TAB>[v0, v1, ...]`` lines into (returns, features (n, width)).
+@dataclass(frozen=True)
+class ParsedBlock:
+    """One block of parsed lines: per row its outcome, prediction, epoch-ms time and hex
+    symbol, and the vectors (rows, width)."""
 
-    JSON ``null`` and non-finite values become NaN. One C-level pass (pandas' CSV parser).
+    returns: np.ndarray
+    predicted: np.ndarray
+    milliseconds: np.ndarray
+    symbol_hex: np.ndarray
+    vectors: np.ndarray
+
+
+def parse_vectors(lines: bytes, width: int) -> ParsedBlock:
+    """Parse ``return<TAB>predicted<TAB>ms<TAB>symbol-hex<TAB>[v0, v1, ...]`` lines.
+
+    JSON ``null``, an empty field, ``\\N`` (COPY's null) and non-finite values become NaN.
+    One C-level pass (pandas' CSV parser).
     """
     if not lines.strip():
-        return np.zeros(0), np.zeros((0, width))
+        nothing = np.zeros(0)
+        return ParsedBlock(
+            nothing, nothing, nothing, np.zeros(0, dtype=object), np.zeros((0, width))
+        )
     flat = lines.replace(b"\t", b",").replace(b"[", b"").replace(b"]", b"")
+    dtypes: dict[int, Any] = dict.fromkeys(range(width + LEADING_COLUMNS), np.float64)
+    dtypes[3] = str
     frame = pd.read_csv(
         io.BytesIO(flat),
         header=None,
-        names=range(width + 1),
+        names=range(width + LEADING_COLUMNS),
         skipinitialspace=True,
-        na_values=["null"],
-        dtype=np.float64,
+        na_values=["null", "\\N"],
+        dtype=dtypes,
         engine="c",
     )
-    values = frame.to_numpy(dtype=np.float64, copy=True)
+    symbols = frame.iloc[:, 3].fillna("").to_numpy(dtype=object)  # "" (empty symbol) reads NaN
+    values = frame.drop(columns=frame.columns[3]).to_numpy(dtype=np.float64, copy=True)
     values[~np.isfinite(values)] = np.nan
-    return values[:, 0].copy(), values[:, 1:]
+    return ParsedBlock(
+        values[:, 0].copy(), values[:, 1].copy(), values[:, 2].copy(), symbols, values[:, 3:]
+    )
+
+
+def decode_symbols(hex_symbols: np.ndarray) -> np.ndarray:
+    """Hex-encoded UTF-8 symbols back to a str array (each distinct value decoded once)."""
+    if hex_symbols.size == 0:
+        return np.zeros(0, dtype=str)
+    distinct, codes = np.unique(hex_symbols.astype(str), return_inverse=True)
+    decoded = np.array([bytes.fromhex(value).decode() for value in distinct], dtype=str)
+    return np.asarray(decoded[codes.reshape(-1)])
 
 
 def _read_width(
     conn: Connection, selection: PredictionFilter, horizon: str, width: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> FeatureMatrix:
+    """Every candidate with a vector of ``width`` (non-finite outcomes included)."""
     statement = _vector_select(selection, horizon, width)
     blocks = (
         _blocks_sqlite(conn, statement)
@@ -281,10 +366,14 @@ def _read_width(
     with ThreadPoolExecutor(WORKER_THREADS) as pool:
         parts = [part.result() for part in [pool.submit(parse_vectors, b, width) for b in blocks]]
     if not parts:
-        return np.zeros(0), np.zeros((width, 0))
-    returns = np.concatenate([part[0] for part in parts])
-    features = np.concatenate([part[1] for part in parts]).T.copy()
-    return returns, features
+        return FeatureMatrix(np.zeros((width, 0)), np.zeros(0))
+    return FeatureMatrix(
+        np.concatenate([part.vectors for part in parts]).T.copy(),
+        np.concatenate([part.returns for part in parts]),
+        times=np.concatenate([part.milliseconds for part in parts]) / 1000.0,
+        symbols=decode_symbols(np.concatenate([part.symbol_hex for part in parts])),
+        predicted_returns=np.concatenate([part.predicted for part in parts]),
+    )
 
 
 def load_feature_matrix(
@@ -300,16 +389,22 @@ def load_feature_matrix(
     if candidates == 0:
         return FeatureMatrix(np.zeros((width or 0, 0)), np.zeros(0))
     chosen = width if width is not None else hint
-    returns, features = (
-        _read_width(conn, selection, horizon, chosen) if chosen else (np.zeros(0), None)
-    )
-    if width is None and returns.size * 2 < candidates:
+    read = _read_width(conn, selection, horizon, chosen) if chosen else None
+    found = 0 if read is None else read.actual_returns.size
+    if width is None and found * 2 < candidates:
         # features_count does not describe the stored vectors: find their real lengths.
         lengths = vector_lengths(conn, selection, horizon)
         if lengths:
             chosen = max(lengths, key=lambda k: (lengths[k], k))
-            returns, features = _read_width(conn, selection, horizon, chosen)
-    if features is None:
-        features = np.zeros((chosen or 0, 0))
-    finite = np.isfinite(returns)
-    return FeatureMatrix(features[:, finite], returns[finite], candidates - int(finite.sum()))
+            read = _read_width(conn, selection, horizon, chosen)
+    if read is None:
+        return FeatureMatrix(np.zeros((chosen or 0, 0)), np.zeros(0), candidates)
+    finite = np.isfinite(read.actual_returns)
+    return FeatureMatrix(
+        read.features[:, finite],
+        read.actual_returns[finite],
+        candidates - int(finite.sum()),
+        times=read.times[finite],
+        symbols=read.symbols[finite],
+        predicted_returns=read.predicted_returns[finite],
+    )

@@ -42,7 +42,7 @@ class SnapshotHistory:
     ``moments`` the ``calculated_at`` of the snapshots in its history (same model version,
     method and horizon; at most ``history``; oldest first); ``rows`` their feature rows
     (feature_name, importance_score, importance_rank, correlation_with_returns, usage_count,
-    calculated_at), unordered.
+    p_value, q_value, n_effective, surrogate_r2, calculated_at), unordered.
     """
 
     latest: Mapping[Any, Any]
@@ -106,6 +106,10 @@ def read_snapshot_history(
                     F.importance_rank,
                     F.correlation_with_returns,
                     F.usage_count,
+                    F.p_value,
+                    F.q_value,
+                    F.n_effective,
+                    F.surrogate_r2,
                     F.calculated_at,
                 ).where(*same, F.calculated_at.in_(moments))
             )
