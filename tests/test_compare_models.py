@@ -84,6 +84,15 @@ def test_paired_b_truly_better_is_detected(engine: Engine) -> None:
     assert item.b["hit_rate"] == pytest.approx(0.75)
     low, high = item.b["accuracy_low"], item.b["accuracy_high"]
     assert low < 0.75 < high
+    # 1h outcomes an hour apart do not overlap: the corrected figures are the naive ones
+    assert item.p_value_overlap == item.p_value and item.better_naive == "B"
+    assert item.discordant_effective == 70 and item.pairs_effective == 200
+    assert item.block_length == 1
+    assert item.b["n_effective"] == 200
+    assert (item.b["accuracy_low_overlap"], item.b["accuracy_high_overlap"]) == pytest.approx(
+        (low, high)
+    )
+    assert "naive" not in item.verdict
 
 
 def test_paired_metrics_use_the_rows_the_pairs_took(engine: Engine) -> None:

@@ -5,6 +5,11 @@ Versions are compared on the paired rows: where both predicted the same symbol a
 (``datetime``, the open time of a candle, so equal instants) often enough
 (``MIN_PAIRED_PREDICTIONS``), the metrics are computed on those pairs and the test is
 paired: McNemar's exact test on correctness and a bootstrap interval of the IC difference.
+Outcome windows of one symbol less than a horizon apart overlap (a 12h outcome every 15
+minutes), so each paired test also has an overlap-corrected form (``*_overlap`` fields: the
+McNemar test with the overlap long-run variance, a circular block bootstrap) and each
+accuracy an interval at its effective sample size; ``better`` follows the corrected test,
+the naive figures stay in the fields they always had (``better_naive`` is their verdict).
 With fewer pairs no winner is declared: the unpaired two-proportion z-test on all rows with
 an outcome is still reported, marked ``confounded`` (what each version predicted, which
 symbols and periods, differs), and each version's ``coverage`` says what that was.
@@ -26,13 +31,21 @@ import pandas as pd
 
 from mlpred_cli.analysis.accuracy import accuracy_with_interval
 from mlpred_cli.analysis.metrics import expected_calibration_error, information_coefficient
+from mlpred_cli.analysis.overlap import OverlapLayout, overlap_proportion
 from mlpred_cli.analysis.scoring import scored_mask, scored_rows
 from mlpred_cli.analysis.significance import (
+    block_bootstrap_ic_difference,
     bootstrap_ic_difference,
     mcnemar_exact,
+    mcnemar_overlap,
     two_proportion_z_test,
 )
-from mlpred_cli.config import COMPARE_ALPHA, MIN_PAIRED_PREDICTIONS, check_horizons
+from mlpred_cli.config import (
+    COMPARE_ALPHA,
+    HORIZON_DELTAS,
+    MIN_PAIRED_PREDICTIONS,
+    check_horizons,
+)
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.comparison_reads import read_version_rows
 from mlpred_cli.store.prediction_queries import make_filter
@@ -48,6 +61,9 @@ METRIC_NAMES: tuple[str, ...] = (
     "accuracy",
     "accuracy_low",
     "accuracy_high",
+    "n_effective",
+    "accuracy_low_overlap",
+    "accuracy_high_overlap",
     "n_directional",
     "hit_rate",
     "hit_rate_low",
@@ -72,6 +88,13 @@ class HorizonComparison:
     says which rows the metrics are over: ``"paired"`` or ``"all rows"``.
     ``verdict`` is the sentence ``render.verdicts.horizon_verdict`` writes (empty until
     then).
+
+    Overlap-corrected figures of the paired test (None when unpaired): ``p_value_overlap``
+    and ``z_overlap`` (``significance.mcnemar_overlap``), ``discordant_effective`` and
+    ``pairs_effective`` (the independent discordant pairs / pairs carrying the same
+    information), ``ic_difference_low_overlap`` / ``_high_overlap`` (circular block
+    bootstrap, blocks of ``block_length`` pairs); ``better`` is decided on
+    ``p_value_overlap``, ``better_naive`` on ``p_value``.
     """
 
     horizon: str
@@ -91,6 +114,14 @@ class HorizonComparison:
     confounded: bool = False
     basis: str = "all rows"
     verdict: str = ""
+    p_value_overlap: float | None = None
+    z_overlap: float | None = None
+    discordant_effective: float | None = None
+    pairs_effective: float | None = None
+    ic_difference_low_overlap: float | None = None
+    ic_difference_high_overlap: float | None = None
+    block_length: int | None = None
+    better_naive: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (``a`` and ``b`` nested)."""
@@ -189,6 +220,14 @@ class ModelComparison:
             "confounded",
             "basis",
             "verdict",
+            "p_value_overlap",
+            "z_overlap",
+            "discordant_effective",
+            "pairs_effective",
+            "ic_difference_low_overlap",
+            "ic_difference_high_overlap",
+            "block_length",
+            "better_naive",
         )
         return [{name: getattr(item, name) for name in names} for item in self.horizons]
 
@@ -225,19 +264,36 @@ def _float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _times(rows: pd.DataFrame) -> np.ndarray:
+    """The rows' candle times as UTC datetime64 (what ``OverlapLayout`` takes)."""
+    times = pd.to_datetime(rows["datetime"], utc=True).dt.tz_localize(None)
+    return np.asarray(times.to_numpy(dtype="datetime64[us]"))
+
+
+def _window(horizon: str) -> float:
+    return HORIZON_DELTAS[horizon].total_seconds()
+
+
 def version_metrics(
     frame: pd.DataFrame, horizon: str, inference_p50: float | None
 ) -> dict[str, Any]:
-    """Metrics of one version at one horizon over its rows (``frame``: all its rows)."""
+    """Metrics of one version at one horizon over its rows (``frame``: all its rows); the
+    accuracy also with its interval at the overlap-corrected effective ``n``."""
     rows = scored_rows(frame, horizon)
     n = len(rows)
     correct = int(rows["correct"].sum())
+    overlap = overlap_proportion(
+        rows["correct"].to_numpy(float), _times(rows), _window(horizon), rows["symbol"].to_numpy()
+    )
     directional = rows[rows[f"direction_{horizon}"].isin(["LONG", "SHORT"])]
     confidence = rows[f"direction_{horizon}_confidence"].to_numpy(float)
     error = (rows[f"predicted_return_{horizon}"] - rows[f"actual_return_{horizon}"]).abs()
     return {
         "n": n,
         **accuracy_with_interval(correct, n),
+        "n_effective": overlap.n_effective,
+        "accuracy_low_overlap": overlap.low,
+        "accuracy_high_overlap": overlap.high,
         "n_directional": len(directional),
         **accuracy_with_interval(int(directional["correct"].sum()), len(directional), "hit_rate"),
         "ic": information_coefficient(
@@ -306,6 +362,16 @@ def compare_horizon(
         result.a_only_correct, result.b_only_correct = a_only, b_only
         result.accuracy_difference = (b_only - a_only) / len(pairs)
         result.p_value = mcnemar.p_value
+        times, symbols = _times(pairs), pairs["symbol"].to_numpy()
+        layout = OverlapLayout(times, _window(horizon), symbols)
+        corrected = mcnemar_overlap(pairs["correct_a"], pairs["correct_b"], layout)
+        result.p_value_overlap, result.z_overlap = corrected.p_value, corrected.z
+        result.discordant_effective = corrected.discordant_effective
+        if a_only + b_only:
+            share = corrected.discordant_effective / (a_only + b_only)
+            result.pairs_effective = len(pairs) * share
+        else:
+            result.pairs_effective = float(len(pairs))
         predicted_a = pairs[f"predicted_return_{horizon}_a"]
         predicted_b = pairs[f"predicted_return_{horizon}_b"]
         actual = pairs[f"actual_return_{horizon}_a"]
@@ -319,6 +385,18 @@ def compare_horizon(
             )
             result.ic_difference = interval.difference
             result.ic_difference_low, result.ic_difference_high = interval.low, interval.high
+            blocks = block_bootstrap_ic_difference(
+                predicted_a.to_numpy(float),
+                predicted_b.to_numpy(float),
+                actual.to_numpy(float),
+                times,
+                _window(horizon),
+                symbols,
+                **extra,
+            )
+            result.ic_difference_low_overlap = blocks.low
+            result.ic_difference_high_overlap = blocks.high
+            result.block_length = blocks.block_length
         else:
             known = predicted_a.notna() & predicted_b.notna() & actual.notna()
             ic_a = information_coefficient(predicted_a[known], actual[known]).ic
@@ -338,7 +416,8 @@ def compare_horizon(
             result.ic_difference = result.b["ic"] - result.a["ic"]
         result.confounded = True
         return result  # a difference of what each version predicted is no verdict
-    result.better = better_version(result.accuracy_difference, result.p_value, alpha)
+    result.better = better_version(result.accuracy_difference, result.p_value_overlap, alpha)
+    result.better_naive = better_version(result.accuracy_difference, result.p_value, alpha)
     return result
 
 

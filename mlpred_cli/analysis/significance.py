@@ -1,11 +1,14 @@
 """Significance tests for comparing two model versions: McNemar's exact test on paired
 correctness, a bootstrap interval of a paired IC difference, and the unpaired two-proportion
-z-test. Pure functions; unknown results are ``None``, never NaN.
+z-test; each paired test also in a form that stays honest when outcome windows overlap
+(``mcnemar_overlap``, ``block_bootstrap_ic_difference``; see ``analysis.overlap``). Pure
+functions; unknown results are ``None``, never NaN.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -13,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from mlpred_cli.analysis.overlap import OverlapLayout
 from mlpred_cli.config import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, INTERVAL_CONFIDENCE
 from mlpred_cli.errors import InputError
 
@@ -45,6 +49,56 @@ def mcnemar_exact(a_only: int, b_only: int) -> McNemarResult:
         return McNemarResult(a_only, b_only, 1.0)
     p_value = float(stats.binomtest(b_only, discordant, 0.5).pvalue)
     return McNemarResult(a_only, b_only, min(1.0, p_value))
+
+
+@dataclass(frozen=True)
+class OverlapMcNemarResult:
+    """McNemar's test when the paired outcomes overlap.
+
+    ``a_only`` / ``b_only`` as in ``McNemarResult``; ``z`` is ``mean(d) / sqrt(long_run /
+    n^2)`` with ``d = B correct - A correct`` per pair and the overlap (HAC) long-run sum of
+    ``d`` (0.0 without a discordant pair); ``discordant_effective`` the number of independent
+    discordant pairs carrying the same information (at most ``a_only + b_only``);
+    ``p_value`` the two-sided exact binomial p-value at the effective counts.
+    """
+
+    a_only: int
+    b_only: int
+    z: float
+    discordant_effective: float
+    p_value: float
+
+
+def mcnemar_overlap(
+    correct_a: npt.ArrayLike, correct_b: npt.ArrayLike, layout: OverlapLayout
+) -> OverlapMcNemarResult:
+    """McNemar's test of "A and B are equally often right" on pairs whose outcome windows
+    overlap (``layout``: the pairs' times and symbols, rows in the order of the arrays).
+
+    The sum of ``d = B correct - A correct`` has, under the null, the long-run variance
+    ``sum_i sum_j w_ij d_i d_j`` over overlapping pairs (``OverlapLayout.long_run_sums`` of
+    ``d``, not centred: the null's mean 0 imposed; never taken below the number of
+    discordant pairs, McNemar's variance without overlap). ``z = mean(d) / sqrt(long_run /
+    n^2)``; where discordant pairs overlap the p-value is the two-sided normal one, but
+    never below the exact McNemar p-value; without overlap it is ``mcnemar_exact``'s. The
+    effective discordant count is ``D^2 / long_run``.
+    """
+    first = np.asarray(correct_a, dtype=float)
+    second = np.asarray(correct_b, dtype=float)
+    if first.shape != second.shape or first.shape != (layout.n,):
+        raise InputError("correct_a, correct_b and the layout must have the same length")
+    difference = second - first
+    a_only, b_only = int((difference < 0).sum()), int((difference > 0).sum())
+    discordant = a_only + b_only
+    if discordant == 0:
+        return OverlapMcNemarResult(a_only, b_only, 0.0, 0.0, 1.0)
+    _, long_run_sum, _ = layout.long_run_sums(difference)
+    long_run = max(float(long_run_sum), float(discordant))
+    z = (b_only - a_only) / math.sqrt(long_run)
+    p_value = mcnemar_exact(a_only, b_only).p_value
+    if long_run > discordant:  # the discordant pairs overlap: their sum varies more
+        p_value = max(float(2 * stats.norm.sf(abs(z))), p_value)
+    return OverlapMcNemarResult(a_only, b_only, z, discordant * discordant / long_run, p_value)
 
 
 @dataclass(frozen=True)
@@ -165,22 +219,14 @@ def _differences(
     return np.asarray(ic_b - ic_a)
 
 
-def bootstrap_ic_difference(
-    predicted_a: npt.ArrayLike,
-    predicted_b: npt.ArrayLike,
-    actual: npt.ArrayLike,
-    *,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    confidence: float = INTERVAL_CONFIDENCE,
-    seed: int = BOOTSTRAP_SEED,
-) -> BootstrapInterval:
-    """Paired bootstrap of ``IC(B) - IC(A)``, IC = Spearman(predicted, actual return).
+#: Draws one chunk of resamples: ``(generator, resamples) -> draw counts`` (resamples x n).
+DrawCounts = Callable[[np.random.Generator, int], np.ndarray]
 
-    The three arrays are aligned pairs (same symbol and candle); rows with a missing value
-    anywhere are dropped. Whole pairs are resampled with replacement ``resamples`` times
-    (numpy ``Generator`` seeded with ``seed``, so results are reproducible); the interval is
-    the percentile interval at ``confidence``. Resamples where an IC is undefined are skipped.
-    """
+
+def _complete_pairs(
+    predicted_a: npt.ArrayLike, predicted_b: npt.ArrayLike, actual: npt.ArrayLike, resamples: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The three series as floats, restricted to complete pairs, and the mask of those."""
     pred_a = np.asarray(predicted_a, dtype=float)
     pred_b = np.asarray(predicted_b, dtype=float)
     act = np.asarray(actual, dtype=float)
@@ -189,8 +235,55 @@ def bootstrap_ic_difference(
     if resamples < 1:
         raise InputError(f"resamples must be at least 1, got {resamples}")
     keep = np.isfinite(pred_a) & np.isfinite(pred_b) & np.isfinite(act)
-    pred_a, pred_b, act = pred_a[keep], pred_b[keep], act[keep]
-    n = int(keep.sum())
+    return pred_a[keep], pred_b[keep], act[keep], keep
+
+
+def _iid_counts(n: int) -> DrawCounts:
+    """Draw counts of resamples of ``n`` single pairs with replacement."""
+
+    def draw(rng: np.random.Generator, size: int) -> np.ndarray:
+        draws = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
+        return np.bincount(draws.ravel(), minlength=size * n).reshape(size, n)
+
+    return draw
+
+
+def _circular_block_counts(sorted_groups: np.ndarray, length: int) -> DrawCounts:
+    """Draw counts of circular block resamples of rows sorted by (group, time), their group
+    codes ``sorted_groups``: each resample joins ``ceil(n / length)`` blocks of ``length``
+    consecutive rows of one group, each starting at a uniformly drawn row and wrapping round
+    to its group's first row, cut to ``n`` rows."""
+    n = int(sorted_groups.size)
+    new_group = np.r_[True, sorted_groups[1:] != sorted_groups[:-1]] if n else np.ones(0, bool)
+    group_first = np.flatnonzero(new_group)
+    group_number = np.cumsum(new_group) - 1
+    starts = group_first[group_number]
+    sizes = np.diff(np.r_[group_first, n])[group_number]
+    blocks = -(-n // length)
+    offsets = np.arange(length)
+
+    def draw(rng: np.random.Generator, size: int) -> np.ndarray:
+        first = rng.integers(0, n, size=(size, blocks))
+        base, span = starts[first][..., None], sizes[first][..., None]
+        rows = base + ((first[..., None] - base + offsets) % span)
+        drawn = rows.reshape(size, blocks * length)[:, :n] + (np.arange(size) * n)[:, None]
+        return np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n)
+
+    return draw
+
+
+def _bootstrap(
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    act: np.ndarray,
+    draw: DrawCounts,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> BootstrapInterval:
+    """The percentile interval of IC(B) - IC(A) over ``resamples`` resamples that ``draw``
+    makes (complete pairs only)."""
+    n = int(pred_a.size)
     if n < 3:
         return BootstrapInterval(None, None, None, n)
     groups_a, groups_b, groups_actual = _tie_groups(pred_a), _tie_groups(pred_b), _tie_groups(act)
@@ -206,9 +299,7 @@ def bootstrap_ic_difference(
     with ThreadPoolExecutor(BOOTSTRAP_THREADS) as pool:
         futures = []
         for start in range(0, resamples, chunk):
-            size = min(chunk, resamples - start)
-            draws = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
-            counts = np.bincount(draws.ravel(), minlength=size * n).reshape(size, n)
+            counts = draw(rng, min(chunk, resamples - start))
             futures.append(
                 pool.submit(
                     _differences, counts.astype(float), groups_a, groups_b, groups_actual, n
@@ -222,3 +313,94 @@ def bootstrap_ic_difference(
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return BootstrapInterval(float(point[0]), float(low), float(high), n)
+
+
+def bootstrap_ic_difference(
+    predicted_a: npt.ArrayLike,
+    predicted_b: npt.ArrayLike,
+    actual: npt.ArrayLike,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    confidence: float = INTERVAL_CONFIDENCE,
+    seed: int = BOOTSTRAP_SEED,
+) -> BootstrapInterval:
+    """Paired bootstrap of ``IC(B) - IC(A)``, IC = Spearman(predicted, actual return).
+
+    The three arrays are aligned pairs (same symbol and candle); rows with a missing value
+    anywhere are dropped. Whole pairs are resampled with replacement ``resamples`` times
+    (numpy ``Generator`` seeded with ``seed``, so results are reproducible); the interval is
+    the percentile interval at ``confidence``. Resamples where an IC is undefined are skipped.
+    Pairs are treated as independent: see ``block_bootstrap_ic_difference`` for overlapping
+    outcomes.
+    """
+    pred_a, pred_b, act, _ = _complete_pairs(predicted_a, predicted_b, actual, resamples)
+    draw = _iid_counts(int(pred_a.size))
+    return _bootstrap(pred_a, pred_b, act, draw, resamples, confidence, seed)
+
+
+@dataclass(frozen=True)
+class BlockBootstrapInterval:
+    """``BootstrapInterval`` of a circular block bootstrap, with its ``block_length`` (rows;
+    None without an interval)."""
+
+    difference: float | None
+    low: float | None
+    high: float | None
+    n: int
+    block_length: int | None
+
+
+def horizon_block_length(layout: OverlapLayout) -> int:
+    """The horizon in rows: the median over rows of how many rows of the same symbol lie
+    less than one horizon before it, itself included (at least 1)."""
+    if layout.n == 0:
+        return 1
+    inside = np.arange(layout.n) - layout.window_start + 1
+    return max(1, int(np.median(inside)))
+
+
+def block_bootstrap_ic_difference(
+    predicted_a: npt.ArrayLike,
+    predicted_b: npt.ArrayLike,
+    actual: npt.ArrayLike,
+    times: npt.ArrayLike,
+    window_seconds: float,
+    groups: npt.ArrayLike | None = None,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    confidence: float = INTERVAL_CONFIDENCE,
+    seed: int = BOOTSTRAP_SEED,
+) -> BlockBootstrapInterval:
+    """``bootstrap_ic_difference`` for pairs whose outcome windows overlap: a circular block
+    bootstrap (Politis and Romano) per symbol.
+
+    Pairs are sorted by (``groups``, ``times``); each resample joins blocks of consecutive
+    pairs of one symbol, the block length being the horizon (``window_seconds``) in rows
+    (``horizon_block_length``; 1 when rows are a horizon or more apart, which is the plain
+    bootstrap), a block starting at a uniformly drawn pair and wrapping round within its
+    symbol, until ``n`` pairs are drawn. Same seed, resamples and percentile interval as
+    ``bootstrap_ic_difference``.
+    """
+    pred_a, pred_b, act, keep = _complete_pairs(predicted_a, predicted_b, actual, resamples)
+    seconds = np.asarray(times)
+    labels = None if groups is None else np.asarray(groups)
+    if seconds.shape != keep.shape or (labels is not None and labels.shape != keep.shape):
+        raise InputError("times and groups must have the same length as the pairs")
+    kept = None if labels is None else labels[keep]
+    layout = OverlapLayout(seconds[keep], window_seconds, kept)
+    length = horizon_block_length(layout)
+    order = layout.order
+    codes = np.zeros(layout.n, dtype=np.int64)
+    if kept is not None:
+        codes = np.unique(kept.astype(str), return_inverse=True)[1].astype(np.int64)
+    draw = _circular_block_counts(codes[order], length)
+    interval = _bootstrap(
+        pred_a[order], pred_b[order], act[order], draw, resamples, confidence, seed
+    )
+    return BlockBootstrapInterval(
+        interval.difference,
+        interval.low,
+        interval.high,
+        interval.n,
+        None if interval.low is None else length,
+    )

@@ -332,6 +332,10 @@ def compare_models_command(
     predicted. Each version's coverage (rows, symbols, first and last prediction) and the
     number of pairs are always shown. Significance level 0.05.
 
+    Outcome windows that overlap (12h outcomes every 15 minutes) are accounted for: the
+    verdict uses the overlap-corrected McNemar test and a block bootstrap of the IC
+    difference; naive and corrected figures are shown side by side.
+
     Example:
 
         mlpred compare-models v1.4 v1.5 --days 30 --horizon 1h

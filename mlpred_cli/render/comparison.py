@@ -1,11 +1,13 @@
 """The readable tables of ``compare-models``: what each version predicted, metrics side by
-side, the tests, and the verdict of a horizon with too few pairs to name a winner."""
+side, the tests, and the verdict of a horizon with too few pairs to name a winner. Figures
+that treat overlapping outcomes as independent are labelled ``naive``, the corrected ones
+``overlap``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mlpred_cli.render.verdicts import accuracy_points
+from mlpred_cli.render.verdicts import accuracy_points, p_value_text
 
 if TYPE_CHECKING:
     from mlpred_cli.analysis.compare import ModelComparison, VersionCoverage
@@ -16,9 +18,11 @@ COVERAGE_SYMBOLS_SHOWN = 4
 #: Rows of ``metric_rows``: (label, metric key).
 TABLE_METRICS: tuple[tuple[str, str], ...] = (
     ("n", "n"),
-    ("accuracy (95% CI)", "accuracy"),
+    ("accuracy (naive 95% CI)", "accuracy"),
+    ("accuracy (overlap 95% CI)", "accuracy_overlap"),
+    ("effective n (overlap)", "n_effective"),
     ("directional n", "n_directional"),
-    ("hit rate (95% CI)", "hit_rate"),
+    ("hit rate (naive 95% CI)", "hit_rate"),
     ("IC", "ic"),
     ("MAE", "mae"),
     ("calibration error", "calibration_error"),
@@ -27,12 +31,21 @@ TABLE_METRICS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _interval(value: float | None, low: float | None, high: float | None) -> str | None:
+    if value is None or low is None or high is None:
+        return None
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
 def _cell(metrics: dict[str, Any], key: str) -> Any:
+    if key == "accuracy_overlap":
+        low, high = metrics["accuracy_low_overlap"], metrics["accuracy_high_overlap"]
+        return _interval(metrics["accuracy"], low, high)
     value = metrics[key]
     if key in ("accuracy", "hit_rate"):
-        if value is None:
-            return None
-        return f"{value:.3f} [{metrics[f'{key}_low']:.3f}, {metrics[f'{key}_high']:.3f}]"
+        return _interval(value, metrics[f"{key}_low"], metrics[f"{key}_high"])
+    if key == "n_effective" and value is not None:
+        return f"{value:.1f}"
     return value
 
 
@@ -49,28 +62,65 @@ def metric_rows(comparison: ModelComparison) -> list[dict[str, Any]]:
     return rows
 
 
+#: The test of each row of ``test_rows``: (naive name, overlap-corrected name).
+TEST_LABELS = {
+    "mcnemar_exact": ("McNemar naive", "McNemar overlap"),
+    "two_proportion_z": ("z-test naive", "z-test overlap"),
+}
+
+
+def _ic_interval(low: float | None, high: float | None) -> str | None:
+    return None if low is None or high is None else f"[{low:+.3f}, {high:+.3f}]"
+
+
+def _signed(value: float | None) -> str | None:
+    return None if value is None else f"{value:+.3f}"
+
+
+def _count(value: float | None) -> str | None:
+    return None if value is None else f"{value:.1f}"
+
+
+def _p(value: float | None) -> str | None:
+    """A p-value as ``0.317``, scientific below 0.001 (``2.4e-12``), never a bare 0."""
+    return None if value is None else p_value_text(value).removeprefix("p = ")
+
+
 def test_rows(comparison: ModelComparison) -> list[dict[str, Any]]:
-    """The tests: one row per horizon, differences B - A."""
+    """The tests, differences B - A: per horizon a ``naive`` row (outcomes taken as
+    independent: exact McNemar, plain bootstrap) and, when paired, an ``overlap`` row (the
+    overlap-corrected McNemar, pairs at their effective number, block bootstrap)."""
     rows = []
     for item in comparison.horizons:
-        interval = (
-            None
-            if item.ic_difference_low is None or item.ic_difference_high is None
-            else f"[{item.ic_difference_low:+.3f}, {item.ic_difference_high:+.3f}]"
+        naive, overlap = TEST_LABELS.get(item.test or "", (item.test, None))
+        difference = (
+            None if item.accuracy_difference is None else accuracy_points(item.accuracy_difference)
         )
         rows.append(
             {
                 "horizon": item.horizon,
-                "test": item.test,
+                "test": naive,
                 "pairs": item.pairs,
-                "accuracy B-A": None
-                if item.accuracy_difference is None
-                else accuracy_points(item.accuracy_difference),
-                "p_value": item.p_value,
-                "IC B-A": item.ic_difference,
-                "IC B-A 95% interval": interval,
+                "accuracy": difference,
+                "p_value": _p(item.p_value),
+                "IC": _signed(item.ic_difference),
+                "IC 95% CI": _ic_interval(item.ic_difference_low, item.ic_difference_high),
             }
         )
+        if item.basis == "paired":
+            rows.append(
+                {
+                    "horizon": "",
+                    "test": overlap,
+                    "pairs": _count(item.pairs_effective),
+                    "accuracy": difference,
+                    "p_value": _p(item.p_value_overlap),
+                    "IC": _signed(item.ic_difference),
+                    "IC 95% CI": _ic_interval(
+                        item.ic_difference_low_overlap, item.ic_difference_high_overlap
+                    ),
+                }
+            )
     return rows
 
 

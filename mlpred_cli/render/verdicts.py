@@ -25,10 +25,27 @@ def p_value_text(p_value: float) -> str:
     return f"p = {p_value:.3f}" if p_value >= 0.001 else f"p = {p_value:.1e}"
 
 
+#: What a verdict adds when only the naive test (independent outcomes) is significant.
+NAIVE_ONLY = "significant only if overlapping outcomes were independent"
+
+
+def _naive_note(item: HorizonComparison, p_value: float) -> str:
+    """``; naive p = ...`` when the overlap-corrected p-value differs from the naive one
+    (outcomes overlapped), else nothing; says when only the naive one is significant."""
+    if item.p_value_overlap is None or item.p_value_overlap == p_value:
+        return ""
+    if item.better is None and item.better_naive is not None:
+        return f"; naive {p_value_text(p_value)}, {NAIVE_ONLY}"
+    return f"; naive {p_value_text(p_value)}"
+
+
 def horizon_verdict(item: HorizonComparison, min_pairs: int = MIN_PAIRED_PREDICTIONS) -> str:
     """The verdict of one horizon, e.g. ``B better at 1h: +12.3 pts, p = 0.001 (paired
-    McNemar)`` or ``no significant difference at 1h (...)``; follows ``item.better``. A
-    ``confounded`` horizon (fewer than ``min_pairs`` pairs) names no winner and says why."""
+    McNemar)`` or ``no significant difference at 1h (...)``; follows ``item.better``. The
+    p-value quoted is the overlap-corrected one; where outcomes overlapped the naive one is
+    added (``overlap-corrected; naive p = ...``), with ``NAIVE_ONLY`` when only it is
+    significant. A ``confounded`` horizon (fewer than ``min_pairs`` pairs) names no winner
+    and says why."""
     horizon = item.horizon
     if item.confounded:
         return confounded_verdict(item, min_pairs)
@@ -38,6 +55,10 @@ def horizon_verdict(item: HorizonComparison, min_pairs: int = MIN_PAIRED_PREDICT
     difference, p_value = item.accuracy_difference, item.p_value
     if difference is None or p_value is None:
         return f"no significant difference at {horizon} ({test}: not testable)"
+    note = _naive_note(item, p_value)
+    if note:
+        test = f"{test}, overlap-corrected{note}"
+        p_value = p_value if item.p_value_overlap is None else item.p_value_overlap
     if item.better is not None:
         shown = difference if item.better == "B" else -difference
         figures = f"{accuracy_points(shown)}, {p_value_text(p_value)}"

@@ -319,6 +319,7 @@ def _model_versions(
                 "accuracy_b": item.b.get("accuracy"),
                 "difference": item.accuracy_difference,
                 "p_value": item.p_value,
+                "p_value_overlap": item.p_value_overlap,
                 "better": item.better,
                 "verdict": item.verdict,
             }
