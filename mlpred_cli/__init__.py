@@ -13,7 +13,9 @@ The public API, by job (everything else is internal and may change):
   (Parquet), ``partition_database`` / ``ensure_partitions_for`` / ``partitions_of``.
 - **analysis**: ``load_predictions``, ``accuracy_table``, ``analyze``, ``high_confidence``,
   ``recent_predictions``, ``export_predictions``.
-- **models**: ``compare_models``, ``compute_feature_importance``, ``show_feature_importance``.
+- **models**: ``compare_models``, ``compute_feature_importance``, ``compute_importance`` (any
+  method: spearman_ic, shap_mean_abs, linear_surrogate), ``show_feature_importance``,
+  ``overlap_proportion`` (a share with its naive and overlap-corrected interval).
 - **monitor**: ``run_check`` (what ``mlpred check`` runs; a ``CheckReport`` of
   ``CheckResult`` with a ``Severity``), ``MonitorSettings`` (its tunables) and
   ``list_alerts`` (the alert state).
@@ -87,6 +89,8 @@ _EXPORTS: dict[str, str] = {
     "ImportanceResult": "mlpred_cli.analysis.feature_importance",
     "ImportanceView": "mlpred_cli.analysis.feature_importance",
     "compute_feature_importance": "mlpred_cli.analysis.feature_importance",
+    "compute_importance": "mlpred_cli.analysis.importance_methods",
+    "overlap_proportion": "mlpred_cli.analysis.overlap",
     "show_feature_importance": "mlpred_cli.render.model_views",
     # monitor
     "run_check": "mlpred_cli.monitor.check",
@@ -166,6 +170,8 @@ __all__ = [
     "ImportanceResult",
     "ImportanceView",
     "compute_feature_importance",
+    "compute_importance",
+    "overlap_proportion",
     "show_feature_importance",
     # monitor
     "run_check",
@@ -203,6 +209,8 @@ if TYPE_CHECKING:
         ImportanceView,
         compute_feature_importance,
     )
+    from mlpred_cli.analysis.importance_methods import compute_importance
+    from mlpred_cli.analysis.overlap import overlap_proportion
     from mlpred_cli.analysis.prediction_views import (
         accuracy_table,
         analyze,
