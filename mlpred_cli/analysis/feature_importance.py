@@ -20,7 +20,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import stats
 
-from mlpred_cli.analysis.importance_significance import feature_significance, rank_stability
+from mlpred_cli.analysis.importance_significance import (
+    feature_significance,
+    rank_stability,
+    row_ranks,
+)
 from mlpred_cli.analysis.metrics import information_coefficient
 from mlpred_cli.config import (
     HORIZON_DELTAS,
@@ -48,21 +52,8 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------- scoring
 
 
-def _ranks(rows: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based) within each row: a double argsort where a row has no ties,
-    ``scipy.stats.rankdata`` where it does."""
-    order = np.argsort(rows, axis=1)
-    ranks = np.empty_like(rows)
-    positions = np.broadcast_to(np.arange(1, rows.shape[1] + 1, dtype=float), rows.shape)
-    np.put_along_axis(ranks, order, positions, axis=1)
-    ordered = np.take_along_axis(rows, order, axis=1)
-    for row in np.flatnonzero((np.diff(ordered, axis=1) == 0).any(axis=1)):
-        ranks[row] = stats.rankdata(rows[row])
-    return ranks
-
-
 def _rank_correlations(features: np.ndarray, return_ranks: np.ndarray) -> np.ndarray:
-    feature_ranks = _ranks(features)
+    feature_ranks = row_ranks(features)
     feature_ranks -= feature_ranks.mean(axis=1, keepdims=True)
     covariance = feature_ranks @ return_ranks
     scale = np.sqrt(

@@ -24,6 +24,7 @@ from mlpred_cli.analysis.overlap import (
     correlation_effective_sizes,
     outcome_effective_size,
     spearman_p_values,
+    standardized,
 )
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.feature_vectors import WORKER_THREADS
@@ -91,20 +92,13 @@ def row_ranks(rows: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _standardized(ranks: np.ndarray) -> np.ndarray:
-    centred = ranks - ranks.mean(axis=-1, keepdims=True)
-    scale = np.sqrt((centred * centred).mean(axis=-1, keepdims=True))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(centred / scale)
-
-
 def _correlate_block(
     features: np.ndarray, return_ranks: np.ndarray, layout: OverlapLayout
 ) -> tuple[np.ndarray, np.ndarray]:
     """``overlap.correlation_effective_sizes`` of complete, varying features against
     standardized return ranks, with the faster ``row_ranks`` (same influence function:
     ``a b - r (a^2 + b^2) / 2``)."""
-    a = _standardized(row_ranks(features))
+    a = standardized(row_ranks(features))
     product = a * return_ranks
     r = product.mean(axis=-1)
     product -= r[:, None] * (a * a + return_ranks * return_ranks) / 2
@@ -116,7 +110,7 @@ def _complete_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``_correlate_block`` over blocks of features that fit ``BLOCK_VALUES``, on worker
     threads (numpy's sorts and sums release the GIL)."""
-    return_ranks = _standardized(row_ranks(returns[None, :]))[0]
+    return_ranks = standardized(row_ranks(returns[None, :]))[0]
     rows = max(1, BLOCK_VALUES // max(1, features.shape[1]))
     blocks = [features[start : start + rows] for start in range(0, features.shape[0], rows)]
     with ThreadPoolExecutor(min(WORKER_THREADS, len(blocks))) as pool:

@@ -222,14 +222,18 @@ def overlap_proportion(
     return OverlapInterval(n, share, n_effective, low, high, naive_low, naive_high)
 
 
-def _standard_ranks(values: np.ndarray) -> np.ndarray:
-    """Average ranks along the last axis, centred and scaled to unit variance (None-free
-    input)."""
-    ranks = stats.rankdata(values, axis=-1)
-    ranks = ranks - ranks.mean(axis=-1, keepdims=True)
-    scale = np.sqrt((ranks * ranks).mean(axis=-1, keepdims=True))
+def standardized(values: np.ndarray) -> np.ndarray:
+    """Values centred and scaled to unit (population) variance along the last axis; NaN for
+    a constant series."""
+    centred = values - values.mean(axis=-1, keepdims=True)
+    scale = np.sqrt((centred * centred).mean(axis=-1, keepdims=True))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(ranks / scale)
+        return np.asarray(centred / scale)
+
+
+def _standard_ranks(values: np.ndarray) -> np.ndarray:
+    """Average ranks along the last axis, standardized (NaN-free input)."""
+    return standardized(np.asarray(stats.rankdata(values, axis=-1), dtype=float))
 
 
 def correlation_effective_sizes(

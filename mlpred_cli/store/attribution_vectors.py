@@ -9,7 +9,6 @@ text in the database, streamed out (COPY on PostgreSQL) and parsed in one bulk p
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,85 +18,27 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.functions import FunctionElement
 
 from mlpred_cli.config import HORIZONS
-from mlpred_cli.errors import DatabaseUnavailable, InputError
-from mlpred_cli.store.database import is_sqlite, mask_url
+from mlpred_cli.errors import InputError
+from mlpred_cli.store.database import is_sqlite
+from mlpred_cli.store.feature_vectors import (
+    SQLITE_BLOCK_ROWS,
+    WORKER_THREADS,
+    copy_text_blocks,
+    feature_vector_json,
+    feature_vector_length,
+    is_json_array,
+    one_line_json,
+)
 from mlpred_cli.store.prediction_queries import PredictionFilter
 from mlpred_cli.store.tables import predictions_table
 
 P = predictions_table.c
 
-#: Bytes of COPY output handed to one parser thread at a time.
-PARSE_BLOCK_BYTES = 16 * 1024 * 1024
-#: Rows per parse block on SQLite.
-SQLITE_BLOCK_ROWS = 5_000
-#: Threads that parse text (pandas releases the GIL).
-WORKER_THREADS = 2
 #: Scalar columns read before the vector on each line: timestamp, predicted, actual return.
 _LEADING = 3
-
-
-# ---------------------------------------------------------------- SQL
-
-
-class attribution_json(FunctionElement[str]):  # noqa: N801  (SQL function naming)
-    """The JSON text of an attribution vector."""
-
-    type = sa.String()
-    inherit_cache = True
-
-
-class attribution_length(FunctionElement[int]):  # noqa: N801
-    """Number of values in an attribution vector."""
-
-    type = sa.Integer()
-    inherit_cache = True
-
-
-class is_attribution_array(FunctionElement[bool]):  # noqa: N801
-    """True when the value is a JSON array (not JSON null, not an object)."""
-
-    type = sa.Boolean()
-    inherit_cache = True
-
-
-def _column(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(next(iter(element.clauses)), **kw)
-
-
-@compiles(attribution_json, "postgresql")
-def _json_pg(element: attribution_json, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"({_column(element, compiler, **kw)})::text"
-
-
-@compiles(attribution_json)
-def _json_sqlite(element: attribution_json, compiler: SQLCompiler, **kw: Any) -> str:
-    return _column(element, compiler, **kw)
-
-
-@compiles(attribution_length, "postgresql")
-def _length_pg(element: attribution_length, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"jsonb_array_length({_column(element, compiler, **kw)})"
-
-
-@compiles(attribution_length)
-def _length_sqlite(element: attribution_length, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_array_length({_column(element, compiler, **kw)})"
-
-
-@compiles(is_attribution_array, "postgresql")
-def _is_array_pg(element: is_attribution_array, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(jsonb_typeof({_column(element, compiler, **kw)}) = 'array')"
-
-
-@compiles(is_attribution_array)
-def _is_array_sqlite(element: is_attribution_array, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(json_type({_column(element, compiler, **kw)}) = 'array')"
 
 
 # ---------------------------------------------------------------- loading
@@ -154,10 +95,10 @@ def attribution_lengths(
     that length (only those with ``actual_return_<horizon>`` when ``matured_only``)."""
     _check_horizon(horizon)
     column = P.feature_attributions
-    length = attribution_length(column).label("length")
+    length = feature_vector_length(column).label("length")
     statement = (
         sa.select(length, sa.func.count().label("count"))
-        .where(*_candidates(selection, horizon, matured_only), is_attribution_array(column))
+        .where(*_candidates(selection, horizon, matured_only), is_json_array(column))
         .group_by(length)
     )
     return {int(k): int(v) for k, v in conn.execute(statement).all() if k is not None}
@@ -172,55 +113,26 @@ def _vector_select(
             P.timestamp,
             P[f"predicted_return_{horizon}"],
             P[f"actual_return_{horizon}"],
-            attribution_json(column),
+            feature_vector_json(column),
         )
         .where(
             *_candidates(selection, horizon, matured_only),
-            is_attribution_array(column),
-            attribution_length(column) == width,
+            is_json_array(column),
+            feature_vector_length(column) == width,
         )
         .order_by(P.timestamp, P.id)
     )
-
-
-def _copy_blocks_postgresql(conn: Connection, statement: sa.Select[Any]) -> Iterator[bytes]:
-    """COPY the rows out as tab-separated text in blocks of whole lines."""
-    compiled = statement.compile(dialect=conn.dialect)
-    values = compiled.construct_params()
-    raw = conn.connection.driver_connection
-    if raw is None:  # a pooled connection that was invalidated under us
-        raise DatabaseUnavailable(f"lost connection to {mask_url(conn.engine.url)}")
-    pending: list[bytes] = []
-    size = 0
-    with raw.cursor() as cursor, cursor.copy(f"COPY ({compiled.string}) TO STDOUT", values) as copy:
-        for chunk in copy:
-            pending.append(bytes(chunk))
-            size += len(chunk)
-            if size >= PARSE_BLOCK_BYTES:
-                block = b"".join(pending)
-                cut = block.rfind(b"\n") + 1
-                yield block[:cut]
-                pending, size = [block[cut:]], len(block) - cut
-    rest = b"".join(pending)
-    if rest:
-        yield rest
 
 
 def _scalar(value: Any) -> str:
     return "null" if value is None else repr(value)
 
 
-def _one_line(vector: str) -> str:
-    if "\n" in vector or "\t" in vector or "\r" in vector:
-        return json.dumps(json.loads(vector))
-    return vector
-
-
 def _blocks_sqlite(conn: Connection, statement: sa.Select[Any]) -> Iterator[bytes]:
     result = conn.execute(statement)
     while rows := result.fetchmany(SQLITE_BLOCK_ROWS):
         yield "".join(
-            f"{moment}\t{_scalar(predicted)}\t{_scalar(actual)}\t{_one_line(vector)}\n"
+            f"{moment}\t{_scalar(predicted)}\t{_scalar(actual)}\t{one_line_json(vector)}\n"
             for moment, predicted, actual, vector in rows
         ).encode()
 
@@ -251,9 +163,7 @@ def _read_width(
 ) -> np.ndarray:
     statement = _vector_select(selection, horizon, width, matured_only)
     blocks = (
-        _blocks_sqlite(conn, statement)
-        if is_sqlite(conn)
-        else _copy_blocks_postgresql(conn, statement)
+        _blocks_sqlite(conn, statement) if is_sqlite(conn) else copy_text_blocks(conn, statement)
     )
     with ThreadPoolExecutor(WORKER_THREADS) as pool:
         parts = [

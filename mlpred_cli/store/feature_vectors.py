@@ -255,7 +255,7 @@ def _vector_select(selection: PredictionFilter, horizon: str, width: int) -> sa.
     ).where(is_json_array(inner.c.vector), feature_vector_length(inner.c.vector) == width)
 
 
-def _copy_blocks_postgresql(conn: Connection, statement: sa.Select[Any]) -> Iterator[bytes]:
+def copy_text_blocks(conn: Connection, statement: sa.Select[Any]) -> Iterator[bytes]:
     """COPY the rows out as tab-separated text in blocks of whole lines (no Python object
     per row)."""
     compiled = statement.compile(dialect=conn.dialect)
@@ -287,12 +287,12 @@ def _blocks_sqlite(conn: Connection, statement: sa.Select[Any]) -> Iterator[byte
     while rows := result.fetchmany(SQLITE_BLOCK_ROWS):
         yield "".join(
             f"{actual!r}\t{'' if predicted is None else repr(predicted)}\t{ms}\t{symbol}\t"
-            f"{_one_line(vector)}\n"
+            f"{one_line_json(vector)}\n"
             for actual, predicted, ms, symbol, vector in rows
         ).encode()
 
 
-def _one_line(vector: str) -> str:
+def one_line_json(vector: str) -> str:
     """Stored JSON text on one line: text with line breaks or tabs (written by hand, not by
     the logger) is re-serialised."""
     if "\n" in vector or "\t" in vector or "\r" in vector:
@@ -358,9 +358,7 @@ def _read_width(
     """Every candidate with a vector of ``width`` (non-finite outcomes included)."""
     statement = _vector_select(selection, horizon, width)
     blocks = (
-        _blocks_sqlite(conn, statement)
-        if is_sqlite(conn)
-        else _copy_blocks_postgresql(conn, statement)
+        _blocks_sqlite(conn, statement) if is_sqlite(conn) else copy_text_blocks(conn, statement)
     )
     # Blocks are parsed on worker threads while the database produces the next ones.
     with ThreadPoolExecutor(WORKER_THREADS) as pool:
