@@ -222,6 +222,9 @@ def test_flag_wording_leaves_values_and_paths_alone() -> None:
 
     assert flag_wording("since must be before until") == "--since must be before --until"
     assert flag_wording("top must be at least 1, got 0") == "--top must be at least 1, got 0"
+    assert flag_wording("no prediction in the last 30 days has x; give days") == (
+        "no prediction in the last 30 days has x; give --days"
+    )
     assert flag_wording("cannot read feature names from /srv/days/f.txt: gone") == (
         "cannot read feature names from /srv/days/f.txt: gone"
     )

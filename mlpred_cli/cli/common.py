@@ -101,6 +101,14 @@ FLAG_PARAMETERS = frozenset(
 _PARAMETER_WORD = re.compile(r"^([a-z_]+(?:/[a-z_]+)*)([:,]?)$")
 
 
+def _is_number(word: str) -> bool:
+    try:
+        float(word.replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
 def flag_wording(message: str) -> str:
     """``message`` with each word that is a parameter of ``FLAG_PARAMETERS`` (or a
     ``days/hours`` pair of them) written as its flag: ``give days/hours or since/until`` ->
@@ -108,8 +116,8 @@ def flag_wording(message: str) -> str:
     words = message.split(" ")
     for index, word in enumerate(words):
         match = _PARAMETER_WORD.match(word)
-        if match is None:
-            continue
+        if match is None or (index and _is_number(words[index - 1])):
+            continue  # "in the last 30 days" is a duration, not the parameter
         names = match.group(1).split("/")
         if all(name in FLAG_PARAMETERS for name in names):
             flags = "/".join(f"--{name.replace('_', '-')}" for name in names)
