@@ -106,6 +106,11 @@ class OverlapLayout:
         #: For each sorted row j, the first sorted row i of its group with t_j - t_i < window.
         self.window_start = np.searchsorted(key, key - 1.0, side="right")
 
+    @property
+    def overlaps(self) -> bool:
+        """True when at least two rows overlap (one row's window reaches back to another)."""
+        return bool(np.any(self.window_start < np.arange(self.n)))
+
     def _sorted(self, values: np.ndarray) -> np.ndarray:
         return values[..., self.order]
 
@@ -167,8 +172,9 @@ class OverlapInterval:
     """A proportion with its naive and its overlap-corrected Wilson interval.
 
     ``n`` rows, ``share`` the proportion, ``n_effective`` the effective sample size the
-    corrected interval ``(low, high)`` is built at; ``naive_low``/``naive_high`` the Wilson
-    interval at ``n``. Unknown values are None (no rows)."""
+    corrected interval ``(low, high)`` is built at (with the t quantile on ``n_effective - 1``
+    degrees of freedom when rows overlap, since ``n_effective`` is then estimated);
+    ``naive_low``/``naive_high`` the Wilson interval at ``n``. Unknown values are None (no rows)."""
 
     n: int
     share: float | None
@@ -180,12 +186,18 @@ class OverlapInterval:
 
 
 def wilson_at(
-    share: float, n_effective: float, confidence: float = INTERVAL_CONFIDENCE
+    share: float,
+    n_effective: float,
+    confidence: float = INTERVAL_CONFIDENCE,
+    degrees: float | None = None,
 ) -> tuple[float, float]:
-    """Wilson score interval of ``share`` at a (possibly fractional) sample size."""
+    """Wilson score interval of ``share`` at a (possibly fractional) sample size; with
+    ``degrees``, the Student t quantile on that many degrees of freedom instead of the
+    normal one (for a sample size that is itself estimated)."""
     if n_effective <= 0:
         raise InputError(f"sample size must be positive, got {n_effective}")
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    tail = 0.5 + confidence / 2
+    z = float(stats.norm.ppf(tail) if degrees is None else stats.t.ppf(tail, max(degrees, 1.0)))
     z2_n = z * z / n_effective
     centre = (share + z2_n / 2) / (1 + z2_n)
     half = z / (1 + z2_n) * math.sqrt(share * (1 - share) / n_effective + z2_n / (4 * n_effective))
@@ -218,7 +230,11 @@ def overlap_proportion(
     naive_low, naive_high = wilson_interval(correct, n, confidence)
     layout = OverlapLayout(seconds, window_seconds, labels)
     n_effective = float(layout.effective_sizes(hits - share))
-    low, high = wilson_at(share, n_effective, confidence)
+    # The effective size is estimated from the overlapping pairs: the t quantile on
+    # n_eff - 1 degrees of freedom accounts for that (12h coverage 92.8 -> 93.6 % in
+    # bench/bench_statistics.py). Without an overlapping pair nothing was estimated.
+    degrees = n_effective - 1 if layout.overlaps else None
+    low, high = wilson_at(share, n_effective, confidence, degrees)
     return OverlapInterval(n, share, n_effective, low, high, naive_low, naive_high)
 
 
