@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
@@ -91,6 +92,11 @@ def test_array_index_and_name_attributions_round_trip(
             symbol="ETHUSDT", features=features, model_outputs=RAW,
             attributions=np.arange(6).reshape(1, 6),  # what explainer.shap_values(x[None]) gives
         )  # fmt: skip
+        # a pandas Series keyed by name, in the explainer's order: aligned by name
+        by_series = logger.log_prediction_sync(
+            symbol="ETHUSDT", features=features, model_outputs=RAW,
+            attributions=pd.Series({"spread": -1.0, "atr": 0.25}),
+        )  # fmt: skip
         without = logger.log_prediction_sync(symbol="SOLUSDT", features=features, model_outputs=RAW)
         assert logger.flush_sync(timeout=30)
     stored = _stored(engine)
@@ -98,6 +104,7 @@ def test_array_index_and_name_attributions_round_trip(
     assert stored[uuid.UUID(by_index)] == [1.5, None, None, -2.0, None, 0.125]
     assert stored[uuid.UUID(by_name)] == [None, None, 0.25, None, None, -1.0]
     assert stored[uuid.UUID(one_sample)] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert stored[uuid.UUID(by_series)] == [None, None, 0.25, None, None, -1.0]
     assert stored[uuid.UUID(without)] is None
     assert _sql_nulls(engine) == 1  # SQL NULL, not a JSON null
 
@@ -115,7 +122,11 @@ def test_array_index_and_name_attributions_round_trip(
         ([0.1, 0.2], "attributions have 2 values, the feature vector has 6"),
         (np.zeros((2, 6)), "attributions must be 1-D, got shape (2, 6)"),
         (["a"] * 6, "attributions must be numbers"),
-        ([True] * 6, "attributions must be numbers, got dtype bool"),
+        ([True] * 6, "attributions must be numbers, got a bool"),
+        (np.array([True] * 6), "attributions must be numbers, got dtype bool"),
+        ([0.1, True, 0, 0, 0, 0], "attributions must be numbers, got a bool"),
+        ({0: 10**400}, "attributions[0] is out of the float64 range"),
+        ({0: np.longdouble("1e4000")}, "attributions[0] must not be infinite"),
         ([0.1, None, 0, 0, 0, 0], "attributions must be numbers, got dtype object"),
         ([0, 0, math.inf, 0, 0, 0], "attributions must not be infinite (index 2)"),
         ({6: 1.0}, "feature index 6 is out of range 0..5"),

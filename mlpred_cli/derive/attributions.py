@@ -8,7 +8,6 @@ feature name to value (missing features are null). NaN is accepted and stored as
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Mapping, Sequence
 
@@ -34,6 +33,13 @@ def as_attributions(
     """
     if isinstance(attributions, Mapping):
         return _from_mapping(attributions, width, feature_positions)
+    if _is_labelled_series(attributions, width):
+        # a pandas Series keyed by feature name (or index), maybe in another order
+        return _from_mapping(dict(attributions.items()), width, feature_positions)  # type: ignore[attr-defined]
+    if isinstance(attributions, list | tuple) and any(
+        isinstance(value, bool | np.bool_) for value in attributions
+    ):  # numpy would take True as 1
+        raise InputError("attributions must be numbers, got a bool")
     try:
         array = np.asarray(attributions)
     except (ValueError, TypeError) as error:
@@ -52,6 +58,14 @@ def as_attributions(
     if np.isinf(vector).any():
         raise InputError(f"attributions must not be infinite (index {_first_inf(vector)})")
     return vector
+
+
+def _is_labelled_series(value: object, width: int) -> bool:
+    """True for a pandas Series whose index is not the positions 0..width-1 in order."""
+    index = getattr(value, "index", None)
+    if index is None or not hasattr(value, "items") or not hasattr(index, "equals"):
+        return False
+    return not (len(index) == width and index.equals(range(width)))
 
 
 def _first_inf(vector: np.ndarray) -> int:
@@ -79,11 +93,13 @@ def _from_mapping(
         values.append(value if type(value) is float else _number(key, value))
     if len(set(indices)) != len(indices):
         raise InputError(f"attributions: feature {_first_repeated(indices)} is given twice")
-    vector = np.full(width, np.nan)
-    vector[indices] = values
-    if np.isinf(vector).any():
-        key = next(k for k, v in attributions.items() if v in (math.inf, -math.inf))
+    given = np.array(values, dtype=np.float64)
+    infinite = np.flatnonzero(np.isinf(given))
+    if infinite.size:
+        key = list(attributions)[int(infinite[0])]
         raise InputError(f"attributions[{key!r}] must not be infinite")
+    vector = np.full(width, np.nan)
+    vector[indices] = given
     return vector
 
 
@@ -121,7 +137,10 @@ def _checked_names(positions: Mapping[str, int] | None, width: int) -> Mapping[s
 def _number(key: object, value: object) -> float:
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise InputError(f"attributions[{key!r}] must be a number, got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise InputError(f"attributions[{key!r}] is out of the float64 range") from None
 
 
 def name_positions(feature_names: Sequence[str] | None) -> dict[str, int] | None:
