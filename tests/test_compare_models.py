@@ -89,7 +89,7 @@ def test_paired_b_truly_better_is_detected(engine: Engine) -> None:
     assert item.discordant_effective == 70 and item.pairs_effective == 200
     assert item.block_length == 1
     assert item.b["n_effective"] == 200
-    assert (item.b["accuracy_low_overlap"], item.b["accuracy_high_overlap"]) == pytest.approx(
+    assert (item.b["accuracy_overlap_low"], item.b["accuracy_overlap_high"]) == pytest.approx(
         (low, high)
     )
     assert "naive" not in item.verdict

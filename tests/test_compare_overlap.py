@@ -185,8 +185,8 @@ def test_overlapping_runs_are_significant_only_naively(engine: Engine, db_url: s
     for side in ("a", "b"):
         metrics = item[side]
         assert metrics["n_effective"] < metrics["n"] / 5
-        assert metrics["accuracy_low_overlap"] < metrics["accuracy_low"]
-        assert metrics["accuracy_high_overlap"] > metrics["accuracy_high"]
+        assert metrics["accuracy_overlap_low"] < metrics["accuracy_low"]
+        assert metrics["accuracy_overlap_high"] > metrics["accuracy_high"]
 
     code, out, err = run_cli(*arguments, env={"COLUMNS": "80"})
     assert code == 0, err

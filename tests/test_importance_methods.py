@@ -333,6 +333,11 @@ def test_cli_shap_compute_and_show_history(engine: Engine, db_url: str) -> None:
     assert (first["feature_name"], first["rank_change"], first["trend"]) == ("f7", 0, "▄▄")
     view = show_feature_importance(engine, method=SHAP_METHOD)
     assert view.snapshot is not None and view.snapshot["history"] == 2
+    # compute's name for the method finds the same snapshot
+    code, alias, err = run_cli("--db", db_url, "feature-importance", "show", "--method", "shap",
+                               "--format", "json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(alias) == document
 
 
 def test_cli_surrogate_warns_when_it_explains_little(engine: Engine, db_url: str) -> None:

@@ -243,7 +243,10 @@ def show_command(
         None, "--model-version", "-m", help="Latest snapshot of this model version."
     ),
     method: str | None = typer.Option(
-        None, "--method", help="Latest snapshot of this method (e.g. spearman_ic, model)."
+        None,
+        "--method",
+        help="Latest snapshot of this method: as stored (spearman_ic, shap_mean_abs, "
+        "linear_surrogate, model) or as compute's --method names it (shap, ...).",
     ),
     fmt: OutputFormat = FORMAT_OPTION,
 ) -> None:
@@ -272,9 +275,11 @@ def show_command(
     )
     from mlpred_cli.render.output import emit_object, emit_rows
 
+    aliases = {choice.value: STORED_METHODS[choice] for choice in ImportanceMethod}
+    stored = None if method is None else aliases.get(method, method)
     with cli_errors(), flag_errors():
         view = show_feature_importance(
-            database_url(ctx), top=top, model_version=model_version, method=method
+            database_url(ctx), top=top, model_version=model_version, method=stored
         )
     if fmt is OutputFormat.json:
         emit_object(view.to_dict(), fmt)

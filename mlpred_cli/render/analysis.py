@@ -138,7 +138,7 @@ def _horizon_rows(horizons: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
             "overlap 95%": range_cell(
                 h.get("accuracy_overlap_low"), h.get("accuracy_overlap_high")
             ),
-            "hit rate non-NEUTRAL": interval_cell(
+            "hit rate (naive 95%)": interval_cell(
                 h["hit_rate"], h["hit_rate_low"], h["hit_rate_high"], h["n_directional"]
             ),
             "hit overlap 95%": range_cell(
@@ -269,7 +269,7 @@ def render_report(report: AnalysisReport, fmt: OutputFormat, out: TextIO | None 
             "Accuracy per horizon (naive: rows as if independent; overlap: at the effective "
             "n of overlapping outcome windows; base rate: always the most common direction)"
         ),
-        drop_first=("IC n", "RMSE", "MAE", "hit overlap 95%", "base rate", "hit rate non-NEUTRAL"),
+        drop_first=("IC n", "RMSE", "MAE", "hit overlap 95%", "base rate", "hit rate (naive 95%)"),
         out=out,
     )
     emit_rows(

@@ -39,7 +39,7 @@ def _interval(value: float | None, low: float | None, high: float | None) -> str
 
 def _cell(metrics: dict[str, Any], key: str) -> Any:
     if key == "accuracy_overlap":
-        low, high = metrics["accuracy_low_overlap"], metrics["accuracy_high_overlap"]
+        low, high = metrics["accuracy_overlap_low"], metrics["accuracy_overlap_high"]
         return _interval(metrics["accuracy"], low, high)
     value = metrics[key]
     if key in ("accuracy", "hit_rate"):
