@@ -53,6 +53,29 @@ def coverage(simulations: int, rows: int, seed: int) -> None:
         )
 
 
+def short_windows(simulations: int, seed: int) -> None:
+    """Coverage at 12h when the window holds only a few horizons (one day is 2 of them)."""
+    cut = 0.3
+    truth = 1 - stats.norm.cdf(cut)
+    steps = HORIZON_ROWS["12h"]
+    print()
+    print("12h with few horizons of data: coverage (naive / overlap-corrected)")
+    for rows in (96, 192, 672):
+        rng = np.random.default_rng(seed + rows)
+        covered = naive = 0
+        for _ in range(simulations):
+            increments = rng.standard_normal(rows + steps - 1)
+            moving = np.convolve(increments, np.ones(steps), "valid") / np.sqrt(steps)
+            result = overlap_proportion(moving > cut, np.arange(rows) * QUARTER, steps * QUARTER)
+            assert result.low is not None and result.high is not None
+            assert result.naive_low is not None and result.naive_high is not None
+            covered += result.low <= truth <= result.high
+            naive += result.naive_low <= truth <= result.naive_high
+        print(
+            f"{rows:>5} rows ({rows / 96:g} days): {naive / simulations:.3f} / {covered / simulations:.3f}"
+        )
+
+
 def _noise_case(
     rng: np.random.Generator, rows: int, steps: int, persistence: float, planted: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -104,6 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     coverage(args.simulations, args.rows, args.seed)
+    short_windows(args.simulations, args.seed)
     false_discoveries(max(2, args.simulations // 4), 1000, args.seed)
     print(f"\n({time.perf_counter() - start:.0f} s)")
 
