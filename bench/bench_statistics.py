@@ -71,9 +71,8 @@ def short_windows(simulations: int, seed: int) -> None:
             assert result.naive_low is not None and result.naive_high is not None
             covered += result.low <= truth <= result.high
             naive += result.naive_low <= truth <= result.naive_high
-        print(
-            f"{rows:>5} rows ({rows / 96:g} days): {naive / simulations:.3f} / {covered / simulations:.3f}"
-        )
+        shares = f"{naive / simulations:.3f} / {covered / simulations:.3f}"
+        print(f"{rows:>5} rows ({rows / 96:g} days): {shares}")
 
 
 def _noise_case(
