@@ -183,6 +183,11 @@ CALIBRATION_BINS = 10
 #: need every row) and reports the mean daily IC from the rollups instead.
 POOLED_IC_MAX_ROWS = 2_000_000
 
+#: Above this many rows with an outcome, ``accuracy`` and ``analyze`` leave out the intervals
+#: corrected for overlapping outcome windows (they need every row: about 0.35 s per horizon
+#: at this size) and show the naive ones only.
+OVERLAP_MAX_ROWS = 200_000
+
 #: Confidence level of the Wilson intervals reported with every accuracy.
 INTERVAL_CONFIDENCE = 0.95
 

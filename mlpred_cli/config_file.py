@@ -308,6 +308,8 @@ KEYS: tuple[Key, ...] = (
         "confidence level of the Wilson intervals"),
     Key("analysis", "pooled_ic_max_rows", "POOLED_IC_MAX_ROWS", INTEGER, positive,
         "above this many rows analyze shows the mean daily IC instead of pooled ICs"),
+    Key("analysis", "overlap_max_rows", "OVERLAP_MAX_ROWS", INTEGER, positive,
+        "above this many rows accuracy and analyze leave out the overlap-corrected intervals"),
     Key("analysis", "confidence_bin_edges", "CONFIDENCE_BIN_EDGES", NUMBER_LIST,
         increasing_edges, "edges of the signal_confidence bins", fixed=_ROLLUP_SCHEMA),
     Key("analysis", "calibration_bins", "CALIBRATION_BINS", INTEGER, positive,

@@ -89,7 +89,10 @@ class OverlapLayout:
             labels = np.asarray(groups)
             if labels.shape != seconds.shape:
                 raise InputError("times and groups must have the same length")
-            codes = np.unique(labels.astype(str), return_inverse=True)[1].astype(np.int64)
+            if labels.dtype.kind in "iu":  # already codes
+                codes = labels.astype(np.int64)
+            else:
+                codes = np.unique(labels.astype(str), return_inverse=True)[1].astype(np.int64)
         self.n = n
         self.window = float(window_seconds)
         self.order = np.lexsort((seconds, codes))
@@ -156,9 +159,11 @@ class OverlapLayout:
         the effective size when nothing can be estimated from the values."""
         if self.n == 0:
             return 0
+        # Rows are sorted by (group, time), so (group, block) is sorted too: count changes.
         block = np.floor(self.units).astype(np.int64)
-        span = int(block.max()) + 1
-        return int(np.unique(self._group_codes * span + block).size)
+        codes = self._group_codes
+        changes = (codes[1:] != codes[:-1]) | (block[1:] != block[:-1])
+        return 1 + int(np.count_nonzero(changes))
 
     def effective_sizes(self, residuals: npt.ArrayLike) -> np.ndarray:
         """The effective sample size of the mean of each residual series: ``n * lag0 /

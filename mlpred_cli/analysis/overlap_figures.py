@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlpred_cli import config
 from mlpred_cli.analysis.overlap import (
     OverlapInterval,
     OverlapLayout,
@@ -23,7 +24,7 @@ from mlpred_cli.analysis.overlap import (
     overlap_proportion,
     spearman_p_value,
 )
-from mlpred_cli.analysis.scoring import correct_values, scored_mask
+from mlpred_cli.analysis.scoring import scored_mask
 from mlpred_cli.config import HORIZON_DELTAS, SIGNAL_TYPES
 
 #: The directions a hit rate counts (a NEUTRAL call is not a directional call).
@@ -35,18 +36,35 @@ def horizon_seconds(horizon: str) -> float:
     return HORIZON_DELTAS[horizon].total_seconds()
 
 
+def row_seconds(rows: pd.DataFrame) -> np.ndarray:
+    """Each row's ``datetime`` as float seconds (vectorised: a tz-aware column would
+    otherwise become one ``Timestamp`` object per row)."""
+    times = pd.to_datetime(rows["datetime"], utc=True).dt.tz_convert(None)
+    return np.asarray(times.to_numpy(dtype="datetime64[us]").astype(np.int64) / 1e6)
+
+
+def symbol_codes(rows: pd.DataFrame) -> np.ndarray:
+    """Each row's symbol as an integer code (rows of one symbol share it)."""
+    return np.asarray(pd.factorize(rows["symbol"], use_na_sentinel=False)[0], dtype=np.int64)
+
+
+def _correct(rows: pd.DataFrame, horizon: str) -> np.ndarray:
+    """1.0 where ``accuracy_h`` is true (True, 1), else 0.0: vectorised ``correct_values``."""
+    values = rows[f"accuracy_{horizon}"].to_numpy(dtype=object)
+    return np.asarray(np.equal(values, True), dtype=float)
+
+
 def _interval(
     rows: pd.DataFrame, horizon: str, mask: pd.Series, expected: int | None
 ) -> OverlapInterval | None:
     chosen = rows[mask.to_numpy()]
     if expected is not None and len(chosen) != expected:
         return None
-    correct = correct_values(chosen, horizon).to_numpy(dtype=float)
     return overlap_proportion(
-        correct,
-        chosen["datetime"].to_numpy(),
+        _correct(chosen, horizon),
+        row_seconds(chosen),
         horizon_seconds(horizon),
-        chosen["symbol"].to_numpy(dtype=str),
+        symbol_codes(chosen),
     )
 
 
@@ -88,9 +106,7 @@ def ic_overlap(rows: pd.DataFrame, horizon: str) -> dict[str, Any]:
     if n < 3 or np.ptp(predicted[complete]) == 0 or np.ptp(actual[complete]) == 0:
         return empty
     chosen = rows[complete]
-    layout = OverlapLayout(
-        chosen["datetime"].to_numpy(), horizon_seconds(horizon), chosen["symbol"].to_numpy(str)
-    )
+    layout = OverlapLayout(row_seconds(chosen), horizon_seconds(horizon), symbol_codes(chosen))
     correlations, sizes = correlation_effective_sizes(predicted[complete], actual[complete], layout)
     ic, n_effective = float(correlations[0]), float(sizes[0])
     if not np.isfinite(ic):
@@ -110,9 +126,9 @@ def horizon_overlap(
     """The overlap-corrected keys of one horizon's row of ``analyze``: ``n_effective`` and
     ``accuracy_overlap_low/high``, ``n_directional_effective`` and
     ``hit_rate_overlap_low/high``, ``ic_n_effective`` and ``ic_p_value_overlap`` (and the
-    naive ``ic_p_value``). All None without rows, or where the rows do not account for the
-    ``scored`` / ``directional`` counts of the rollups."""
-    if rows is None:
+    naive ``ic_p_value``). All None without rows, above ``OVERLAP_MAX_ROWS`` rows, or where
+    the rows do not account for the ``scored`` / ``directional`` counts of the rollups."""
+    if rows is None or len(rows) > config.OVERLAP_MAX_ROWS:
         return {
             **_interval_keys("accuracy", None, "n_effective"),
             **_interval_keys("hit_rate", None, "n_directional_effective"),

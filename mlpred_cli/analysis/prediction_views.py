@@ -24,7 +24,7 @@ from mlpred_cli.analysis.rollup_figures import (
     SIGNAL_ACCURACY_COLUMNS,
     accuracy_counts,
 )
-from mlpred_cli.config import DEFAULT_ANALYZE_DAYS, HORIZONS, POOLED_IC_MAX_ROWS, check_horizons
+from mlpred_cli.config import DEFAULT_ANALYZE_DAYS, HORIZONS, OVERLAP_MAX_ROWS, check_horizons
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.overlap_reads import read_accuracy_inputs
 from mlpred_cli.store.prediction_queries import PredictionFilter, make_filter
@@ -143,7 +143,7 @@ def accuracy_table(
     when ``n_h`` is 0), which treats the rows as independent; and the interval corrected for
     overlapping outcome windows (``analysis.overlap``): ``accuracy_h_overlap_low`` /
     ``_high`` at the effective sample size ``n_h_effective``. The corrected figures need the
-    raw rows: they are None with ``overlap=False``, above ``POOLED_IC_MAX_ROWS`` rows with an
+    raw rows: they are None with ``overlap=False``, above ``OVERLAP_MAX_ROWS`` rows with an
     outcome, and for groups whose rows are archived. Groups with fewer than ``min_count``
     predictions are left out;
     ordered by total, largest first (``day``: by date, oldest first). Whole days come from
@@ -159,7 +159,7 @@ def accuracy_table(
         raise InputError(f"cannot group by {by!r}: use one of {', '.join(ACCURACY_GROUPS)}")
     columns = SIGNAL_ACCURACY_COLUMNS if by == "signal_type" else ACCURACY_INDEX_COLUMNS
     rollups, rows = read_accuracy_inputs(
-        database, selection, by, columns, chosen, POOLED_IC_MAX_ROWS if overlap else -1
+        database, selection, by, columns, chosen, OVERLAP_MAX_ROWS if overlap else -1
     )
     counts = accuracy_counts(rollups.frame, by, chosen, min_count)
     table = group_overlap_columns(add_accuracy_columns(counts, chosen), rows, by, chosen)

@@ -26,6 +26,7 @@ from mlpred_cli.config import (
     CONFIDENCE_BIN_EDGES,
     DRIFT_MIN_EFFECT_WARNING,
     HORIZONS,
+    OVERLAP_MAX_ROWS,
     POOLED_IC_MAX_ROWS,
     SIGNAL_TYPES,
     WARNING_ALPHA,
@@ -290,6 +291,11 @@ def _sources(data: ReportData) -> dict[str, Any]:
         notes.append(
             f"more than {POOLED_IC_MAX_ROWS:,} rows with an outcome: pooled rank ICs and the "
             "overlap-corrected intervals are left out; see the mean daily IC"
+        )
+    elif len(data.outcomes) > OVERLAP_MAX_ROWS:
+        notes.append(
+            f"more than {OVERLAP_MAX_ROWS:,} rows with an outcome: the overlap-corrected "
+            "intervals are left out ([analysis] overlap_max_rows)"
         )
     elif archived:
         notes.append(
