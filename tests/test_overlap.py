@@ -247,3 +247,25 @@ def test_analyze_and_accuracy_commands_show_naive_and_corrected(
     code, out, err = run_cli("--db", db_url, "analyze", *window)
     assert code == 0, err
     assert "naive" in out and "overlap" in out
+
+
+def test_above_overlap_max_rows_only_the_naive_figures_are_shown(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlpred_cli import config
+
+    insert_predictions(engine, _overlapping_rows(200, seed=13))
+    window = {"since": START, "until": START + timedelta(days=3)}
+    monkeypatch.setattr(config, "OVERLAP_MAX_ROWS", 199)
+    table = accuracy_table(engine, by="symbol", horizons=["12h"], **window)
+    assert table["n_12h_effective"].isna().all() and table["accuracy_12h_low"].notna().all()
+    report = analyze(engine, **window)
+    assert report.horizons[3]["n_effective"] is None and report.horizons[3]["n"] == 200
+    assert any("overlap_max_rows" in note for note in report.sources["notes"])
+    monkeypatch.setattr(config, "OVERLAP_MAX_ROWS", 200)
+    assert (
+        accuracy_table(engine, by="symbol", horizons=["12h"], **window)["n_12h_effective"]
+        .notna()
+        .all()
+    )
+    assert analyze(engine, **window).horizons[3]["n_effective"] is not None

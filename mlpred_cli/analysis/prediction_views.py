@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlpred_cli import config
 from mlpred_cli.analysis.accuracy import accuracy_columns, add_accuracy_columns
 from mlpred_cli.analysis.overlap_figures import group_overlap_columns
 from mlpred_cli.analysis.report import AnalysisReport, build_report
@@ -24,7 +25,7 @@ from mlpred_cli.analysis.rollup_figures import (
     SIGNAL_ACCURACY_COLUMNS,
     accuracy_counts,
 )
-from mlpred_cli.config import DEFAULT_ANALYZE_DAYS, HORIZONS, OVERLAP_MAX_ROWS, check_horizons
+from mlpred_cli.config import DEFAULT_ANALYZE_DAYS, HORIZONS, check_horizons
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.overlap_reads import read_accuracy_inputs
 from mlpred_cli.store.prediction_queries import PredictionFilter, make_filter
@@ -159,7 +160,7 @@ def accuracy_table(
         raise InputError(f"cannot group by {by!r}: use one of {', '.join(ACCURACY_GROUPS)}")
     columns = SIGNAL_ACCURACY_COLUMNS if by == "signal_type" else ACCURACY_INDEX_COLUMNS
     rollups, rows = read_accuracy_inputs(
-        database, selection, by, columns, chosen, OVERLAP_MAX_ROWS if overlap else -1
+        database, selection, by, columns, chosen, config.OVERLAP_MAX_ROWS if overlap else -1
     )
     counts = accuracy_counts(rollups.frame, by, chosen, min_count)
     table = group_overlap_columns(add_accuracy_columns(counts, chosen), rows, by, chosen)

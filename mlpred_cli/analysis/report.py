@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mlpred_cli import config
 from mlpred_cli.analysis import rollup_figures
 from mlpred_cli.analysis.accuracy import accuracy_with_interval, add_accuracy_columns
 from mlpred_cli.analysis.drift import continuous_drift
@@ -26,7 +27,6 @@ from mlpred_cli.config import (
     CONFIDENCE_BIN_EDGES,
     DRIFT_MIN_EFFECT_WARNING,
     HORIZONS,
-    OVERLAP_MAX_ROWS,
     POOLED_IC_MAX_ROWS,
     SIGNAL_TYPES,
     WARNING_ALPHA,
@@ -292,9 +292,9 @@ def _sources(data: ReportData) -> dict[str, Any]:
             f"more than {POOLED_IC_MAX_ROWS:,} rows with an outcome: pooled rank ICs and the "
             "overlap-corrected intervals are left out; see the mean daily IC"
         )
-    elif len(data.outcomes) > OVERLAP_MAX_ROWS:
+    elif len(data.outcomes) > config.OVERLAP_MAX_ROWS:
         notes.append(
-            f"more than {OVERLAP_MAX_ROWS:,} rows with an outcome: the overlap-corrected "
+            f"more than {config.OVERLAP_MAX_ROWS:,} rows with an outcome: the overlap-corrected "
             "intervals are left out ([analysis] overlap_max_rows)"
         )
     elif archived:
