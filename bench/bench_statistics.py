@@ -28,51 +28,44 @@ QUARTER = 900.0
 HORIZON_ROWS = {"15m": 1, "1h": 4, "4h": 16, "12h": 48}
 
 
+CUT = 0.3
+TRUTH = float(1 - stats.norm.cdf(CUT))
+
+
+def _simulate(simulations: int, rows: int, steps: int, seed: int) -> tuple[float, float, float]:
+    """(naive coverage, corrected coverage, median n_eff) over ``simulations`` runs of
+    ``rows`` predictions every 15 minutes whose outcomes overlap by ``steps`` rows."""
+    rng = np.random.default_rng(seed)
+    covered = naive = 0
+    sizes: list[float] = []
+    for _ in range(simulations):
+        increments = rng.standard_normal(rows + steps - 1)
+        moving = np.convolve(increments, np.ones(steps), "valid") / np.sqrt(steps)
+        result = overlap_proportion(moving > CUT, np.arange(rows) * QUARTER, steps * QUARTER)
+        assert result.low is not None and result.high is not None
+        assert result.naive_low is not None and result.naive_high is not None
+        covered += result.low <= TRUTH <= result.high
+        naive += result.naive_low <= TRUTH <= result.naive_high
+        sizes.append(float(result.n_effective or 0))
+    return naive / simulations, covered / simulations, float(np.median(sizes))
+
+
 def coverage(simulations: int, rows: int, seed: int) -> None:
-    cut = 0.3
-    truth = 1 - stats.norm.cdf(cut)
-    print(f"accuracy: coverage of the true accuracy {truth:.3f} by 95 % intervals")
+    print(f"accuracy: coverage of the true accuracy {TRUTH:.3f} by 95 % intervals")
     print(f"({simulations} simulations of {rows} predictions every 15 minutes)")
     print("horizon  naive Wilson  overlap-corrected  median n_eff")
     for horizon, steps in HORIZON_ROWS.items():
-        rng = np.random.default_rng(seed + steps)
-        covered = naive = 0
-        sizes: list[float] = []
-        for _ in range(simulations):
-            increments = rng.standard_normal(rows + steps - 1)
-            moving = np.convolve(increments, np.ones(steps), "valid") / np.sqrt(steps)
-            result = overlap_proportion(moving > cut, np.arange(rows) * QUARTER, steps * QUARTER)
-            assert result.low is not None and result.high is not None
-            assert result.naive_low is not None and result.naive_high is not None
-            covered += result.low <= truth <= result.high
-            naive += result.naive_low <= truth <= result.naive_high
-            sizes.append(float(result.n_effective or 0))
-        print(
-            f"{horizon:<7}  {naive / simulations:>12.3f}  {covered / simulations:>17.3f}"
-            f"  {np.median(sizes):>13,.0f}"
-        )
+        naive, covered, size = _simulate(simulations, rows, steps, seed + steps)
+        print(f"{horizon:<7}  {naive:>12.3f}  {covered:>17.3f}  {size:>13,.0f}")
 
 
 def short_windows(simulations: int, seed: int) -> None:
     """Coverage at 12h when the window holds only a few horizons (one day is 2 of them)."""
-    cut = 0.3
-    truth = 1 - stats.norm.cdf(cut)
-    steps = HORIZON_ROWS["12h"]
     print()
     print("12h with few horizons of data: coverage (naive / overlap-corrected)")
     for rows in (96, 192, 672):
-        rng = np.random.default_rng(seed + rows)
-        covered = naive = 0
-        for _ in range(simulations):
-            increments = rng.standard_normal(rows + steps - 1)
-            moving = np.convolve(increments, np.ones(steps), "valid") / np.sqrt(steps)
-            result = overlap_proportion(moving > cut, np.arange(rows) * QUARTER, steps * QUARTER)
-            assert result.low is not None and result.high is not None
-            assert result.naive_low is not None and result.naive_high is not None
-            covered += result.low <= truth <= result.high
-            naive += result.naive_low <= truth <= result.naive_high
-        shares = f"{naive / simulations:.3f} / {covered / simulations:.3f}"
-        print(f"{rows:>5} rows ({rows / 96:g} days): {shares}")
+        naive, covered, _ = _simulate(simulations, rows, HORIZON_ROWS["12h"], seed + rows)
+        print(f"{rows:>5} rows ({rows / 96:g} days): {naive:.3f} / {covered:.3f}")
 
 
 def _noise_case(
