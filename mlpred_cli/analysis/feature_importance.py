@@ -130,6 +130,21 @@ def read_feature_names(path: str | Path) -> list[str]:
     return names
 
 
+def feature_name_list(feature_names: Sequence[str] | str | Path | None) -> list[str] | None:
+    """Feature names given as a list, or read from a text file (``read_feature_names``)."""
+    if isinstance(feature_names, str | Path):
+        return read_feature_names(feature_names)
+    return list(feature_names) if feature_names is not None else None
+
+
+def snapshot_model_version(model_version: str | None, versions: Sequence[Any]) -> str | None:
+    """A snapshot's model version: the one asked for, else the selection's only one (None
+    when it mixes several)."""
+    if model_version is not None:
+        return model_version
+    return versions[0] if len(versions) == 1 else None
+
+
 def compute_feature_importance(
     database: DatabaseSource,
     *,
@@ -157,10 +172,7 @@ def compute_feature_importance(
     check_horizons([horizon])
     moment = now or datetime.now(UTC)
     selection = make_filter(model_version=model_version, days=days, now=moment)
-    if isinstance(feature_names, str | Path):
-        names: list[str] | None = read_feature_names(feature_names)
-    else:
-        names = list(feature_names) if feature_names is not None else None
+    names = feature_name_list(feature_names)
     width = None if names is None else len(names)
     with opened(database) as engine:
         matrix, versions = read_importance_inputs(engine, selection, horizon, width)
@@ -205,11 +217,7 @@ def score_snapshot(
     )
     correlations = significance.correlations
     scores = np.where(np.isfinite(correlations), np.abs(correlations), 0.0)
-    version = (
-        model_version
-        if model_version is not None
-        else (versions[0] if len(versions) == 1 else None)
-    )
+    version = snapshot_model_version(model_version, versions)
     rows = build_snapshot(
         names,
         scores,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,7 +27,8 @@ from mlpred_cli.analysis.attribution_importance import attribution_importance
 from mlpred_cli.analysis.feature_importance import (
     ImportanceResult,
     compute_feature_importance,
-    read_feature_names,
+    feature_name_list,
+    snapshot_model_version,
     usage_counts,
 )
 from mlpred_cli.analysis.linear_surrogate import surrogate_importance
@@ -109,19 +110,6 @@ def compute_importance(
     )
 
 
-def _names(feature_names: Sequence[str] | str | Path | None) -> list[str] | None:
-    if isinstance(feature_names, str | Path):
-        return read_feature_names(feature_names)
-    return list(feature_names) if feature_names is not None else None
-
-
-def _snapshot_version(model_version: str | None, versions: Sequence[Any]) -> str | None:
-    """The snapshot's model version: the one asked for, else the selection's only one."""
-    if model_version is not None:
-        return model_version
-    return versions[0] if len(versions) == 1 else None
-
-
 def _too_few(
     count: int,
     what: str,
@@ -165,7 +153,7 @@ def compute_attribution_importance(
     check_horizons([horizon])
     moment = now or datetime.now(UTC)
     selection = make_filter(model_version=model_version, days=days, now=moment)
-    names = _names(feature_names)
+    names = feature_name_list(feature_names)
     width = None if names is None else len(names)
     with opened(database) as engine:
         matrix, versions = read_attribution_inputs(engine, selection, horizon, width)
@@ -178,7 +166,7 @@ def compute_attribution_importance(
             raise _too_few(matrix.count, "stored attributions", selection, names,
                            matrix.skipped, "pass attributions= to log_prediction")  # fmt: skip
         scored = attribution_importance(matrix.attributions)
-        version = _snapshot_version(model_version, versions)
+        version = snapshot_model_version(model_version, versions)
         rows = build_snapshot(
             names if names is not None else [f"f{index}" for index in range(matrix.width)],
             scored.scores,
@@ -217,7 +205,7 @@ def compute_surrogate_importance(
     check_horizons([horizon])
     moment = now or datetime.now(UTC)
     selection = make_filter(model_version=model_version, days=days, now=moment)
-    names = _names(feature_names)
+    names = feature_name_list(feature_names)
     width = None if names is None else len(names)
     with opened(database) as engine:
         matrix, versions = read_importance_inputs(engine, selection, horizon, width)
@@ -231,7 +219,7 @@ def compute_surrogate_importance(
         surrogate = surrogate_importance(
             features, matrix.predicted_returns[predicted], order=matrix.times[predicted]
         )
-        version = _snapshot_version(model_version, versions)
+        version = snapshot_model_version(model_version, versions)
         rows = build_snapshot(
             names if names is not None else [f"f{index}" for index in range(features.shape[0])],
             surrogate.scores,
