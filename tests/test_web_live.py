@@ -110,7 +110,10 @@ def _dispose(app: Any) -> None:
 def test_updates_follow_new_predictions_and_filled_outcomes(db_url: str) -> None:
     plant(db_url, days=1)
     writer = create_engine(db_url)
-    app = _app(db_url, settings=LiveSettings(refresh_s=0.2))
+    # the clock stands still: a planted outcome falling due mid-test would move the
+    # data version (it should) and break "nothing changes" below
+    frozen = datetime.now(UTC)
+    app = _app(db_url, settings=LiveSettings(refresh_s=0.2), clock=lambda: frozen)
 
     async def scenario(base_url: str) -> None:
         async with _client(base_url) as client:
@@ -252,7 +255,8 @@ def _count_statements(app: Any) -> Counter[int]:
 @pytest.mark.both_layouts
 def test_many_streams_do_not_add_queries_per_poll(db_url: str) -> None:
     plant(db_url, days=1)
-    app = _app(db_url, settings=LiveSettings(refresh_s=0.1))
+    frozen = datetime.now(UTC)  # no planted outcome falls due while the streams open
+    app = _app(db_url, settings=LiveSettings(refresh_s=0.1), clock=lambda: frozen)
     live = app.app.state.dashboard.live
     hub = app.app.state.dashboard.hub
     counts = _count_statements(app)
