@@ -29,6 +29,8 @@ EXPECTED_TABLES = {
     "ml_rollup_state",
     "ml_archived_days",
     "ml_alerts",
+    "ml_prediction_monthly",
+    "ml_prediction_daily_total",
 }
 
 

@@ -88,3 +88,15 @@ ACCURACY_INDEX_COLUMNS: tuple[str, ...] = (
     "scored",
     "correct",
 )
+
+#: The coarser tiers over ``ml_prediction_daily`` (``store.rollup_tiers``): each row is the
+#: sum of the daily rows of its key, the daily ICs as ``ic_sum`` / ``ic_sq_sum`` /
+#: ``ic_days``. ``ml_prediction_monthly`` sums a calendar month per (symbol, model_version,
+#: horizon); ``ml_prediction_daily_total`` sums every symbol of a day per (model_version,
+#: horizon). Whole-history reads sum thousands of their rows instead of ~300,000 daily ones.
+MONTHLY_TABLE = "ml_prediction_monthly"
+DAILY_TOTAL_TABLE = "ml_prediction_daily_total"
+MONTHLY_KEY_COLUMNS: tuple[str, ...] = ("month", "symbol", "model_version", "horizon")
+DAILY_TOTAL_KEY_COLUMNS: tuple[str, ...] = ("day", "model_version", "horizon")
+#: The daily ICs as additive figures in a tier row.
+TIER_IC_COLUMNS: tuple[str, ...] = ("ic_sum", "ic_sq_sum", "ic_days")

@@ -26,7 +26,12 @@ from mlpred_cli.store.rollup_columns import ADDITIVE_COLUMNS, COUNT_COLUMNS, SUM
 from mlpred_cli.store.rollup_sql import day_sql, rollup_select
 from mlpred_cli.store.rollups import complete_through, without_jit
 from mlpred_cli.store.source import DatabaseSource
-from mlpred_cli.store.tables import archived_days_table, rollup_table
+from mlpred_cli.store.tables import (
+    archived_days_table,
+    daily_total_table,
+    monthly_table,
+    rollup_table,
+)
 
 R = rollup_table.c
 
@@ -194,23 +199,97 @@ def _grouped_raw(frame: pd.DataFrame, by: Sequence[str], columns: Sequence[str])
 
 
 def _stored(
-    conn: Connection, clauses: list[Any], by: Sequence[str], columns: Sequence[str]
+    conn: Connection,
+    clauses: list[Any],
+    by: Sequence[str],
+    columns: Sequence[str],
+    table: sa.Table = rollup_table,
 ) -> pd.DataFrame:
-    """The table's rows of ``clauses`` summed in the database into the groups of ``by``."""
-    keys = [R[name] for name in (*by, "horizon")]
+    """The rows of ``clauses`` of ``table`` (the daily rollups or a tier) summed in the
+    database into the groups of ``by``."""
+    c = table.c
+    keys = [c[name] for name in (*by, "horizon")]
     sums = [
-        sa.cast(sa.func.sum(R[name]), sa.BigInteger if name in _INTEGERS else sa.Double).label(name)
+        sa.cast(sa.func.sum(c[name]), sa.BigInteger if name in _INTEGERS else sa.Double).label(name)
         for name in columns
     ]
-    sums += [
-        sa.cast(sa.func.sum(R.ic), sa.Double).label("ic_sum"),
-        sa.cast(sa.func.sum(R.ic * R.ic), sa.Double).label("ic_sq_sum"),
-        sa.func.count(R.ic).label("ic_days"),
-    ]
+    if table is rollup_table:
+        sums += [
+            sa.cast(sa.func.sum(c.ic), sa.Double).label("ic_sum"),
+            sa.cast(sa.func.sum(c.ic * c.ic), sa.Double).label("ic_sq_sum"),
+            sa.func.count(c.ic).label("ic_days"),
+        ]
+    else:
+        sums += [
+            sa.cast(sa.func.sum(c[name]), sa.BigInteger if name in _INTEGERS else sa.Double).label(
+                name
+            )
+            for name in IC_SUMS
+        ]
     result = conn.execute(sa.select(*keys, *sums).where(*clauses).group_by(*keys))
     # plain tuples: pandas builds a frame from them ~7x faster than from Row objects
     frame = pd.DataFrame(list(map(tuple, result)), columns=list(result.keys()))
     return _empty(by, columns) if frame.empty else _typed(frame, by)[_columns_of(by, columns)]
+
+
+def _month(day: date) -> date:
+    return day.replace(day=1)
+
+
+def _next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def _stored_parts(
+    conn: Connection,
+    selection: PredictionFilter,
+    plan: _Plan,
+    fresh_days: Sequence[date],
+    clauses: list[Any],
+    by: Sequence[str],
+    columns: Sequence[str],
+) -> list[pd.DataFrame]:
+    """The whole days' figures, summed from the coarsest rows that hold them: the daily
+    totals across symbols when neither the selection nor ``by`` names a symbol, else the
+    monthly rows for whole months (without fresh days) when ``by`` has no ``day``, and the
+    daily rows ``clauses`` select for the rest. Fresh days are left to the raw read."""
+    if selection.symbol is None and "symbol" not in by:
+        totals = daily_total_table.c
+        total = [*_in_whole(totals.day, plan)]
+        if selection.model_version is not None:
+            total.append(totals.model_version == selection.model_version)
+        if fresh_days:
+            total.append(totals.day.notin_(fresh_days))
+        return [_stored(conn, total, by, columns, daily_total_table)]
+    if "day" in by:
+        return [_stored(conn, clauses, by, columns)]
+    # months wholly inside the whole days: [low, high) (None: open)
+    low = high = None
+    if plan.first_whole is not None:
+        first = plan.first_whole
+        low = first if first.day == 1 else _next_month(_month(first))
+    if plan.end_whole is not None:
+        high = _month(plan.end_whole)
+    if low is not None and high is not None and low >= high:
+        return [_stored(conn, clauses, by, columns)]
+    fresh_months = sorted({_month(day) for day in fresh_days})
+    months = monthly_table.c
+    monthly = [months.month >= low] if low is not None else []
+    monthly += [months.month < high] if high is not None else []
+    if selection.symbol is not None:
+        monthly.append(months.symbol == selection.symbol)
+    if selection.model_version is not None:
+        monthly.append(months.model_version == selection.model_version)
+    if fresh_months:
+        monthly.append(months.month.notin_(fresh_months))
+    # the daily rows outside those months, and those of months with a fresh day
+    outside = [R.day < low] if low is not None else []
+    outside += [R.day >= high] if high is not None else []
+    outside += [sa.and_(R.day >= m, R.day < _next_month(m)) for m in fresh_months]
+    parts = [_stored(conn, monthly, by, columns, monthly_table)]
+    if outside:
+        parts.append(_stored(conn, [*clauses, sa.or_(*outside)], by, columns))
+    return parts
 
 
 def read_rollups(
@@ -254,15 +333,14 @@ def read_rollup_rows(
         clauses.append(R.model_version == selection.model_version)
     if fresh_days:
         clauses.append(R.day.notin_(fresh_days))
-    stored = _stored(conn, clauses, by, columns)
     stored_days = (
         int(conn.execute(sa.select(sa.func.count(sa.distinct(R.day))).where(*clauses)).scalar_one())
         if count_days
         else None
     )
+    parts = _stored_parts(conn, selection, plan, fresh_days, clauses, by, columns)
     ranges = [where.time_range(start, end) for start, end in plan.edges]
     ranges += [where.time_range(_midnight(d), _midnight(d + timedelta(1))) for d in fresh_days]
-    parts = [stored]
     if ranges:
         raw = _raw_frame(conn, where, " OR ".join(f"({r})" for r in ranges))
         parts.append(_grouped_raw(raw, by, columns))

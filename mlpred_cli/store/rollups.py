@@ -32,6 +32,7 @@ from mlpred_cli.store.id_frontier import visible_frontier
 from mlpred_cli.store.locks import backfill_lock
 from mlpred_cli.store.rollup_columns import ALL_COLUMNS, ROLLUP_TABLE
 from mlpred_cli.store.rollup_sql import day_sql, rollup_select
+from mlpred_cli.store.rollup_tiers import Bound, add_daily, rebuild_tiers, subtract_daily
 
 _STATE_TABLE = "ml_rollup_state"
 _STATE_NAME = "daily"
@@ -164,6 +165,11 @@ def refresh_keys(
         return int(keys)
     if not is_sqlite(conn):
         conn.exec_driver_sql(f"ANALYZE {_TOUCHED_TABLE}")
+    touched = (
+        f"EXISTS (SELECT 1 FROM {_TOUCHED_TABLE} t WHERE t.day = d.day "
+        "AND t.symbol = d.symbol AND t.model_version = d.model_version)"
+    )
+    subtract_daily(conn, touched)
     conn.exec_driver_sql(
         f"DELETE FROM {ROLLUP_TABLE} WHERE EXISTS (SELECT 1 FROM {_TOUCHED_TABLE} t "
         f"WHERE t.day = {ROLLUP_TABLE}.day AND t.symbol = {ROLLUP_TABLE}.symbol "
@@ -192,6 +198,7 @@ def refresh_keys(
         ),
         {"through": through, "span_lo": span_lo, "span_hi": span_hi},
     )
+    add_daily(conn, touched)
     conn.exec_driver_sql(f"DROP TABLE {_TOUCHED_TABLE}")
     return int(keys)
 
@@ -259,11 +266,19 @@ def rebuild_days(conn: Connection, first: date, last: date, through: int) -> int
     dialect = conn.dialect.name
     without_jit(conn)
     bounds = {"first": first, "last": last}
+    days: Bound = (
+        (sa.bindparam("first", type_=sa.Date), sa.bindparam("last", type_=sa.Date)),
+        bounds,
+    )
+    replaced = (
+        f"d.day >= :first AND d.day <= :last AND d.day NOT IN (SELECT day FROM {_ARCHIVED_TABLE})"
+    )
+    subtract_daily(conn, replaced, days)
     conn.execute(
         sa.text(
             f"DELETE FROM {ROLLUP_TABLE} WHERE day >= :first AND day <= :last "
             f"AND day NOT IN (SELECT day FROM {_ARCHIVED_TABLE})"
-        ).bindparams(sa.bindparam("first", type_=sa.Date), sa.bindparam("last", type_=sa.Date)),
+        ).bindparams(*days[0]),
         bounds,
     )
     where = (
@@ -282,6 +297,7 @@ def rebuild_days(conn: Connection, first: date, last: date, through: int) -> int
             "through": through,
         },
     )
+    add_daily(conn, replaced, days)
     return int(result.rowcount or 0)
 
 
@@ -361,6 +377,8 @@ def rebuild(
                     progress(days, total)
                 day = end + timedelta(days=1)
         with conn.begin():
+            if full:  # the tiers' float sums start again from the daily rows
+                rebuild_tiers(conn)
             set_watermark(conn, max(frontier, complete_through(conn) or 0), now)
         if rows and not is_sqlite(conn):
             # fresh planner statistics: without them a period's sum guesses a third of the

@@ -16,6 +16,10 @@ from mlpred_cli.store.column_types import BigIntPK, JSONPayload, UTCDateTime
 from mlpred_cli.store.rollup_columns import (
     ACCURACY_INDEX_COLUMNS,
     COUNT_COLUMNS,
+    DAILY_TOTAL_KEY_COLUMNS,
+    DAILY_TOTAL_TABLE,
+    MONTHLY_KEY_COLUMNS,
+    MONTHLY_TABLE,
     ROLLUP_TABLE,
     SUM_COLUMNS,
 )
@@ -244,6 +248,31 @@ def _rollup_table() -> sa.Table:
 
 
 rollup_table: sa.Table = _rollup_table()
+
+
+def _tier_table(name: str, keys: tuple[str, ...]) -> sa.Table:
+    """A rollup tier (migration 0007): the additive columns of ``ml_prediction_daily`` and
+    the daily ICs as sums, summed over the daily rows of each key (``store.rollup_tiers``)."""
+    types = {"day": sa.Date, "month": sa.Date, "symbol": sa.String(20)}
+    types |= {"model_version": sa.String(50), "horizon": sa.String(10)}
+    integers = (*COUNT_COLUMNS, "ic_days")
+    return sa.Table(
+        name,
+        Base.metadata,
+        *(sa.Column(key, types[key], primary_key=True) for key in keys),
+        *(
+            sa.Column(column, sa.BigInteger, nullable=False, server_default=sa.text("0"))
+            for column in integers
+        ),
+        *(
+            sa.Column(column, Double, nullable=False, server_default=sa.text("0"))
+            for column in (*SUM_COLUMNS, "ic_sum", "ic_sq_sum")
+        ),
+    )
+
+
+monthly_table: sa.Table = _tier_table(MONTHLY_TABLE, MONTHLY_KEY_COLUMNS)
+daily_total_table: sa.Table = _tier_table(DAILY_TOTAL_TABLE, DAILY_TOTAL_KEY_COLUMNS)
 
 
 class RollupState(Base):

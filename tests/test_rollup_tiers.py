@@ -1,0 +1,199 @@
+"""The coarser rollup tiers (``ml_prediction_monthly``, ``ml_prediction_daily_total``): every
+tier row is the sum of its daily rows after rebuilds, backfills and the migration that
+creates them, and whole-history reads that use them equal the raw computation across months,
+with rows above the watermark in some of them."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from mlpred_cli.analysis.prediction_views import accuracy_table
+from mlpred_cli.config import HORIZONS
+from mlpred_cli.outcomes.backfill import backfill_actuals
+from mlpred_cli.outcomes.rollups import rebuild_rollups
+from mlpred_cli.store import rollups
+from mlpred_cli.store.migrations import downgrade, upgrade_to_head
+from mlpred_cli.store.prediction_queries import make_filter
+from mlpred_cli.store.prediction_reads import read_accuracy_counts
+from mlpred_cli.store.rollup_columns import (
+    ADDITIVE_COLUMNS,
+    COUNT_COLUMNS,
+    DAILY_TOTAL_KEY_COLUMNS,
+    DAILY_TOTAL_TABLE,
+    MONTHLY_KEY_COLUMNS,
+    MONTHLY_TABLE,
+    ROLLUP_TABLE,
+)
+from tests.factories import candle_row, insert_candles, insert_predictions
+from tests.test_rollups import _assert_counts_equal, _random_row
+
+pytestmark = pytest.mark.both_layouts
+
+START = datetime(2026, 1, 20, tzinfo=UTC)  # 70 days: the end of January to the end of March
+DAYS = 70
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+INTEGERS = (*COUNT_COLUMNS, "ic_days")
+
+
+def _frame(engine: Engine, table: str) -> pd.DataFrame:
+    with engine.connect() as conn:
+        result = conn.execute(sa.text(f"SELECT * FROM {table}"))
+        frame = pd.DataFrame([tuple(row) for row in result], columns=list(result.keys()))
+    for key in ("day", "month"):
+        if key in frame:
+            frame[key] = frame[key].map(lambda v: v if isinstance(v, str) else v.isoformat())
+    return frame
+
+
+def _expected_tiers(engine: Engine) -> dict[str, pd.DataFrame]:
+    """Each tier computed in pandas from the daily rows."""
+    daily = _frame(engine, ROLLUP_TABLE)
+    ic = daily["ic"].astype(float)
+    daily = daily.assign(
+        month=daily["day"].str[:7] + "-01",
+        ic_sum=ic.fillna(0.0),
+        ic_sq_sum=(ic * ic).fillna(0.0),
+        ic_days=ic.notna().astype("int64"),
+    )
+    values = [*ADDITIVE_COLUMNS, "ic_sum", "ic_sq_sum", "ic_days"]
+    return {
+        table: daily.groupby(list(keys))[values].sum().reset_index()
+        for table, keys in (
+            (MONTHLY_TABLE, MONTHLY_KEY_COLUMNS),
+            (DAILY_TOTAL_TABLE, DAILY_TOTAL_KEY_COLUMNS),
+        )
+    }
+
+
+def _assert_tiers_match_daily(engine: Engine) -> None:
+    for table, expected in _expected_tiers(engine).items():
+        keys = list(MONTHLY_KEY_COLUMNS if table == MONTHLY_TABLE else DAILY_TOTAL_KEY_COLUMNS)
+        stored = _frame(engine, table).sort_values(keys).reset_index(drop=True)
+        expected = expected.sort_values(keys).reset_index(drop=True)
+        assert len(stored) == len(expected) > 0, table
+        assert stored[keys].values.tolist() == expected[keys].values.tolist(), table
+        for name in expected.columns.drop(keys):
+            left, right = stored[name].tolist(), expected[name].tolist()
+            if name in INTEGERS:
+                assert [int(v) for v in left] == [int(v) for v in right], (table, name)
+            else:
+                for a, b in zip(left, right, strict=True):
+                    assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12), (table, name)
+
+
+def _insert_random(engine: Engine, seed: int, count: int) -> None:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        moment = START + timedelta(minutes=15 * rng.randrange(DAYS * 96))
+        rows.append(_random_row(rng, moment))
+    insert_predictions(engine, rows)
+
+
+def _tier_windows(rng: random.Random) -> list[dict[str, Any]]:
+    windows: list[dict[str, Any]] = [
+        {},
+        {"symbol": "ETHUSDT"},
+        {"model_version": "v1"},
+        {"since": datetime(2026, 2, 1, tzinfo=UTC)},  # from a month's first instant
+        {"until": datetime(2026, 3, 1, tzinfo=UTC)},
+        {"since": datetime(2026, 2, 1, tzinfo=UTC), "until": datetime(2026, 3, 1, tzinfo=UTC)},
+        {"since": datetime(2026, 1, 31, 23, 45, tzinfo=UTC), "symbol": "BTCUSDT"},
+    ]
+    for _ in range(4):
+        since = START + timedelta(minutes=15 * rng.randrange(-20, DAYS * 96))
+        until = since + timedelta(minutes=15 * rng.randrange(1, DAYS * 96))
+        windows.append({"since": since, "until": until, "symbol": rng.choice((None, *SYMBOLS))})
+    return windows
+
+
+def test_whole_history_reads_from_the_tiers_equal_raw_counts(engine: Engine) -> None:
+    _insert_random(engine, seed=11, count=900)
+    assert rebuild_rollups(engine).status == "done"
+    _assert_tiers_match_daily(engine)
+    _insert_random(engine, seed=12, count=12)  # above the watermark, in a few days of each month
+    statements: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _seen(*args: Any) -> None:
+        statements.append(args[2])
+
+    rng = random.Random(5)
+    for window in _tier_windows(rng):
+        selection = make_filter(**window)
+        for by in ("symbol", "model_version", "signal_type", "day"):
+            raw = read_accuracy_counts(engine, selection, by, HORIZONS)
+            fast = accuracy_table(engine, by=by, overlap=False, **window)
+            expected = raw.drop(columns=[f"correct_{h}" for h in HORIZONS])
+            _assert_counts_equal(fast[list(expected.columns)], expected, by)
+    event.remove(engine, "before_cursor_execute", _seen)
+    assert any(MONTHLY_TABLE in text for text in statements)
+    assert any(DAILY_TOTAL_TABLE in text for text in statements)
+
+
+def _market(engine: Engine, hours: int) -> None:
+    rng = random.Random(2)
+    rows = []
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        price = 100.0
+        for step in range(hours * 4):
+            price *= 1 + rng.gauss(0, 0.004)
+            rows.append(candle_row(symbol, START + timedelta(minutes=15 * step), price))
+    insert_candles(engine, rows)
+
+
+def _pending(engine: Engine, seed: int, first: int, last: int) -> None:
+    """Predictions every 15 minutes from candle ``first`` to ``last``, without outcomes."""
+    rng = random.Random(seed)
+    rows = []
+    for step in range(first, last):
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            row = _random_row(rng, START + timedelta(minutes=15 * step))
+            row["symbol"] = symbol
+            for horizon in HORIZONS:
+                for stem in ("actual_return", "actual_direction", "accuracy"):
+                    row[f"{stem}_{horizon}"] = None
+            row["close_price"] = None
+            rows.append(row)
+    insert_predictions(engine, rows)
+
+
+@pytest.mark.parametrize("by_day", [False, True], ids=["by-key", "by-day"])
+def test_backfills_and_rebuilds_keep_the_tiers_equal_to_the_daily_rows(
+    engine: Engine, by_day: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if by_day:  # every refresh recomputes whole days
+        monkeypatch.setattr(rollups, "REFRESH_BY_DAY_KEYS", 0)
+    _market(engine, hours=60)
+    _pending(engine, 1, 0, 60)
+    assert rebuild_rollups(engine).status == "done"  # pending rows counted, no outcome yet
+    backfill_actuals(engine, now=START + timedelta(hours=8))
+    _assert_tiers_match_daily(engine)
+    _pending(engine, 2, 60, 140)  # across midnight, above the watermark
+    backfill_actuals(engine, now=START + timedelta(hours=20))
+    backfill_actuals(engine, now=START + timedelta(hours=40))
+    _assert_tiers_match_daily(engine)
+    before = accuracy_table(engine, by="symbol", overlap=False)
+    rebuild_rollups(engine, since=START + timedelta(days=1))
+    _assert_tiers_match_daily(engine)
+    pd.testing.assert_frame_equal(before, accuracy_table(engine, by="symbol", overlap=False))
+
+
+def test_the_migration_fills_the_tiers_from_existing_daily_rows(engine: Engine) -> None:
+    _insert_random(engine, seed=31, count=400)
+    assert rebuild_rollups(engine).status == "done"
+    downgrade(engine, "0006")
+    with engine.connect() as conn:
+        tables = set(sa.inspect(conn).get_table_names())
+    assert MONTHLY_TABLE not in tables and DAILY_TOTAL_TABLE not in tables
+    upgrade_to_head(engine)
+    _assert_tiers_match_daily(engine)
