@@ -253,8 +253,8 @@ rollup_table: sa.Table = _rollup_table()
 def _tier_table(name: str, keys: tuple[str, ...]) -> sa.Table:
     """A rollup tier (migration 0007): the additive columns of ``ml_prediction_daily`` and
     the daily ICs as sums, summed over the daily rows of each key (``store.rollup_tiers``)."""
-    types = {"day": sa.Date, "month": sa.Date, "symbol": sa.String(20)}
-    types |= {"model_version": sa.String(50), "horizon": sa.String(10)}
+    types: dict[str, sa.types.TypeEngine[Any]] = {"day": sa.Date(), "month": sa.Date()}
+    types |= {"symbol": sa.String(20), "model_version": sa.String(50), "horizon": sa.String(10)}
     integers = (*COUNT_COLUMNS, "ic_days")
     return sa.Table(
         name,
