@@ -19,17 +19,17 @@ def accuracy_with_interval(correct: int, total: int, prefix: str = "accuracy") -
 def add_accuracy_columns(counts: pd.DataFrame, horizons: Sequence[str]) -> pd.DataFrame:
     """From ``n_h``/``correct_h`` count columns, the ``accuracy_h``, ``accuracy_h_low`` and
     ``accuracy_h_high`` columns (None where ``n_h`` is 0); the ``correct_h`` columns go."""
-    table = counts.copy()
+    added: dict[str, pd.Series] = {}
     for horizon in horizons:
         n_column, correct_column = f"n_{horizon}", f"correct_{horizon}"
         values = [
             accuracy_with_interval(int(correct), int(n), f"accuracy_{horizon}")
-            for correct, n in zip(table[correct_column], table[n_column], strict=True)
+            for correct, n in zip(counts[correct_column], counts[n_column], strict=True)
         ]
         for key in (f"accuracy_{horizon}", f"accuracy_{horizon}_low", f"accuracy_{horizon}_high"):
-            table[key] = pd.Series([v[key] for v in values], index=table.index, dtype=object)
-        table = table.drop(columns=correct_column)
-    return table
+            added[key] = pd.Series([v[key] for v in values], index=counts.index, dtype=object)
+    kept = counts.drop(columns=[f"correct_{horizon}" for horizon in horizons])
+    return pd.concat([kept, pd.DataFrame(added, index=counts.index)], axis=1)
 
 
 def accuracy_columns(by: str, horizons: Sequence[str]) -> list[str]:

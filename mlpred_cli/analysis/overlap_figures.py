@@ -176,11 +176,11 @@ def group_overlap_columns(
     ``n_h_effective``, ``accuracy_h_overlap_low`` and ``accuracy_h_overlap_high`` per
     horizon, computed on each group's rows (None without rows, or where a group's rows do not
     account for its ``n_h``)."""
-    result = table.copy()
     parts: Mapping[Any, pd.DataFrame] = {}
     if rows is not None and not rows.empty:
         keys = group_values(rows, by).map(_group_key)
         parts = dict(tuple(rows.groupby(keys, sort=False)))
+    added: dict[str, pd.Series] = {}
     for horizon in horizons:
         values: list[tuple[Any, Any, Any]] = []
         for group, n in zip(table[by], table[f"n_{horizon}"], strict=True):
@@ -196,5 +196,6 @@ def group_overlap_columns(
             f"accuracy_{horizon}_overlap_high",
         )
         for position, name in enumerate(names):
-            result[name] = pd.Series([v[position] for v in values], index=table.index, dtype=object)
-    return result
+            added[name] = pd.Series([v[position] for v in values], index=table.index, dtype=object)
+    kept = table.drop(columns=[name for name in added if name in table.columns])
+    return pd.concat([kept, pd.DataFrame(added, index=table.index)], axis=1)

@@ -52,15 +52,31 @@ def _group_sums(frame: pd.DataFrame, by: str, columns: Sequence[str]) -> pd.Data
 
 
 def _accuracy_by_key(frame: pd.DataFrame, by: str, horizons: Sequence[str]) -> pd.DataFrame:
-    first = _of_horizon(frame, HORIZONS[0])
-    totals = _group_sums(first, by, ["predictions", "with_outcome", "confidence_n",
-                                     "confidence_sum"])  # fmt: skip
-    table = totals.rename(columns={"predictions": "total", "with_outcome": "n_outcomes"})
+    totals = ["predictions", "with_outcome", "confidence_n", "confidence_sum"]
+    # one grouping for every horizon (row-level totals are the same on each horizon's row)
+    summed = frame.groupby([by, "horizon"], sort=False)[[*totals, "scored", "correct"]].sum()
+    by_horizon: dict[Any, pd.DataFrame] = {
+        h: part.droplevel("horizon") for h, part in summed.groupby(level="horizon")
+    }
+    first = by_horizon.get(HORIZONS[0])
+    if first is None:
+        return pd.DataFrame(columns=[by, "total", "n_outcomes", "confidence_n", "confidence_sum"])
+    data: dict[str, Any] = {
+        "total": first["predictions"],
+        "n_outcomes": first["with_outcome"],
+        "confidence_n": first["confidence_n"],
+        "confidence_sum": first["confidence_sum"],
+    }
     for horizon in horizons:
-        counts = _group_sums(_of_horizon(frame, horizon), by, ["scored", "correct"])
-        counts = counts.rename(columns={"scored": f"n_{horizon}", "correct": f"correct_{horizon}"})
-        table = table.merge(counts, on=by, how="left")
-    return table
+        part = by_horizon.get(horizon)
+        for stem, column in (("n", "scored"), ("correct", "correct")):
+            values = part[column].reindex(first.index) if part is not None else None
+            data[f"{stem}_{horizon}"] = (
+                values if values is not None else pd.Series(0, index=first.index)
+            )
+    table = pd.DataFrame(data, index=first.index)
+    table.index.name = by
+    return table.reset_index()
 
 
 def _accuracy_by_signal(frame: pd.DataFrame, horizons: Sequence[str]) -> pd.DataFrame:

@@ -174,7 +174,7 @@ def _typed(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     for name in frame.columns:
         column = frame[name]
         if name == "day" and "day" in by:
-            column = column.map(lambda v: v if isinstance(v, str) else v.isoformat())
+            column = column.astype(str)  # a date prints as its ISO form
         elif name in _INTEGERS:
             column = column.fillna(0).astype("int64")
         elif name in _FLOATS:
