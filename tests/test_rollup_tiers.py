@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -33,6 +33,7 @@ from mlpred_cli.store.rollup_columns import (
     MONTHLY_TABLE,
     ROLLUP_TABLE,
 )
+from mlpred_cli.store.rollup_tiers import TIER_LAG_DAYS, tiers_before
 from tests.factories import candle_row, insert_candles, insert_predictions
 from tests.test_rollups import _assert_counts_equal, _random_row
 
@@ -54,9 +55,17 @@ def _frame(engine: Engine, table: str) -> pd.DataFrame:
     return frame
 
 
+def _before(engine: Engine) -> date | None:
+    with engine.connect() as conn:
+        return tiers_before(conn)
+
+
 def _expected_tiers(engine: Engine) -> dict[str, pd.DataFrame]:
-    """Each tier computed in pandas from the daily rows."""
+    """Each tier computed in pandas from the daily rows before the tiers' boundary."""
     daily = _frame(engine, ROLLUP_TABLE)
+    before = _before(engine)
+    assert before is not None
+    daily = daily[daily["day"] < before.isoformat()]
     ic = daily["ic"].astype(float)
     daily = daily.assign(
         month=daily["day"].str[:7] + "-01",
@@ -79,7 +88,7 @@ def _assert_tiers_match_daily(engine: Engine) -> None:
         keys = list(MONTHLY_KEY_COLUMNS if table == MONTHLY_TABLE else DAILY_TOTAL_KEY_COLUMNS)
         stored = _frame(engine, table).sort_values(keys).reset_index(drop=True)
         expected = expected.sort_values(keys).reset_index(drop=True)
-        assert len(stored) == len(expected) > 0, table
+        assert len(stored) == len(expected), table
         assert stored[keys].values.tolist() == expected[keys].values.tolist(), table
         for name in expected.columns.drop(keys):
             left, right = stored[name].tolist(), expected[name].tolist()
@@ -116,9 +125,17 @@ def _tier_windows(rng: random.Random) -> list[dict[str, Any]]:
     return windows
 
 
-def test_whole_history_reads_from_the_tiers_equal_raw_counts(engine: Engine) -> None:
+@pytest.mark.parametrize(
+    "rebuilt_at",
+    [datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 3, 10, 12, tzinfo=UTC)],
+    ids=["all-in-tiers", "boundary-in-march"],
+)
+def test_whole_history_reads_from_the_tiers_equal_raw_counts(
+    engine: Engine, rebuilt_at: datetime
+) -> None:
     _insert_random(engine, seed=11, count=900)
-    assert rebuild_rollups(engine).status == "done"
+    assert rebuild_rollups(engine, now=rebuilt_at).status == "done"
+    assert _before(engine) == rebuilt_at.date() - timedelta(days=TIER_LAG_DAYS)
     _assert_tiers_match_daily(engine)
     _insert_random(engine, seed=12, count=12)  # above the watermark, in a few days of each month
     statements: list[str] = []
@@ -175,25 +192,41 @@ def test_backfills_and_rebuilds_keep_the_tiers_equal_to_the_daily_rows(
         monkeypatch.setattr(rollups, "REFRESH_BY_DAY_KEYS", 0)
     _market(engine, hours=60)
     _pending(engine, 1, 0, 60)
-    assert rebuild_rollups(engine).status == "done"  # pending rows counted, no outcome yet
+    assert rebuild_rollups(engine, now=START).status == "done"  # no day in the tiers yet
+    assert _before(engine) == (START - timedelta(days=TIER_LAG_DAYS)).date()
     backfill_actuals(engine, now=START + timedelta(hours=8))
-    _assert_tiers_match_daily(engine)
     _pending(engine, 2, 60, 140)  # across midnight, above the watermark
     backfill_actuals(engine, now=START + timedelta(hours=20))
     backfill_actuals(engine, now=START + timedelta(hours=40))
     _assert_tiers_match_daily(engine)
+    # a later run moves the boundary past the first day: its rows enter the tiers once
+    backfill_actuals(engine, now=START + timedelta(days=3))
+    assert _before(engine) == (START + timedelta(days=1)).date()
+    _assert_tiers_match_daily(engine)
+    assert len(_frame(engine, MONTHLY_TABLE)) > 0
+    # rows logged late into that day, then filled: the change reaches the tiers
+    _pending(engine, 3, 10, 30)
+    backfill_actuals(engine, now=START + timedelta(days=3))
+    _assert_tiers_match_daily(engine)
     before = accuracy_table(engine, by="symbol", overlap=False)
-    rebuild_rollups(engine, since=START + timedelta(days=1))
+    rebuild_rollups(engine, since=START, now=START + timedelta(days=3))
     _assert_tiers_match_daily(engine)
     pd.testing.assert_frame_equal(before, accuracy_table(engine, by="symbol", overlap=False))
 
 
-def test_the_migration_fills_the_tiers_from_existing_daily_rows(engine: Engine) -> None:
+def test_the_migration_adds_empty_tiers_the_next_backfill_fills(engine: Engine) -> None:
     _insert_random(engine, seed=31, count=400)
     assert rebuild_rollups(engine).status == "done"
+    expected = accuracy_table(engine, by="symbol", overlap=False)
     downgrade(engine, "0006")
     with engine.connect() as conn:
         tables = set(sa.inspect(conn).get_table_names())
     assert MONTHLY_TABLE not in tables and DAILY_TOTAL_TABLE not in tables
     upgrade_to_head(engine)
+    assert _before(engine) is None and len(_frame(engine, MONTHLY_TABLE)) == 0
+    pd.testing.assert_frame_equal(expected, accuracy_table(engine, by="symbol", overlap=False))
+    backfill_actuals(engine)  # nothing to fill; it sets the boundary and fills the tiers
+    assert _before(engine) is not None
     _assert_tiers_match_daily(engine)
+    assert len(_frame(engine, MONTHLY_TABLE)) > 0
+    pd.testing.assert_frame_equal(expected, accuracy_table(engine, by="symbol", overlap=False))

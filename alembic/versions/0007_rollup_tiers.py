@@ -8,9 +8,10 @@ Why. A whole-history read of ``ml_prediction_daily`` sums ~300,000 rows a year f
 symbols and 2 model versions (~0.15-0.4 s whatever the number of predictions). Two tables
 hold the same additive columns summed coarser: ``ml_prediction_monthly`` per (calendar month,
 symbol, model_version, horizon) and ``ml_prediction_daily_total`` per (day, model_version,
-horizon) across symbols; the daily ICs become ``ic_sum`` / ``ic_sq_sum`` / ``ic_days``. The
-backfill and ``rollup rebuild`` keep them equal to the sums of the daily rows. They are filled
-here from the daily rows already there.
+horizon) across symbols; the daily ICs become ``ic_sum`` / ``ic_sq_sum`` / ``ic_days``. They
+hold the daily rows of the days before ``ml_rollup_state.tiers_before`` (null: none yet; the
+next backfill or rollup rebuild fills them), so the cron tick's changes of today's keys never
+touch them.
 The additive columns are those of ``ml_prediction_daily`` as it stands at this revision (read
 from the database), so this revision never changes.
 """
@@ -53,17 +54,8 @@ def _daily_columns() -> tuple[list[str], list[str]]:
     return counts, sums
 
 
-def _key_sql(key: str, dialect: str) -> str:
-    if key != "month":
-        return f"d.{key}"
-    if dialect == "sqlite":
-        return "substr(d.day, 1, 7) || '-01'"
-    return "CAST(date_trunc('month', d.day) AS DATE)"
-
-
 def upgrade() -> None:
     counts, sums = _daily_columns()
-    dialect = op.get_bind().dialect.name
     for table, keys in _TIERS.items():
         op.create_table(
             table,
@@ -78,17 +70,12 @@ def upgrade() -> None:
             ),
             sa.PrimaryKeyConstraint(*keys, name=op.f(f"pk_{table}")),
         )
-        key_sql = [_key_sql(key, dialect) for key in keys]
-        values = [f"SUM(d.{name})" for name in (*counts, *sums)]
-        values += ["COUNT(d.ic)", "COALESCE(SUM(d.ic), 0.0)", "COALESCE(SUM(d.ic * d.ic), 0.0)"]
-        columns = [*keys, *counts, *sums, "ic_days", "ic_sum", "ic_sq_sum"]
-        op.execute(
-            f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"SELECT {', '.join(key_sql)}, {', '.join(values)} FROM {_DAILY} d "
-            f"GROUP BY {', '.join(key_sql)}"
-        )
+    with op.batch_alter_table("ml_rollup_state") as batch:
+        batch.add_column(sa.Column("tiers_before", sa.Date(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("ml_rollup_state") as batch:
+        batch.drop_column("tiers_before")
     for table in reversed(_TIERS):
         op.drop_table(table)

@@ -359,7 +359,7 @@ def backfill_actuals(
             if tracker is not None and not ids:
                 session.record_progress(tracker.step(tracker.frontier)({}), moment)
             report.outside_window = session.count_outside_windows()
-            session.finish()
+            session.finish(None if dry_run else moment)  # a dry run writes nothing
             report.rollup_s = session.rollup_seconds
     report.elapsed_s = time.perf_counter() - started
     return report

@@ -41,6 +41,7 @@ from mlpred_cli.store.database import SQLITE_BEGIN_OPTION, is_sqlite
 from mlpred_cli.store.driver_errors import database_errors
 from mlpred_cli.store.id_frontier import FRONTIER_WAIT_S, visible_frontier
 from mlpred_cli.store.locks import backfill_lock
+from mlpred_cli.store.rollup_tiers import advance_tiers
 from mlpred_cli.store.rollups import (
     NEW_ROWS,
     advance,
@@ -714,13 +715,17 @@ class BackfillSession:
             [{"symbol": s, "examined": int(i), "now": now} for s, i in examined.items()],
         )
 
-    def finish(self) -> None:
-        """Raise the rollups' watermark to the run's id frontier (when it read one), drop the
-        run's temporary tables and commit."""
-        if self._frontier is not None:
+    def finish(self, now: datetime | None) -> None:
+        """Raise the rollups' watermark to the run's id frontier (when it read one) and, with
+        ``now``, the tiers' boundary (``store.rollup_tiers``); drop the run's temporary tables
+        and commit."""
+        if self._frontier is not None or now is not None:
             started = time.perf_counter()
             with self._conn.begin():
-                advance(self._conn, self._frontier, datetime.now(UTC))
+                if self._frontier is not None:
+                    advance(self._conn, self._frontier, datetime.now(UTC))
+                if now is not None:
+                    advance_tiers(self._conn, now)
             self.rollup_seconds += time.perf_counter() - started
         for table in (_OUTCOME_TABLE, _CANDIDATE_TABLE, _PRICE_TABLE, _WINDOW_TABLE):
             self._conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")

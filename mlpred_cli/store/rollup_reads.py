@@ -24,6 +24,7 @@ from mlpred_cli.store.prediction_queries import PredictionFilter
 from mlpred_cli.store.prediction_reads import reading
 from mlpred_cli.store.rollup_columns import ADDITIVE_COLUMNS, COUNT_COLUMNS, SUM_COLUMNS
 from mlpred_cli.store.rollup_sql import day_sql, rollup_select
+from mlpred_cli.store.rollup_tiers import tiers_before
 from mlpred_cli.store.rollups import complete_through, without_jit
 from mlpred_cli.store.source import DatabaseSource
 from mlpred_cli.store.tables import (
@@ -249,33 +250,42 @@ def _stored_parts(
     by: Sequence[str],
     columns: Sequence[str],
 ) -> list[pd.DataFrame]:
-    """The whole days' figures, summed from the coarsest rows that hold them: the daily
-    totals across symbols when neither the selection nor ``by`` names a symbol, else the
-    monthly rows for whole months (without fresh days) when ``by`` has no ``day``, and the
-    daily rows ``clauses`` select for the rest. Fresh days are left to the raw read."""
+    """The whole days' figures, summed from the coarsest rows that hold them. Before the
+    tiers' boundary (``store.rollup_tiers``): the daily totals across symbols when neither
+    the selection nor ``by`` names a symbol, else the monthly rows of whole months (without
+    fresh days) when ``by`` has no ``day``. The daily rows ``clauses`` select for the rest.
+    Fresh days are left to the raw read."""
+    before = tiers_before(conn)
+    if before is None:
+        return [_stored(conn, clauses, by, columns)]
     if selection.symbol is None and "symbol" not in by:
         totals = daily_total_table.c
-        total = [*_in_whole(totals.day, plan)]
+        total = [*_in_whole(totals.day, plan), totals.day < before]
         if selection.model_version is not None:
             total.append(totals.model_version == selection.model_version)
         if fresh_days:
             total.append(totals.day.notin_(fresh_days))
-        return [_stored(conn, total, by, columns, daily_total_table)]
+        return [
+            _stored(conn, total, by, columns, daily_total_table),
+            _stored(conn, [*clauses, R.day >= before], by, columns),
+        ]
     if "day" in by:
         return [_stored(conn, clauses, by, columns)]
-    # months wholly inside the whole days: [low, high) (None: open)
-    low = high = None
+    # months wholly inside the whole days and before the boundary: [low, high) (None: open)
+    low = None
     if plan.first_whole is not None:
         first = plan.first_whole
         low = first if first.day == 1 else _next_month(_month(first))
+    high = _month(before)
     if plan.end_whole is not None:
-        high = _month(plan.end_whole)
-    if low is not None and high is not None and low >= high:
+        high = min(high, _month(plan.end_whole))
+    if low is not None and low >= high:
         return [_stored(conn, clauses, by, columns)]
     fresh_months = sorted({_month(day) for day in fresh_days})
     months = monthly_table.c
-    monthly = [months.month >= low] if low is not None else []
-    monthly += [months.month < high] if high is not None else []
+    monthly = [months.month < high]
+    if low is not None:
+        monthly.append(months.month >= low)
     if selection.symbol is not None:
         monthly.append(months.symbol == selection.symbol)
     if selection.model_version is not None:
@@ -284,12 +294,12 @@ def _stored_parts(
         monthly.append(months.month.notin_(fresh_months))
     # the daily rows outside those months, and those of months with a fresh day
     outside = [R.day < low] if low is not None else []
-    outside += [R.day >= high] if high is not None else []
+    outside.append(R.day >= high)
     outside += [sa.and_(R.day >= m, R.day < _next_month(m)) for m in fresh_months]
-    parts = [_stored(conn, monthly, by, columns, monthly_table)]
-    if outside:
-        parts.append(_stored(conn, [*clauses, sa.or_(*outside)], by, columns))
-    return parts
+    return [
+        _stored(conn, monthly, by, columns, monthly_table),
+        _stored(conn, [*clauses, sa.or_(*outside)], by, columns),
+    ]
 
 
 def read_rollups(

@@ -32,12 +32,24 @@ from mlpred_cli.store.id_frontier import visible_frontier
 from mlpred_cli.store.locks import backfill_lock
 from mlpred_cli.store.rollup_columns import ALL_COLUMNS, ROLLUP_TABLE
 from mlpred_cli.store.rollup_sql import day_sql, rollup_select
-from mlpred_cli.store.rollup_tiers import Bound, add_daily, rebuild_tiers, subtract_daily
+from mlpred_cli.store.rollup_tiers import (
+    Bound,
+    add_daily,
+    advance_tiers,
+    rebuild_tiers,
+    subtract_daily,
+)
+from mlpred_cli.store.rollup_touched import (
+    TOUCHED_DAILY,
+    TOUCHED_TABLE,
+    fill_touched,
+    span_binds,
+    touched_rows,
+)
 
 _STATE_TABLE = "ml_rollup_state"
 _STATE_NAME = "daily"
 _ARCHIVED_TABLE = "ml_archived_days"
-_TOUCHED_TABLE = "rollup_touched"
 _COLUMN_LIST = ", ".join(ALL_COLUMNS)
 
 
@@ -70,26 +82,6 @@ def set_watermark(conn: Connection, through: int, now: datetime) -> None:
             "updated_at = excluded.updated_at"
         ).bindparams(sa.bindparam("now", type_=UTCDateTime)),
         {"name": _STATE_NAME, "through": through, "now": now},
-    )
-
-
-def _day_bounds(dialect: str) -> tuple[str, str]:
-    """SQL of the first and the next day's first instant of ``t.day``, in stored form."""
-    if dialect == "sqlite":
-        return "t.day || ' 00:00:00.000000'", "date(t.day, '+1 day') || ' 00:00:00.000000'"
-    start = "CAST(t.day AS TIMESTAMP) AT TIME ZONE 'UTC'"
-    return start, "(CAST(t.day AS TIMESTAMP) + INTERVAL '1 day') AT TIME ZONE 'UTC'"
-
-
-def _create_touched(conn: Connection) -> None:
-    day_type = "TEXT" if is_sqlite(conn) else "DATE"
-    time_type = "TEXT" if is_sqlite(conn) else "TIMESTAMPTZ"
-    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_TOUCHED_TABLE}")
-    conn.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE {_TOUCHED_TABLE} (day {day_type} NOT NULL, "
-        "symbol VARCHAR(20) NOT NULL, model_version VARCHAR(50) NOT NULL, "
-        f"day_start {time_type}, day_end {time_type}, "
-        "PRIMARY KEY (day, symbol, model_version))"
     )
 
 
@@ -129,77 +121,40 @@ def refresh_keys(
     model_version) of the prediction rows ``p`` of each (FROM, WHERE) source, from the raw
     rows with ``id <= through``; archived days are left alone. Returns the keys refreshed."""
     dialect = conn.dialect.name
-    _create_touched(conn)
     key = f"{day_sql(dialect)}, p.symbol, COALESCE(p.model_version, '')"
     union = " UNION ".join(
         f"SELECT DISTINCT {key} FROM {rows_from} WHERE {where}" for rows_from, where in sources
     )
-    conn.execute(
-        sa.text(f"INSERT INTO {_TOUCHED_TABLE} (day, symbol, model_version) {union}"), params
-    )
-    conn.exec_driver_sql(
-        f"DELETE FROM {_TOUCHED_TABLE} WHERE day IN (SELECT day FROM {_ARCHIVED_TABLE})"
-    )
-    start, end = _day_bounds(dialect)
-    conn.exec_driver_sql(
-        f"UPDATE {_TOUCHED_TABLE} SET day_start = {start.replace('t.', '')}, "
-        f"day_end = {end.replace('t.', '')}"
-    )
-    keys, span_lo, span_hi = conn.execute(
-        sa.text(f"SELECT COUNT(*), MIN(day_start), MAX(day_end) FROM {_TOUCHED_TABLE}").columns(
-            sa.column("keys", sa.Integer),
-            sa.column("lo", UTCDateTime),
-            sa.column("hi", UTCDateTime),
-        )
-    ).one()
+    keys, span_lo, span_hi = fill_touched(conn, union, params)
     if not keys:
         return 0
     if keys > REFRESH_BY_DAY_KEYS:
         # Many keys (a bulk load, a first run): recompute their whole days instead, a range
         # of the datetime index (or of partitions) per few days rather than a join per key.
         # Keys of those days without touched rows get the rows they already had.
-        days = conn.execute(sa.text(f"SELECT DISTINCT day FROM {_TOUCHED_TABLE}")).scalars().all()
-        conn.exec_driver_sql(f"DROP TABLE {_TOUCHED_TABLE}")
+        days = conn.execute(sa.text(f"SELECT DISTINCT day FROM {TOUCHED_TABLE}")).scalars().all()
+        conn.exec_driver_sql(f"DROP TABLE {TOUCHED_TABLE}")
         for span in _spans(sorted(_as_date(day) for day in days)):
             rebuild_days(conn, span.first, span.last, through)
         return int(keys)
-    if not is_sqlite(conn):
-        conn.exec_driver_sql(f"ANALYZE {_TOUCHED_TABLE}")
-    touched = (
-        f"EXISTS (SELECT 1 FROM {_TOUCHED_TABLE} t WHERE t.day = d.day "
-        "AND t.symbol = d.symbol AND t.model_version = d.model_version)"
-    )
-    subtract_daily(conn, touched)
+    first_day = span_lo.date() if span_lo is not None else None
+    subtract_daily(conn, TOUCHED_DAILY, first_day=first_day)
     conn.exec_driver_sql(
-        f"DELETE FROM {ROLLUP_TABLE} WHERE EXISTS (SELECT 1 FROM {_TOUCHED_TABLE} t "
+        f"DELETE FROM {ROLLUP_TABLE} WHERE EXISTS (SELECT 1 FROM {TOUCHED_TABLE} t "
         f"WHERE t.day = {ROLLUP_TABLE}.day AND t.symbol = {ROLLUP_TABLE}.symbol "
         f"AND t.model_version = {ROLLUP_TABLE}.model_version)"
     )
     without_jit(conn)
-    # CROSS JOIN keeps SQLite on the touched keys outside, the (symbol, datetime) index inside
-    joined = (
-        f"{_TOUCHED_TABLE} t CROSS JOIN ml_predictions p"
-        if is_sqlite(conn)
-        else f"{_TOUCHED_TABLE} t JOIN ml_predictions p ON p.symbol = t.symbol "
-        "AND p.datetime >= t.day_start AND p.datetime < t.day_end"
-    )
-    condition = (
-        "p.symbol = t.symbol AND p.datetime >= t.day_start AND p.datetime < t.day_end "
-        "AND COALESCE(p.model_version, '') = t.model_version AND p.id <= :through "
-        # the touched days' span as values: PostgreSQL prunes a partitioned table to them
-        "AND p.datetime >= :span_lo AND p.datetime < :span_hi"
-    )
+    joined, condition = touched_rows(conn)
     conn.execute(
         sa.text(
             f"INSERT INTO {ROLLUP_TABLE} ({_COLUMN_LIST}) "
             f"{rollup_select(dialect, rows_from=joined, where=condition)}"
-        ).bindparams(
-            sa.bindparam("span_lo", type_=UTCDateTime), sa.bindparam("span_hi", type_=UTCDateTime)
-        ),
+        ).bindparams(*span_binds()),
         {"through": through, "span_lo": span_lo, "span_hi": span_hi},
     )
-    add_daily(conn, touched)
-    conn.exec_driver_sql(f"DROP TABLE {_TOUCHED_TABLE}")
+    add_daily(conn, TOUCHED_DAILY, first_day=first_day)
+    conn.exec_driver_sql(f"DROP TABLE {TOUCHED_TABLE}")
     return int(keys)
 
 
@@ -273,7 +228,7 @@ def rebuild_days(conn: Connection, first: date, last: date, through: int) -> int
     replaced = (
         f"d.day >= :first AND d.day <= :last AND d.day NOT IN (SELECT day FROM {_ARCHIVED_TABLE})"
     )
-    subtract_daily(conn, replaced, days)
+    subtract_daily(conn, replaced, days, first_day=first)
     conn.execute(
         sa.text(
             f"DELETE FROM {ROLLUP_TABLE} WHERE day >= :first AND day <= :last "
@@ -297,7 +252,7 @@ def rebuild_days(conn: Connection, first: date, last: date, through: int) -> int
             "through": through,
         },
     )
-    add_daily(conn, replaced, days)
+    add_daily(conn, replaced, days, first_day=first)
     return int(result.rowcount or 0)
 
 
@@ -377,9 +332,11 @@ def rebuild(
                     progress(days, total)
                 day = end + timedelta(days=1)
         with conn.begin():
-            if full:  # the tiers' float sums start again from the daily rows
-                rebuild_tiers(conn)
             set_watermark(conn, max(frontier, complete_through(conn) or 0), now)
+            if full:  # the tiers' float sums start again from the daily rows
+                rebuild_tiers(conn, now)
+            else:
+                advance_tiers(conn, now)
         if rows and not is_sqlite(conn):
             # fresh planner statistics: without them a period's sum guesses a third of the
             # table matches its days and scans all of it (911 ms instead of 279 ms for a

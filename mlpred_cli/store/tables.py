@@ -284,6 +284,9 @@ class RollupState(Base):
     name: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
     complete_through_id: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    #: The rollup tiers hold the daily rows of the days before it (migration 0007; None:
+    #: none yet). See ``store.rollup_tiers``.
+    tiers_before: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
 
 
 class ArchivedDay(Base):
