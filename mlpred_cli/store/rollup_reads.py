@@ -199,21 +199,20 @@ def _grouped_raw(frame: pd.DataFrame, by: Sequence[str], columns: Sequence[str])
     return summed.reset_index()[_columns_of(by, columns)]
 
 
-def _stored(
-    conn: Connection,
-    clauses: list[Any],
-    by: Sequence[str],
-    columns: Sequence[str],
-    table: sa.Table = rollup_table,
-) -> pd.DataFrame:
-    """The rows of ``clauses`` of ``table`` (the daily rollups or a tier) summed in the
-    database into the groups of ``by``."""
+def _typed_sum(expression: Any, name: str) -> Any:
+    return sa.cast(
+        sa.func.sum(expression), sa.BigInteger if name in _INTEGERS else sa.Double
+    ).label(name)
+
+
+def _summed_select(
+    table: sa.Table, clauses: list[Any], by: Sequence[str], columns: Sequence[str]
+) -> sa.Select[Any]:
+    """SELECT of the rows of ``clauses`` of ``table`` (the daily rollups or a tier) summed
+    into the groups of ``by``: the additive ``columns`` and the daily-IC sums."""
     c = table.c
     keys = [c[name] for name in (*by, "horizon")]
-    sums = [
-        sa.cast(sa.func.sum(c[name]), sa.BigInteger if name in _INTEGERS else sa.Double).label(name)
-        for name in columns
-    ]
+    sums = [_typed_sum(c[name], name) for name in columns]
     if table is rollup_table:
         sums += [
             sa.cast(sa.func.sum(c.ic), sa.Double).label("ic_sum"),
@@ -221,13 +220,28 @@ def _stored(
             sa.func.count(c.ic).label("ic_days"),
         ]
     else:
-        sums += [
-            sa.cast(sa.func.sum(c[name]), sa.BigInteger if name in _INTEGERS else sa.Double).label(
-                name
-            )
-            for name in IC_SUMS
-        ]
-    result = conn.execute(sa.select(*keys, *sums).where(*clauses).group_by(*keys))
+        sums += [_typed_sum(c[name], name) for name in IC_SUMS]
+    return sa.select(*keys, *sums).where(*clauses).group_by(*keys)
+
+
+#: A table (the daily rollups or a tier) and the clauses of its rows a read sums.
+StoredPart = tuple[sa.Table, list[Any]]
+
+
+def _stored(
+    conn: Connection, parts: Sequence[StoredPart], by: Sequence[str], columns: Sequence[str]
+) -> pd.DataFrame:
+    """The rows of every part summed in the database into the groups of ``by``, in one
+    statement (a UNION ALL of the parts' sums, summed again)."""
+    selects = [_summed_select(table, clauses, by, columns) for table, clauses in parts]
+    if len(selects) == 1:
+        statement = selects[0]
+    else:
+        union = sa.union_all(*selects).subquery("parts")
+        keys = [union.c[name] for name in (*by, "horizon")]
+        sums = [_typed_sum(union.c[name], name) for name in (*columns, *IC_SUMS)]
+        statement = sa.select(*keys, *sums).group_by(*keys)
+    result = conn.execute(statement)
     # plain tuples: pandas builds a frame from them ~7x faster than from Row objects
     frame = pd.DataFrame(list(map(tuple, result)), columns=list(result.keys()))
     return _empty(by, columns) if frame.empty else _typed(frame, by)[_columns_of(by, columns)]
@@ -257,7 +271,7 @@ def _stored_parts(
     Fresh days are left to the raw read."""
     before = tiers_before(conn)
     if before is None:
-        return [_stored(conn, clauses, by, columns)]
+        return [_stored(conn, [(rollup_table, clauses)], by, columns)]
     if selection.symbol is None and "symbol" not in by:
         totals = daily_total_table.c
         total = [*_in_whole(totals.day, plan), totals.day < before]
@@ -265,23 +279,28 @@ def _stored_parts(
             total.append(totals.model_version == selection.model_version)
         if fresh_days:
             total.append(totals.day.notin_(fresh_days))
-        return [
-            _stored(conn, total, by, columns, daily_total_table),
-            _stored(conn, [*clauses, R.day >= before], by, columns),
+        parts: list[StoredPart] = [
+            (daily_total_table, total),
+            (rollup_table, [*clauses, R.day >= before]),
         ]
+        return [_stored(conn, parts, by, columns)]
     if "day" in by:
-        return [_stored(conn, clauses, by, columns)]
-    # months wholly inside the whole days and before the boundary: [low, high) (None: open)
+        return [_stored(conn, [(rollup_table, clauses)], by, columns)]
+    # Monthly rows hold the days of their month before the boundary. Used: the months from
+    # ``low`` (the first whole month of the window) to ``high`` (exclusive) whose days held
+    # lie inside the window, so the days [low, covered) come from them.
     low = None
     if plan.first_whole is not None:
         first = plan.first_whole
         low = first if first.day == 1 else _next_month(_month(first))
-    high = _month(before)
-    if plan.end_whole is not None:
+    high = _next_month(_month(before - timedelta(days=1)))
+    if plan.end_whole is not None and plan.end_whole < before:
         high = min(high, _month(plan.end_whole))
+    covered = min(high, before)
     if low is not None and low >= high:
-        return [_stored(conn, clauses, by, columns)]
-    fresh_months = sorted({_month(day) for day in fresh_days})
+        return [_stored(conn, [(rollup_table, clauses)], by, columns)]
+    # a month with a fresh day it holds would count that day's old figures
+    fresh_months = sorted({_month(day) for day in fresh_days if day < covered})
     months = monthly_table.c
     monthly = [months.month < high]
     if low is not None:
@@ -292,14 +311,12 @@ def _stored_parts(
         monthly.append(months.model_version == selection.model_version)
     if fresh_months:
         monthly.append(months.month.notin_(fresh_months))
-    # the daily rows outside those months, and those of months with a fresh day
+    # the daily rows outside the days those months hold, and those of months left out
     outside = [R.day < low] if low is not None else []
-    outside.append(R.day >= high)
+    outside.append(R.day >= covered)
     outside += [sa.and_(R.day >= m, R.day < _next_month(m)) for m in fresh_months]
-    return [
-        _stored(conn, monthly, by, columns, monthly_table),
-        _stored(conn, [*clauses, sa.or_(*outside)], by, columns),
-    ]
+    parts = [(monthly_table, monthly), (rollup_table, [*clauses, sa.or_(*outside)])]
+    return [_stored(conn, parts, by, columns)]
 
 
 def read_rollups(
