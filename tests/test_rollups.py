@@ -24,7 +24,7 @@ from mlpred_cli.cli import app
 from mlpred_cli.config import HORIZONS
 from mlpred_cli.outcomes.backfill import backfill_actuals
 from mlpred_cli.outcomes.rollups import rebuild_rollups
-from mlpred_cli.store import rollups
+from mlpred_cli.store import outcome_updates, rollups
 from mlpred_cli.store.prediction_queries import make_filter
 from mlpred_cli.store.prediction_reads import read_accuracy_counts
 from mlpred_cli.store.rollup_columns import ROLLUP_TABLE
@@ -235,10 +235,17 @@ def _logged(engine: Engine, seed: int, first: int, last: int) -> None:
     insert_predictions(engine, rows)
 
 
-@pytest.mark.parametrize("by_day", [False, True], ids=["by-key", "by-day"])
+@pytest.mark.parametrize(
+    ("by_day", "deltas"),
+    [(False, True), (False, False), (True, True)],
+    ids=["deltas", "by-key", "by-day"],
+)
 def test_backfill_keeps_rollups_equal_to_a_rebuild(
-    engine: Engine, by_day: bool, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, by_day: bool, deltas: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # deltas: the backfill adds the changed rows' sums; by-key: it recomputes the touched
+    # keys from their rows; by-day: it recomputes their whole days
+    monkeypatch.setattr(outcome_updates, "ROLLUP_DELTAS", deltas)
     if by_day:  # every refresh recomputes whole days (what many touched keys do)
         monkeypatch.setattr(rollups, "REFRESH_BY_DAY_KEYS", 0)
     _market(engine, ("BTCUSDT", "ETHUSDT"), hours=60)

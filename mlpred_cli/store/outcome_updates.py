@@ -36,19 +36,27 @@ from sqlalchemy.engine import Connection, Engine
 
 from mlpred_cli.config import HORIZON_DELTAS, HORIZONS
 from mlpred_cli.errors import InputError
+from mlpred_cli.store import rollups
 from mlpred_cli.store.column_types import UTCDateTime
 from mlpred_cli.store.database import SQLITE_BEGIN_OPTION, is_sqlite
 from mlpred_cli.store.driver_errors import database_errors
 from mlpred_cli.store.id_frontier import FRONTIER_WAIT_S, visible_frontier
 from mlpred_cli.store.locks import backfill_lock
+from mlpred_cli.store.rollup_deltas import RollupDelta
 from mlpred_cli.store.rollup_tiers import advance_tiers
 from mlpred_cli.store.rollups import (
     NEW_ROWS,
+    RowSource,
     advance,
     complete_through,
     refresh_keys,
     set_watermark,
 )
+
+#: Whether the backfill updates the rollups by deltas of the rows it changed
+#: (``store.rollup_deltas``) rather than recomputing every touched key from its rows; the
+#: two give the same rows (``tests/test_rollups.py``), ``bench/bench_scale.py`` times both.
+ROLLUP_DELTAS = True
 
 #: Tables the backfill can read closes from (same columns: symbol, interval_minutes, datetime,
 #: close).
@@ -650,11 +658,14 @@ class BackfillSession:
                 work.exec_driver_sql(f"ANALYZE {_OUTCOME_TABLE}")
             row = work.execute(statements.counts).one()
             if write:
+                delta = self._rollups_before_update()
                 rows_updated = work.execute(
                     statements.update, {"now": statements.now, **bounds}
                 ).rowcount
                 if rows_updated:
-                    self._refresh_rollups(last)
+                    self._refresh_rollups(last, delta)
+                elif delta is not None:
+                    delta.discard()
             if progress is not None:
                 first_not_due = {
                     str(symbol): int(first)
@@ -671,28 +682,60 @@ class BackfillSession:
         }
         return ChunkOutcome(counts, rows_updated)
 
-    def _refresh_rollups(self, last: bool) -> None:
-        """Refresh the rollups of the keys this chunk updated rows of, in its transaction
-        (rows above the rollups' watermark are not in them yet). The ``last`` chunk of a run
-        that read an id frontier also takes in the rows up to it and raises the watermark, so
-        a day's keys are recomputed once per run, not twice (``finish`` does it otherwise)."""
-        started = time.perf_counter()
-        through = complete_through(self._conn)
-        if through is None:
-            return
+    def _updated_rows(self) -> RowSource:
+        """The chunk's rows at or below the rollups' watermark (``:low``) getting an outcome."""
         any_new = " OR ".join(f"o.r_{horizon} IS NOT NULL" for horizon in HORIZONS)
-        updated = (
+        return (
             f"{_OUTCOME_TABLE} o CROSS JOIN ml_predictions p",
             f"p.id = o.id AND o.id <= :low AND ({any_new})",
         )
+
+    def _rollups_before_update(self) -> RollupDelta | None:
+        """Before the chunk's UPDATE, when ``ROLLUP_DELTAS``: the rollup sums its rows had,
+        with sign -1 (None while the rollups were never built)."""
+        if not ROLLUP_DELTAS:
+            return None
+        started = time.perf_counter()
+        through = complete_through(self._conn)
+        if through is None:
+            return None
+        delta = RollupDelta(self._conn)
+        delta.take(-1, [self._updated_rows()], {"low": through})
+        self.rollup_seconds += time.perf_counter() - started
+        return delta
+
+    def _refresh_rollups(self, last: bool, delta: RollupDelta | None) -> None:
+        """Bring the rollups up to date with the chunk's outcomes, in its transaction (rows
+        above the rollups' watermark are not in them yet). The ``last`` chunk of a run that
+        read an id frontier also takes in the rows up to it and raises the watermark, so a
+        day's keys are updated once per run, not twice (``finish`` does it otherwise).
+        With ``delta`` (the sums before the UPDATE) the changed rows' sums are added
+        (``store.rollup_deltas``); without it, or above ``REFRESH_BY_DAY_KEYS`` keys, the
+        touched keys are recomputed from their rows."""
+        started = time.perf_counter()
+        through = complete_through(self._conn)
+        if through is None:
+            if delta is not None:
+                delta.discard()
+            return
+        updated = self._updated_rows()
         frontier = self._frontier
-        if last and frontier is not None and frontier > through:
-            params = {"low": through, "high": frontier}
-            refresh_keys(self._conn, [updated, NEW_ROWS], params, frontier)
-            set_watermark(self._conn, frontier, datetime.now(UTC))
-            self._frontier = None  # taken in: nothing left for ``finish``
+        take_in = last and frontier is not None and frontier > through
+        high = frontier if take_in and frontier is not None else through
+        params = {"low": through, "high": high}
+        sources = [updated, NEW_ROWS] if take_in else [updated]
+        if delta is not None:
+            delta.take(1, sources, params)
+            if delta.keys() <= rollups.REFRESH_BY_DAY_KEYS:  # read at call time
+                delta.apply(high)
+            else:
+                delta.discard()
+                refresh_keys(self._conn, sources, params, high)
         else:
-            refresh_keys(self._conn, [updated], {"low": through}, through)
+            refresh_keys(self._conn, sources, params, high)
+        if take_in:
+            set_watermark(self._conn, high, datetime.now(UTC))
+            self._frontier = None  # taken in: nothing left for ``finish``
         self.rollup_seconds += time.perf_counter() - started
 
     def record_progress(self, examined: Mapping[str, int], now: datetime) -> None:

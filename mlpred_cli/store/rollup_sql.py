@@ -153,20 +153,34 @@ def _daily_ic(horizon: str, dialect: str, rows_from: str, where: str) -> str:
     )
 
 
-def rollup_select(
+def additive_select(
     dialect: str, *, rows_from: str = "ml_predictions p", where: str = "1 = 1"
 ) -> str:
-    """SELECT of rollup rows (``ALL_COLUMNS``) over the prediction rows ``p`` of ``rows_from``
-    (a FROM clause, possibly joined) that satisfy ``where`` (SQL with bound parameters)."""
+    """SELECT of the key and additive columns of rollup rows (``ALL_COLUMNS`` without
+    ``ic``) over the rows ``p`` of ``rows_from`` that satisfy ``where``."""
     day = day_sql(dialect)
     group = f"{day}, p.symbol, COALESCE(p.model_version, '')"
-    aggregates = " UNION ALL ".join(
+    return " UNION ALL ".join(
         f"SELECT {day} AS day, p.symbol AS symbol, COALESCE(p.model_version, '') AS "
         f"model_version, '{horizon}' AS horizon, {', '.join(_horizon_aggregates(horizon))} "
         f"FROM {rows_from} WHERE {where} GROUP BY {group}"
         for horizon in HORIZONS
     )
-    ics = " UNION ALL ".join(_daily_ic(h, dialect, rows_from, where) for h in HORIZONS)
+
+
+def ic_select(dialect: str, *, rows_from: str = "ml_predictions p", where: str = "1 = 1") -> str:
+    """SELECT of (day, symbol, model_version, horizon, ic): each key's daily Spearman IC over
+    the rows ``p`` of ``rows_from`` that satisfy ``where`` (keys without pairs left out)."""
+    return " UNION ALL ".join(_daily_ic(h, dialect, rows_from, where) for h in HORIZONS)
+
+
+def rollup_select(
+    dialect: str, *, rows_from: str = "ml_predictions p", where: str = "1 = 1"
+) -> str:
+    """SELECT of rollup rows (``ALL_COLUMNS``) over the prediction rows ``p`` of ``rows_from``
+    (a FROM clause, possibly joined) that satisfy ``where`` (SQL with bound parameters)."""
+    aggregates = additive_select(dialect, rows_from=rows_from, where=where)
+    ics = ic_select(dialect, rows_from=rows_from, where=where)
     join = " AND ".join(f"a.{name} = i.{name}" for name in KEY_COLUMNS)
     names = ", ".join(f"a.{name}" for name in ALL_COLUMNS if name != "ic")
     return f"SELECT {names}, i.ic AS ic FROM ({aggregates}) a LEFT JOIN ({ics}) i ON {join}"

@@ -16,11 +16,17 @@ from mlpred_cli.store.database import is_sqlite
 TOUCHED_TABLE = "rollup_touched"
 _ARCHIVED_TABLE = "ml_archived_days"
 
+
+def touched_key(row: str) -> str:
+    """SQL over a daily rollup row called ``row``: its key is a touched one."""
+    return (
+        f"EXISTS (SELECT 1 FROM {TOUCHED_TABLE} t WHERE t.day = {row}.day "
+        f"AND t.symbol = {row}.symbol AND t.model_version = {row}.model_version)"
+    )
+
+
 #: SQL over a daily rollup row ``d``: its key is a touched one.
-TOUCHED_DAILY = (
-    f"EXISTS (SELECT 1 FROM {TOUCHED_TABLE} t WHERE t.day = d.day "
-    "AND t.symbol = d.symbol AND t.model_version = d.model_version)"
-)
+TOUCHED_DAILY = touched_key("d")
 
 
 def _day_bounds(dialect: str) -> tuple[str, str]:
