@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from scipy import stats
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -33,6 +34,7 @@ from mlpred_cli.store.rollup_columns import (
     MONTHLY_TABLE,
     ROLLUP_TABLE,
 )
+from mlpred_cli.store.rollup_deltas import daily_ics
 from mlpred_cli.store.rollup_tiers import TIER_LAG_DAYS, tiers_before
 from tests.factories import candle_row, insert_candles, insert_predictions
 from tests.test_rollups import _assert_counts_equal, _random_row
@@ -237,3 +239,28 @@ def test_the_migration_adds_empty_tiers_the_next_backfill_fills(engine: Engine) 
     _assert_tiers_match_daily(engine)
     assert len(_frame(engine, MONTHLY_TABLE)) > 0
     pd.testing.assert_frame_equal(expected, accuracy_table(engine, by="symbol", overlap=False))
+
+
+def test_daily_ics_equal_scipy_spearman_per_key() -> None:
+    rng = random.Random(4)
+    rows = []
+    for key in range(30):
+        size = rng.choice((1, 2, 3, 5, 20))
+        constant = key % 7 == 0  # one side constant: no IC
+        for _ in range(size):
+            row: dict[str, Any] = {"day": "2026-03-01", "symbol": f"S{key}", "model_version": ""}
+            for horizon in HORIZONS:
+                row[f"x_{horizon}"] = rng.choice((None, round(rng.gauss(0, 1), 1)))
+                row[f"y_{horizon}"] = 0.5 if constant else rng.choice((round(rng.gauss(0, 1), 1),))
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    found = {(r["symbol"], r["horizon"]): r["ic"] for r in daily_ics(frame)}
+    expected = {}
+    for (symbol, _, _), part in frame.groupby(["symbol", "day", "model_version"]):
+        for horizon in HORIZONS:
+            pairs = part[[f"x_{horizon}", f"y_{horizon}"]].dropna().astype(float)
+            if len(pairs) >= 3 and pairs.nunique().min() > 1:
+                expected[(symbol, horizon)] = stats.spearmanr(pairs.iloc[:, 0], pairs.iloc[:, 1])[0]
+    assert found.keys() == expected.keys() and len(found) > 20
+    for key, value in expected.items():
+        assert found[key] == pytest.approx(value, abs=1e-12), key
