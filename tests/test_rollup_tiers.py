@@ -21,7 +21,7 @@ from mlpred_cli.analysis.prediction_views import accuracy_table
 from mlpred_cli.config import HORIZONS
 from mlpred_cli.outcomes.backfill import backfill_actuals
 from mlpred_cli.outcomes.rollups import rebuild_rollups
-from mlpred_cli.store import outcome_updates, rollups
+from mlpred_cli.store import outcome_updates, rollup_reads, rollups
 from mlpred_cli.store.migrations import downgrade, upgrade_to_head
 from mlpred_cli.store.prediction_queries import make_filter
 from mlpred_cli.store.prediction_reads import read_accuracy_counts
@@ -35,7 +35,7 @@ from mlpred_cli.store.rollup_columns import (
     ROLLUP_TABLE,
 )
 from mlpred_cli.store.rollup_deltas import daily_ics
-from mlpred_cli.store.rollup_tiers import TIER_LAG_DAYS, tiers_before
+from mlpred_cli.store.rollup_tiers import TIER_LAG_DAYS, advance_tiers, tiers_before
 from tests.factories import candle_row, insert_candles, insert_predictions
 from tests.test_rollups import _assert_counts_equal, _random_row
 
@@ -264,3 +264,26 @@ def test_daily_ics_equal_scipy_spearman_per_key() -> None:
     assert found.keys() == expected.keys() and len(found) > 20
     for key, value in expected.items():
         assert found[key] == pytest.approx(value, abs=1e-12), key
+
+
+def test_a_boundary_moved_during_a_read_is_not_counted_twice(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _insert_random(engine, seed=41, count=600)
+    assert rebuild_rollups(engine, now=datetime(2026, 3, 10, tzinfo=UTC)).status == "done"
+    expected = read_accuracy_counts(engine, make_filter(), "symbol", HORIZONS)
+    inner = rollup_reads._stored_parts_at
+    moved: list[bool] = []
+
+    def moving(*args: Any) -> Any:
+        if not moved:  # a backfill commits a boundary move after this read took the boundary
+            moved.append(True)
+            with engine.begin() as conn:
+                assert advance_tiers(conn, datetime(2026, 3, 20, tzinfo=UTC))
+        return inner(*args)
+
+    monkeypatch.setattr(rollup_reads, "_stored_parts_at", moving)
+    fast = accuracy_table(engine, by="symbol", overlap=False)
+    assert moved
+    expected = expected.drop(columns=[f"correct_{h}" for h in HORIZONS])
+    _assert_counts_equal(fast[list(expected.columns)], expected, "symbol")

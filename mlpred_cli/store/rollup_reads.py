@@ -269,7 +269,28 @@ def _stored_parts(
     the selection nor ``by`` names a symbol, else the monthly rows of whole months (without
     fresh days) when ``by`` has no ``day``. The daily rows ``clauses`` select for the rest.
     Fresh days are left to the raw read."""
-    before = tiers_before(conn)
+    while True:
+        # On PostgreSQL (READ COMMITTED) each statement has its own snapshot: a backfill
+        # moving the boundary between this read of it and the sum would make the boundary
+        # month's row and the daily rows both hold the days it passed. The boundary only
+        # moves forward, so reading it again after the sum tells.
+        before = tiers_before(conn)
+        parts = _stored_parts_at(conn, before, selection, plan, fresh_days, clauses, by, columns)
+        if tiers_before(conn) == before:
+            return parts
+
+
+def _stored_parts_at(
+    conn: Connection,
+    before: date | None,
+    selection: PredictionFilter,
+    plan: _Plan,
+    fresh_days: Sequence[date],
+    clauses: list[Any],
+    by: Sequence[str],
+    columns: Sequence[str],
+) -> list[pd.DataFrame]:
+    """``_stored_parts`` with the tiers' boundary ``before``."""
     if before is None:
         return [_stored(conn, [(rollup_table, clauses)], by, columns)]
     if selection.symbol is None and "symbol" not in by:
@@ -279,11 +300,11 @@ def _stored_parts(
             total.append(totals.model_version == selection.model_version)
         if fresh_days:
             total.append(totals.day.notin_(fresh_days))
-        parts: list[StoredPart] = [
+        totals_parts: list[StoredPart] = [
             (daily_total_table, total),
             (rollup_table, [*clauses, R.day >= before]),
         ]
-        return [_stored(conn, parts, by, columns)]
+        return [_stored(conn, totals_parts, by, columns)]
     if "day" in by:
         return [_stored(conn, [(rollup_table, clauses)], by, columns)]
     # Monthly rows hold the days of their month before the boundary. Used: the months from
@@ -315,8 +336,8 @@ def _stored_parts(
     outside = [R.day < low] if low is not None else []
     outside.append(R.day >= covered)
     outside += [sa.and_(R.day >= m, R.day < _next_month(m)) for m in fresh_months]
-    parts = [(monthly_table, monthly), (rollup_table, [*clauses, sa.or_(*outside)])]
-    return [_stored(conn, parts, by, columns)]
+    monthly_parts = [(monthly_table, monthly), (rollup_table, [*clauses, sa.or_(*outside)])]
+    return [_stored(conn, monthly_parts, by, columns)]
 
 
 def read_rollups(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -160,7 +160,8 @@ def _set_before(conn: Connection, before: date) -> None:
 
 
 def _target(now: datetime) -> date:
-    return now.date() - timedelta(days=TIER_LAG_DAYS)
+    moment = now.astimezone(UTC) if now.tzinfo is not None else now  # naive: UTC already
+    return moment.date() - timedelta(days=TIER_LAG_DAYS)
 
 
 def advance_tiers(conn: Connection, now: datetime) -> bool:
