@@ -36,7 +36,8 @@ from mlpred_cli.store.rollup_columns import (
 )
 from mlpred_cli.store.rollup_deltas import daily_ics
 from mlpred_cli.store.rollup_tiers import TIER_LAG_DAYS, advance_tiers, tiers_before
-from tests.factories import candle_row, insert_candles, insert_predictions
+from tests import test_rollups as rollup_tests
+from tests.factories import insert_predictions
 from tests.test_rollups import _assert_counts_equal, _random_row
 
 pytestmark = pytest.mark.both_layouts
@@ -160,30 +161,12 @@ def test_whole_history_reads_from_the_tiers_equal_raw_counts(
 
 
 def _market(engine: Engine, hours: int) -> None:
-    rng = random.Random(2)
-    rows = []
-    for symbol in ("BTCUSDT", "ETHUSDT"):
-        price = 100.0
-        for step in range(hours * 4):
-            price *= 1 + rng.gauss(0, 0.004)
-            rows.append(candle_row(symbol, START + timedelta(minutes=15 * step), price))
-    insert_candles(engine, rows)
+    rollup_tests._market(engine, ("BTCUSDT", "ETHUSDT"), hours, start=START, seed=2)
 
 
 def _pending(engine: Engine, seed: int, first: int, last: int) -> None:
     """Predictions every 15 minutes from candle ``first`` to ``last``, without outcomes."""
-    rng = random.Random(seed)
-    rows = []
-    for step in range(first, last):
-        for symbol in ("BTCUSDT", "ETHUSDT"):
-            row = _random_row(rng, START + timedelta(minutes=15 * step))
-            row["symbol"] = symbol
-            for horizon in HORIZONS:
-                for stem in ("actual_return", "actual_direction", "accuracy"):
-                    row[f"{stem}_{horizon}"] = None
-            row["close_price"] = None
-            rows.append(row)
-    insert_predictions(engine, rows)
+    rollup_tests._logged(engine, seed, first, last, start=START)
 
 
 @pytest.mark.parametrize(
@@ -272,7 +255,7 @@ def test_a_boundary_moved_during_a_read_is_not_counted_twice(
     _insert_random(engine, seed=41, count=600)
     assert rebuild_rollups(engine, now=datetime(2026, 3, 10, tzinfo=UTC)).status == "done"
     expected = read_accuracy_counts(engine, make_filter(), "symbol", HORIZONS)
-    inner = rollup_reads._stored_parts_at
+    inner = rollup_reads._stored_parts
     moved: list[bool] = []
 
     def moving(*args: Any) -> Any:
@@ -282,7 +265,7 @@ def test_a_boundary_moved_during_a_read_is_not_counted_twice(
                 assert advance_tiers(conn, datetime(2026, 3, 20, tzinfo=UTC))
         return inner(*args)
 
-    monkeypatch.setattr(rollup_reads, "_stored_parts_at", moving)
+    monkeypatch.setattr(rollup_reads, "_stored_parts", moving)
     fast = accuracy_table(engine, by="symbol", overlap=False)
     assert moved
     expected = expected.drop(columns=[f"correct_{h}" for h in HORIZONS])

@@ -208,24 +208,26 @@ def _assert_same_table(first: pd.DataFrame, second: pd.DataFrame) -> None:
                 assert a == b, name
 
 
-def _market(engine: Engine, symbols: tuple[str, ...], hours: int) -> None:
-    rng = random.Random(1)
+def _market(
+    engine: Engine, symbols: tuple[str, ...], hours: int, start: datetime = START, seed: int = 1
+) -> None:
+    rng = random.Random(seed)
     rows = []
     for symbol in symbols:
         price = 100.0
         for step in range(hours * 4):
             price *= 1 + rng.gauss(0, 0.004)
-            rows.append(candle_row(symbol, START + timedelta(minutes=15 * step), price))
+            rows.append(candle_row(symbol, start + timedelta(minutes=15 * step), price))
     insert_candles(engine, rows)
 
 
-def _logged(engine: Engine, seed: int, first: int, last: int) -> None:
+def _logged(engine: Engine, seed: int, first: int, last: int, start: datetime = START) -> None:
     """Predictions every 15 minutes from candle ``first`` to ``last`` without outcomes."""
     rng = random.Random(seed)
     rows = []
     for step in range(first, last):
         for symbol in ("BTCUSDT", "ETHUSDT"):
-            row = _random_row(rng, START + timedelta(minutes=15 * step))
+            row = _random_row(rng, start + timedelta(minutes=15 * step))
             row["symbol"] = symbol
             for horizon in HORIZONS:
                 for stem in ("actual_return", "actual_direction", "accuracy"):

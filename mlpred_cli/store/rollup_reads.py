@@ -257,31 +257,6 @@ def _next_month(month: date) -> date:
 
 def _stored_parts(
     conn: Connection,
-    selection: PredictionFilter,
-    plan: _Plan,
-    fresh_days: Sequence[date],
-    clauses: list[Any],
-    by: Sequence[str],
-    columns: Sequence[str],
-) -> list[pd.DataFrame]:
-    """The whole days' figures, summed from the coarsest rows that hold them. Before the
-    tiers' boundary (``store.rollup_tiers``): the daily totals across symbols when neither
-    the selection nor ``by`` names a symbol, else the monthly rows of whole months (without
-    fresh days) when ``by`` has no ``day``. The daily rows ``clauses`` select for the rest.
-    Fresh days are left to the raw read."""
-    while True:
-        # On PostgreSQL (READ COMMITTED) each statement has its own snapshot: a backfill
-        # moving the boundary between this read of it and the sum would make the boundary
-        # month's row and the daily rows both hold the days it passed. The boundary only
-        # moves forward, so reading it again after the sum tells.
-        before = tiers_before(conn)
-        parts = _stored_parts_at(conn, before, selection, plan, fresh_days, clauses, by, columns)
-        if tiers_before(conn) == before:
-            return parts
-
-
-def _stored_parts_at(
-    conn: Connection,
     before: date | None,
     selection: PredictionFilter,
     plan: _Plan,
@@ -290,7 +265,11 @@ def _stored_parts_at(
     by: Sequence[str],
     columns: Sequence[str],
 ) -> list[pd.DataFrame]:
-    """``_stored_parts`` with the tiers' boundary ``before``."""
+    """The whole days' figures, summed from the coarsest rows that hold them. Before the
+    tiers' boundary ``before`` (``store.rollup_tiers``): the daily totals across symbols when
+    neither the selection nor ``by`` names a symbol, else the monthly rows of whole months
+    (without fresh days) when ``by`` has no ``day``. The daily rows ``clauses`` select for
+    the rest. Fresh days are left to the raw read."""
     if before is None:
         return [_stored(conn, [(rollup_table, clauses)], by, columns)]
     if selection.symbol is None and "symbol" not in by:
@@ -386,7 +365,15 @@ def read_rollup_rows(
         if count_days
         else None
     )
-    parts = _stored_parts(conn, selection, plan, fresh_days, clauses, by, columns)
+    while True:
+        # On PostgreSQL (READ COMMITTED) each statement has its own snapshot: a backfill
+        # moving the tiers' boundary between this read of it and the sum would make the
+        # boundary month's row and the daily rows both hold the days it passed. The boundary
+        # only moves forward, so reading it again after the sum tells.
+        before = tiers_before(conn)
+        parts = _stored_parts(conn, before, selection, plan, fresh_days, clauses, by, columns)
+        if tiers_before(conn) == before:
+            break
     ranges = [where.time_range(start, end) for start, end in plan.edges]
     ranges += [where.time_range(_midnight(d), _midnight(d + timedelta(1))) for d in fresh_days]
     if ranges:
