@@ -120,6 +120,9 @@ def _tier_windows(rng: random.Random) -> list[dict[str, Any]]:
         {"until": datetime(2026, 3, 1, tzinfo=UTC)},
         {"since": datetime(2026, 2, 1, tzinfo=UTC), "until": datetime(2026, 3, 1, tzinfo=UTC)},
         {"since": datetime(2026, 1, 31, 23, 45, tzinfo=UTC), "symbol": "BTCUSDT"},
+        # cut months whose days outside the window hold nothing: before and after the data
+        {"since": datetime(2026, 1, 5, tzinfo=UTC), "until": datetime(2026, 4, 12, tzinfo=UTC)},
+        {"since": datetime(2026, 1, 5, 6, tzinfo=UTC), "until": datetime(2026, 3, 20, tzinfo=UTC)},
     ]
     for _ in range(4):
         since = START + timedelta(minutes=15 * rng.randrange(-20, DAYS * 96))

@@ -255,6 +255,12 @@ def _next_month(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
+def _no_days(conn: Connection, first: date, end: date) -> bool:
+    """Whether the daily rollups hold no row of the days ``[first, end)``."""
+    found = conn.execute(sa.select(R.day).where(R.day >= first, R.day < end).limit(1)).first()
+    return found is None
+
+
 def _stored_parts(
     conn: Connection,
     before: date | None,
@@ -289,13 +295,21 @@ def _stored_parts(
     # Monthly rows hold the days of their month before the boundary. Used: the months from
     # ``low`` (the first whole month of the window) to ``high`` (exclusive) whose days held
     # lie inside the window, so the days [low, covered) come from them.
+    # A month the window cuts still serves when its days outside the window hold no rows
+    # (a window from the first prediction on, or reaching past the last one).
     low = None
     if plan.first_whole is not None:
         first = plan.first_whole
-        low = first if first.day == 1 else _next_month(_month(first))
+        low = first
+        if first.day != 1:
+            low = _month(first) if _no_days(conn, _month(first), first) else _next_month(low)
     high = _next_month(_month(before - timedelta(days=1)))
     if plan.end_whole is not None and plan.end_whole < before:
-        high = min(high, _month(plan.end_whole))
+        end = plan.end_whole
+        cut = _month(end)
+        if end != cut and _no_days(conn, end, min(_next_month(cut), before)):
+            cut = _next_month(cut)
+        high = min(high, cut)
     covered = min(high, before)
     if low is not None and low >= high:
         return [_stored(conn, [(rollup_table, clauses)], by, columns)]
