@@ -32,7 +32,8 @@ aggregates and on a partitioned table PostgreSQL JIT-compiles them for every par
 (thousands of functions; minutes per statement); mlpred turns it off for its own rollup SQL.
 
 A step whose library function is missing or fails is reported and the others still run. The
-databases are dropped at the end unless ``--keep``.
+databases are dropped at the end unless ``--keep``; ``--reuse TAG`` measures the reads
+again on the databases of such a run (after migrating them to head), without reloading.
 """
 
 from __future__ import annotations
@@ -719,7 +720,49 @@ def _is_partitioned(engine: Engine) -> bool:
         )
 
 
+def reuse(args: argparse.Namespace) -> None:
+    """``--reuse TAG``: migrate the kept databases of an earlier run to head (a new revision
+    fills what it adds: the next backfill fills the rollup tiers) and measure the reads
+    again, over every day still in ``ml_predictions`` (an archived start is left out, so raw
+    and rollups cover the same rows)."""
+    from mlpred_cli.outcomes.backfill import backfill_actuals
+
+    admin = normalize_url(args.pg_url)
+    figures = Figures()
+    engines = {
+        layout: create_engine(admin.set(database=f"mlpred_bench_scale_{args.reuse}_{layout[:5]}"))
+        for layout in LAYOUTS
+    }
+    try:
+        for layout, engine in engines.items():
+            upgrade_to_head(engine)
+            started = time.perf_counter()
+            backfill_actuals(engine)  # fills the tiers when the revision just added them
+            _, rows = table_bytes(engine)
+            print(
+                f"  {layout}: {rows:,} rows; migrated and backfilled in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
+            with engine.connect() as conn:
+                first = conn.exec_driver_sql("SELECT MIN(datetime) FROM ml_predictions").scalar()
+            since = datetime.combine(first.date(), datetime.min.time(), UTC)
+            figures.attempt(
+                f"accuracy ({layout})",
+                partial(step_accuracy, figures, layout, engine, since, args.reps),
+            )
+        print()
+        facts = server_facts(engines["unpartitioned"])
+        print(f"reused databases mlpred_bench_scale_{args.reuse}_*; {facts}")
+        figures.print_table(LAYOUTS)
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+
+
 def run(args: argparse.Namespace) -> None:
+    if args.reuse:
+        reuse(args)
+        return
     admin = normalize_url(args.pg_url)
     now = datetime.now(UTC)
     # The history ends two hours ago, on a quarter-hour, so the ticks stay in the past.
@@ -822,6 +865,11 @@ def main() -> None:
         help="admin URL; the benchmark creates its own databases",
     )
     parser.add_argument("--keep", action="store_true", help="do not drop the databases")
+    parser.add_argument(
+        "--reuse",
+        metavar="TAG",
+        help="measure the reads again on the databases a --keep run left (its printed tag)",
+    )
     parser.add_argument(
         "--jit",
         choices=("off", "server"),
