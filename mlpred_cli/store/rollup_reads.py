@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.column_types import UTCDateTime
+from mlpred_cli.store.database import is_sqlite
 from mlpred_cli.store.prediction_queries import PredictionFilter
 from mlpred_cli.store.prediction_reads import reading
 from mlpred_cli.store.rollup_columns import ADDITIVE_COLUMNS, COUNT_COLUMNS, SUM_COLUMNS
@@ -123,10 +124,29 @@ def _raw_frame(conn: Connection, where: _RawWhere, ranges: str) -> pd.DataFrame:
     return pd.DataFrame(list(map(tuple, result)), columns=list(result.keys()))
 
 
+def _ids_above(conn: Connection, through: int) -> bool:
+    """Whether an id above ``through`` may have been handed out: the id sequence's last
+    value on PostgreSQL (one row read, where a query on ``id`` would probe every day
+    partition of a partitioned table: ~50 ms at 350 partitions), the largest id on SQLite."""
+    if is_sqlite(conn):
+        return (
+            int(conn.exec_driver_sql("SELECT MAX(id) FROM ml_predictions").scalar() or 0) > through
+        )
+    # null (then assume there may be) without a sequence or the right to read it
+    last = conn.exec_driver_sql(
+        "SELECT CASE WHEN s.oid IS NOT NULL AND has_sequence_privilege(s.oid, 'SELECT,USAGE') "
+        "THEN pg_sequence_last_value(s.oid) END "
+        "FROM (SELECT CAST(pg_get_serial_sequence('ml_predictions', 'id') AS regclass) AS oid) s"
+    ).scalar()
+    return last is None or int(last) > through
+
+
 def _days_above(
     conn: Connection, selection: PredictionFilter, plan: _Plan, through: int
 ) -> list[date]:
     """The whole days of the selection holding rows above the watermark."""
+    if not _ids_above(conn, through):
+        return []
     where = _RawWhere(selection)
     span = where.time_range(
         _midnight(plan.first_whole) if plan.first_whole else None,
