@@ -29,6 +29,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _DAILY = "ml_prediction_daily"
+_ACCURACY = ("predictions", "with_outcome", "confidence_n", "confidence_sum", "scored", "correct")
 _DAILY_KEYS = ("day", "symbol", "model_version", "horizon")
 _TIERS = {
     "ml_prediction_monthly": ("month", "symbol", "model_version", "horizon"),
@@ -70,11 +71,20 @@ def upgrade() -> None:
             ),
             sa.PrimaryKeyConstraint(*keys, name=op.f(f"pk_{table}")),
         )
+    # an accuracy table's read of the months: an index-only scan of narrow entries
+    # (PostgreSQL INCLUDE; SQLite keeps the key alone)
+    op.create_index(
+        "ix_ml_prediction_monthly_accuracy",
+        "ml_prediction_monthly",
+        list(_TIERS["ml_prediction_monthly"]),
+        postgresql_include=[*_ACCURACY, "ic_sum", "ic_sq_sum", "ic_days"],
+    )
     with op.batch_alter_table("ml_rollup_state") as batch:
         batch.add_column(sa.Column("tiers_before", sa.Date(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_ml_prediction_monthly_accuracy", table_name="ml_prediction_monthly")
     with op.batch_alter_table("ml_rollup_state") as batch:
         batch.drop_column("tiers_before")
     for table in reversed(_TIERS):

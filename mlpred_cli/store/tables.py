@@ -22,6 +22,7 @@ from mlpred_cli.store.rollup_columns import (
     MONTHLY_TABLE,
     ROLLUP_TABLE,
     SUM_COLUMNS,
+    TIER_IC_COLUMNS,
 )
 
 
@@ -250,7 +251,7 @@ def _rollup_table() -> sa.Table:
 rollup_table: sa.Table = _rollup_table()
 
 
-def _tier_table(name: str, keys: tuple[str, ...]) -> sa.Table:
+def _tier_table(name: str, keys: tuple[str, ...], *indexes: sa.Index) -> sa.Table:
     """A rollup tier (migration 0007): the additive columns of ``ml_prediction_daily`` and
     the daily ICs as sums, summed over the daily rows of each key (``store.rollup_tiers``)."""
     types: dict[str, sa.types.TypeEngine[Any]] = {"day": sa.Date(), "month": sa.Date()}
@@ -268,10 +269,20 @@ def _tier_table(name: str, keys: tuple[str, ...]) -> sa.Table:
             sa.Column(column, Double, nullable=False, server_default=sa.text("0"))
             for column in (*SUM_COLUMNS, "ic_sum", "ic_sq_sum")
         ),
+        *indexes,
     )
 
 
-monthly_table: sa.Table = _tier_table(MONTHLY_TABLE, MONTHLY_KEY_COLUMNS)
+monthly_table: sa.Table = _tier_table(
+    MONTHLY_TABLE,
+    MONTHLY_KEY_COLUMNS,
+    # an accuracy table's read of the months: an index-only scan of narrow entries
+    sa.Index(
+        "ix_ml_prediction_monthly_accuracy",
+        *MONTHLY_KEY_COLUMNS,
+        postgresql_include=[*ACCURACY_INDEX_COLUMNS, *TIER_IC_COLUMNS],
+    ),
+)
 daily_total_table: sa.Table = _tier_table(DAILY_TOTAL_TABLE, DAILY_TOTAL_KEY_COLUMNS)
 
 
