@@ -658,12 +658,13 @@ class BackfillSession:
                 work.exec_driver_sql(f"ANALYZE {_OUTCOME_TABLE}")
             row = work.execute(statements.counts).one()
             if write:
-                delta = self._rollups_before_update()
+                chunk_times = {"dt_lo": span[0], "dt_hi": span[1]}
+                delta = self._rollups_before_update(chunk_times)
                 rows_updated = work.execute(
                     statements.update, {"now": statements.now, **bounds}
                 ).rowcount
                 if rows_updated:
-                    self._refresh_rollups(last, delta)
+                    self._refresh_rollups(last, delta, chunk_times)
                 elif delta is not None:
                     delta.discard()
             if progress is not None:
@@ -682,15 +683,18 @@ class BackfillSession:
         }
         return ChunkOutcome(counts, rows_updated)
 
-    def _updated_rows(self) -> RowSource:
-        """The chunk's rows at or below the rollups' watermark (``:low``) getting an outcome."""
+    def _updated_rows(self, in_span: bool = False) -> RowSource:
+        """The chunk's rows at or below the rollups' watermark (``:low``) getting an outcome;
+        ``in_span``: also within the chunk's datetimes (``:dt_lo`` to ``:dt_hi``), which prunes
+        a partitioned table to the chunk's partitions instead of probing every one by id."""
         any_new = " OR ".join(f"o.r_{horizon} IS NOT NULL" for horizon in HORIZONS)
+        span = " AND p.datetime >= :dt_lo AND p.datetime <= :dt_hi" if in_span else ""
         return (
             f"{_OUTCOME_TABLE} o CROSS JOIN ml_predictions p",
-            f"p.id = o.id AND o.id <= :low AND ({any_new})",
+            f"p.id = o.id AND o.id <= :low AND ({any_new}){span}",
         )
 
-    def _rollups_before_update(self) -> RollupDelta | None:
+    def _rollups_before_update(self, span: dict[str, Any]) -> RollupDelta | None:
         """Before the chunk's UPDATE, when ``ROLLUP_DELTAS``: the rollup sums its rows had,
         with sign -1 (None while the rollups were never built)."""
         if not ROLLUP_DELTAS:
@@ -700,11 +704,11 @@ class BackfillSession:
         if through is None:
             return None
         delta = RollupDelta(self._conn)
-        delta.take(-1, [self._updated_rows()], {"low": through})
+        delta.take(-1, [self._updated_rows(in_span=True)], {"low": through, **span})
         self.rollup_seconds += time.perf_counter() - started
         return delta
 
-    def _refresh_rollups(self, last: bool, delta: RollupDelta | None) -> None:
+    def _refresh_rollups(self, last: bool, delta: RollupDelta | None, span: dict[str, Any]) -> None:
         """Bring the rollups up to date with the chunk's outcomes, in its transaction (rows
         above the rollups' watermark are not in them yet). The ``last`` chunk of a run that
         read an id frontier also takes in the rows up to it and raises the watermark, so a
@@ -725,7 +729,9 @@ class BackfillSession:
         params = {"low": through, "high": high}
         sources = [updated, NEW_ROWS] if take_in else [updated]
         if delta is not None:
-            delta.take(1, sources, params)
+            delta.take(1, [self._updated_rows(in_span=True)], {**params, **span})
+            if take_in:
+                delta.take(1, [NEW_ROWS], params)
             if delta.keys() <= rollups.REFRESH_BY_DAY_KEYS:  # read at call time
                 delta.apply(high)
             else:

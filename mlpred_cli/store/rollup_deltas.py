@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mlpred_cli.config import HORIZONS
+from mlpred_cli.store.column_types import UTCDateTime
 from mlpred_cli.store.database import is_sqlite
 from mlpred_cli.store.rollup_columns import (
     ADDITIVE_COLUMNS,
@@ -78,10 +79,14 @@ class RollupDelta:
         without_jit(self._conn)
         for rows_from, where in sources:
             select = additive_select(self._conn.dialect.name, rows_from=rows_from, where=where)
-            self._conn.execute(
-                sa.text(f"INSERT INTO {_DELTA_TABLE} ({names}) SELECT {signed} FROM ({select}) a"),
-                params,
+            statement = sa.text(
+                f"INSERT INTO {_DELTA_TABLE} ({names}) SELECT {signed} FROM ({select}) a"
             )
+            times = [name for name in ("dt_lo", "dt_hi") if f":{name}" in where]
+            statement = statement.bindparams(
+                *(sa.bindparam(name, type_=UTCDateTime) for name in times)
+            )
+            self._conn.execute(statement, params)
 
     def keys(self) -> int:
         """The keys (day, symbol, model_version) the gathered sums touch."""
