@@ -23,6 +23,11 @@ from __future__ import annotations
 from mlpred_cli.config import CALIBRATION_BINS, CONFIDENCE_BIN_EDGES, SIGNAL_TYPES
 
 ROLLUP_TABLE = "ml_prediction_daily"
+#: The rollups' watermark and tiers' boundary (one row, ``name = ROLLUP_STATE_NAME``).
+ROLLUP_STATE_TABLE = "ml_rollup_state"
+ROLLUP_STATE_NAME = "daily"
+#: The days whose raw rows are archived (their rollups stay).
+ARCHIVED_DAYS_TABLE = "ml_archived_days"
 
 #: The primary key, in order; ``model_version`` is '' for rows without one.
 KEY_COLUMNS: tuple[str, ...] = ("day", "symbol", "model_version", "horizon")

@@ -28,6 +28,7 @@ from mlpred_cli.store.column_types import UTCDateTime
 from mlpred_cli.store.database import is_sqlite
 from mlpred_cli.store.rollup_columns import (
     ADDITIVE_COLUMNS,
+    ARCHIVED_DAYS_TABLE,
     COUNT_COLUMNS,
     KEY_COLUMNS,
     ROLLUP_TABLE,
@@ -45,7 +46,6 @@ from mlpred_cli.store.rollup_touched import (
 from mlpred_cli.store.rollups import RowSource, without_jit
 
 _DELTA_TABLE = "rollup_delta"
-_ARCHIVED_TABLE = "ml_archived_days"
 _IC_TABLE = "rollup_ic"
 
 
@@ -122,7 +122,7 @@ class RollupDelta:
         conn.exec_driver_sql(
             f"INSERT INTO {ROLLUP_TABLE} ({key_list}, {', '.join(ADDITIVE_COLUMNS)}) "
             f"SELECT {key_list}, {sums} FROM {_DELTA_TABLE} "
-            f"WHERE day NOT IN (SELECT day FROM {_ARCHIVED_TABLE}) GROUP BY {key_list} "
+            f"WHERE day NOT IN (SELECT day FROM {ARCHIVED_DAYS_TABLE}) GROUP BY {key_list} "
             f"ON CONFLICT ({key_list}) DO UPDATE SET {update}"
         )
         self._update_ics(through, span_lo, span_hi)

@@ -275,6 +275,17 @@ def _next_month(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
+def _selected(columns: Any, selection: PredictionFilter) -> list[Any]:
+    """The clauses of ``selection``'s symbol and model version over a rollup table's
+    ``columns`` (``table.c``)."""
+    clauses = []
+    if selection.symbol is not None:
+        clauses.append(columns.symbol == selection.symbol)
+    if selection.model_version is not None:
+        clauses.append(columns.model_version == selection.model_version)
+    return clauses
+
+
 def _no_days(conn: Connection, first: date, end: date) -> bool:
     """Whether the daily rollups hold no row of the days ``[first, end)``."""
     found = conn.execute(sa.select(R.day).where(R.day >= first, R.day < end).limit(1)).first()
@@ -301,8 +312,7 @@ def _stored_parts(
     if selection.symbol is None and "symbol" not in by:
         totals = daily_total_table.c
         total = [*_in_whole(totals.day, plan), totals.day < before]
-        if selection.model_version is not None:
-            total.append(totals.model_version == selection.model_version)
+        total += _selected(totals, selection)  # the symbol is None here
         if fresh_days:
             total.append(totals.day.notin_(fresh_days))
         totals_parts: list[StoredPart] = [
@@ -339,10 +349,7 @@ def _stored_parts(
     monthly = [months.month < high]
     if low is not None:
         monthly.append(months.month >= low)
-    if selection.symbol is not None:
-        monthly.append(months.symbol == selection.symbol)
-    if selection.model_version is not None:
-        monthly.append(months.model_version == selection.model_version)
+    monthly += _selected(months, selection)
     if fresh_months:
         monthly.append(months.month.notin_(fresh_months))
     # the daily rows outside the days those months hold, and those of months left out
@@ -387,11 +394,7 @@ def read_rollup_rows(
         days = int(raw["day"].nunique()) if not raw.empty else 0
         return RollupRows(_grouped_raw(raw, by, columns), raw_days=days)
     fresh_days = _days_above(conn, selection, plan, through)
-    clauses = [*_in_whole(R.day, plan)]
-    if selection.symbol is not None:
-        clauses.append(R.symbol == selection.symbol)
-    if selection.model_version is not None:
-        clauses.append(R.model_version == selection.model_version)
+    clauses = [*_in_whole(R.day, plan), *_selected(R, selection)]
     if fresh_days:
         clauses.append(R.day.notin_(fresh_days))
     stored_days = (

@@ -31,6 +31,8 @@ from mlpred_cli.store.rollup_columns import (
     DAILY_TOTAL_TABLE,
     MONTHLY_KEY_COLUMNS,
     MONTHLY_TABLE,
+    ROLLUP_STATE_NAME,
+    ROLLUP_STATE_TABLE,
     ROLLUP_TABLE,
     TIER_IC_COLUMNS,
 )
@@ -38,9 +40,6 @@ from mlpred_cli.store.rollup_columns import (
 #: Days before today the tiers stop: the cron tick's outcomes land on today's and
 #: yesterday's keys (the 12 h horizon), which stay out of them.
 TIER_LAG_DAYS = 2
-
-_STATE_TABLE = "ml_rollup_state"
-_STATE_NAME = "daily"
 
 
 @dataclass(frozen=True)
@@ -84,8 +83,8 @@ def _as_date(value: Any) -> date | None:
 def tiers_before(conn: Connection) -> date | None:
     """The day before which the tiers hold the daily rows (None: they hold none)."""
     value = conn.execute(
-        sa.text(f"SELECT tiers_before FROM {_STATE_TABLE} WHERE name = :name"),
-        {"name": _STATE_NAME},
+        sa.text(f"SELECT tiers_before FROM {ROLLUP_STATE_TABLE} WHERE name = :name"),
+        {"name": ROLLUP_STATE_NAME},
     ).scalar()
     return _as_date(value)
 
@@ -152,10 +151,10 @@ def add_daily(
 
 def _set_before(conn: Connection, before: date) -> None:
     conn.execute(
-        sa.text(f"UPDATE {_STATE_TABLE} SET tiers_before = :before WHERE name = :name").bindparams(
-            sa.bindparam("before", type_=sa.Date)
-        ),
-        {"before": before, "name": _STATE_NAME},
+        sa.text(
+            f"UPDATE {ROLLUP_STATE_TABLE} SET tiers_before = :before WHERE name = :name"
+        ).bindparams(sa.bindparam("before", type_=sa.Date)),
+        {"before": before, "name": ROLLUP_STATE_NAME},
     )
 
 
@@ -169,8 +168,10 @@ def advance_tiers(conn: Connection, now: datetime) -> bool:
     ``now``'s day, adding the daily rows of the days it passes (never moves it back; nothing
     while the rollups were never built). True when it moved."""
     state = conn.execute(
-        sa.text(f"SELECT complete_through_id, tiers_before FROM {_STATE_TABLE} WHERE name = :n"),
-        {"n": _STATE_NAME},
+        sa.text(
+            f"SELECT complete_through_id, tiers_before FROM {ROLLUP_STATE_TABLE} WHERE name = :n"
+        ),
+        {"n": ROLLUP_STATE_NAME},
     ).first()
     if state is None:
         return False
@@ -194,7 +195,7 @@ def rebuild_tiers(conn: Connection, now: datetime) -> None:
     ``TIER_LAG_DAYS`` before ``now``'s day (and set that boundary)."""
     if (
         conn.execute(
-            sa.text(f"SELECT 1 FROM {_STATE_TABLE} WHERE name = :n"), {"n": _STATE_NAME}
+            sa.text(f"SELECT 1 FROM {ROLLUP_STATE_TABLE} WHERE name = :n"), {"n": ROLLUP_STATE_NAME}
         ).first()
         is None
     ):

@@ -12,9 +12,9 @@ from sqlalchemy.engine import Connection
 
 from mlpred_cli.store.column_types import UTCDateTime
 from mlpred_cli.store.database import is_sqlite
+from mlpred_cli.store.rollup_columns import ARCHIVED_DAYS_TABLE
 
 TOUCHED_TABLE = "rollup_touched"
-_ARCHIVED_TABLE = "ml_archived_days"
 
 
 def touched_key(row: str) -> str:
@@ -56,7 +56,7 @@ def fill_touched(
         sa.text(f"INSERT INTO {TOUCHED_TABLE} (day, symbol, model_version) {keys_sql}"), params
     )
     conn.exec_driver_sql(
-        f"DELETE FROM {TOUCHED_TABLE} WHERE day IN (SELECT day FROM {_ARCHIVED_TABLE})"
+        f"DELETE FROM {TOUCHED_TABLE} WHERE day IN (SELECT day FROM {ARCHIVED_DAYS_TABLE})"
     )
     start, end = _day_bounds(conn.dialect.name)
     conn.exec_driver_sql(f"UPDATE {TOUCHED_TABLE} SET day_start = {start}, day_end = {end}")

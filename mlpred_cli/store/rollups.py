@@ -30,7 +30,13 @@ from mlpred_cli.store.database import is_sqlite
 from mlpred_cli.store.driver_errors import database_errors
 from mlpred_cli.store.id_frontier import visible_frontier
 from mlpred_cli.store.locks import backfill_lock
-from mlpred_cli.store.rollup_columns import ALL_COLUMNS, ROLLUP_TABLE
+from mlpred_cli.store.rollup_columns import (
+    ALL_COLUMNS,
+    ARCHIVED_DAYS_TABLE,
+    ROLLUP_STATE_NAME,
+    ROLLUP_STATE_TABLE,
+    ROLLUP_TABLE,
+)
 from mlpred_cli.store.rollup_sql import day_sql, rollup_select
 from mlpred_cli.store.rollup_tiers import (
     Bound,
@@ -47,9 +53,6 @@ from mlpred_cli.store.rollup_touched import (
     touched_rows,
 )
 
-_STATE_TABLE = "ml_rollup_state"
-_STATE_NAME = "daily"
-_ARCHIVED_TABLE = "ml_archived_days"
 _COLUMN_LIST = ", ".join(ALL_COLUMNS)
 
 
@@ -65,8 +68,8 @@ def complete_through(conn: Connection) -> int | None:
     """The id through which the rollups hold every row; None when they were never built (a
     database upgraded with predictions in it, before its first ``rebuild``)."""
     value = conn.execute(
-        sa.text(f"SELECT complete_through_id FROM {_STATE_TABLE} WHERE name = :name"),
-        {"name": _STATE_NAME},
+        sa.text(f"SELECT complete_through_id FROM {ROLLUP_STATE_TABLE} WHERE name = :name"),
+        {"name": ROLLUP_STATE_NAME},
     ).scalar()
     return None if value is None else int(value)
 
@@ -76,12 +79,12 @@ def set_watermark(conn: Connection, through: int, now: datetime) -> None:
     ``through`` (only with those keys refreshed: see the module docstring)."""
     conn.execute(
         sa.text(
-            f"INSERT INTO {_STATE_TABLE} (name, complete_through_id, updated_at) "
+            f"INSERT INTO {ROLLUP_STATE_TABLE} (name, complete_through_id, updated_at) "
             "VALUES (:name, :through, :now) ON CONFLICT (name) DO UPDATE "
             "SET complete_through_id = excluded.complete_through_id, "
             "updated_at = excluded.updated_at"
         ).bindparams(sa.bindparam("now", type_=UTCDateTime)),
-        {"name": _STATE_NAME, "through": through, "now": now},
+        {"name": ROLLUP_STATE_NAME, "through": through, "now": now},
     )
 
 
@@ -226,19 +229,20 @@ def rebuild_days(conn: Connection, first: date, last: date, through: int) -> int
         bounds,
     )
     replaced = (
-        f"d.day >= :first AND d.day <= :last AND d.day NOT IN (SELECT day FROM {_ARCHIVED_TABLE})"
+        "d.day >= :first AND d.day <= :last "
+        f"AND d.day NOT IN (SELECT day FROM {ARCHIVED_DAYS_TABLE})"
     )
     subtract_daily(conn, replaced, days, first_day=first)
     conn.execute(
         sa.text(
             f"DELETE FROM {ROLLUP_TABLE} WHERE day >= :first AND day <= :last "
-            f"AND day NOT IN (SELECT day FROM {_ARCHIVED_TABLE})"
+            f"AND day NOT IN (SELECT day FROM {ARCHIVED_DAYS_TABLE})"
         ).bindparams(*days[0]),
         bounds,
     )
     where = (
         "p.datetime >= :start AND p.datetime < :end AND p.id <= :through "
-        f"AND {day_sql(dialect)} NOT IN (SELECT day FROM {_ARCHIVED_TABLE})"
+        f"AND {day_sql(dialect)} NOT IN (SELECT day FROM {ARCHIVED_DAYS_TABLE})"
     )
     result = conn.execute(
         sa.text(
