@@ -10,6 +10,7 @@ import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -34,7 +35,7 @@ from mlpred_cli.store.rollup_columns import (
     MONTHLY_TABLE,
     ROLLUP_TABLE,
 )
-from mlpred_cli.store.rollup_deltas import daily_ics
+from mlpred_cli.store.rollup_deltas import spearman_by_group
 from mlpred_cli.store.rollup_tiers import TIER_LAG_DAYS, advance_tiers, tiers_before
 from tests import test_rollups as rollup_tests
 from tests.factories import insert_predictions
@@ -229,26 +230,24 @@ def test_the_migration_adds_empty_tiers_the_next_backfill_fills(engine: Engine) 
     pd.testing.assert_frame_equal(expected, accuracy_table(engine, by="symbol", overlap=False))
 
 
-def test_daily_ics_equal_scipy_spearman_per_key() -> None:
-    rng = random.Random(4)
-    rows = []
-    for key in range(30):
-        size = rng.choice((1, 2, 3, 5, 20))
-        constant = key % 7 == 0  # one side constant: no IC
-        for _ in range(size):
-            row: dict[str, Any] = {"day": "2026-03-01", "symbol": f"S{key}", "model_version": ""}
-            for horizon in HORIZONS:
-                row[f"x_{horizon}"] = rng.choice((None, round(rng.gauss(0, 1), 1)))
-                row[f"y_{horizon}"] = 0.5 if constant else rng.choice((round(rng.gauss(0, 1), 1),))
-            rows.append(row)
-    frame = pd.DataFrame(rows)
-    found = {(r["symbol"], r["horizon"]): r["ic"] for r in daily_ics(frame)}
-    expected = {}
-    for (symbol, _, _), part in frame.groupby(["symbol", "day", "model_version"]):
-        for horizon in HORIZONS:
-            pairs = part[[f"x_{horizon}", f"y_{horizon}"]].dropna().astype(float)
-            if len(pairs) >= 3 and pairs.nunique().min() > 1:
-                expected[(symbol, horizon)] = stats.spearmanr(pairs.iloc[:, 0], pairs.iloc[:, 1])[0]
+def test_group_spearman_equals_scipy_per_group() -> None:
+    rng = np.random.default_rng(4)
+    groups, xs, ys, expected = [], [], [], {}
+    for group in rng.permutation(40):  # ids out of order, rows of a group interleaved below
+        size = int(rng.choice((1, 2, 3, 5, 20, 60)))
+        x = np.round(rng.normal(size=size), 1)  # rounded: ties
+        y = np.full(size, 0.5) if group % 7 == 0 else np.round(rng.normal(size=size), 1)
+        groups += [int(group)] * size
+        xs.append(x)
+        ys.append(y)
+        if size >= 3 and len(set(x)) > 1 and len(set(y)) > 1:
+            expected[int(group)] = stats.spearmanr(x, y)[0]
+    order = rng.permutation(len(groups))
+    ids, ics = spearman_by_group(
+        np.asarray(groups)[order], np.concatenate(xs)[order], np.concatenate(ys)[order]
+    )
+    found = {int(i): float(v) for i, v in zip(ids, ics, strict=True) if not np.isnan(v)}
+    assert sorted(ids.tolist()) == list(range(40))
     assert found.keys() == expected.keys() and len(found) > 20
     for key, value in expected.items():
         assert found[key] == pytest.approx(value, abs=1e-12), key

@@ -704,7 +704,8 @@ class BackfillSession:
         if through is None:
             return None
         delta = RollupDelta(self._conn)
-        delta.take(-1, [self._updated_rows(in_span=True)], {"low": through, **span})
+        changes = {horizon: f"o.r_{horizon} IS NOT NULL" for horizon in HORIZONS}
+        delta.take_before(self._updated_rows(in_span=True), {"low": through, **span}, changes)
         self.rollup_seconds += time.perf_counter() - started
         return delta
 
@@ -729,9 +730,9 @@ class BackfillSession:
         params = {"low": through, "high": high}
         sources = [updated, NEW_ROWS] if take_in else [updated]
         if delta is not None:
-            delta.take(1, [self._updated_rows(in_span=True)], {**params, **span})
+            delta.take_after(span)
             if take_in:
-                delta.take(1, [NEW_ROWS], params)
+                delta.take_new(NEW_ROWS, params)
             if delta.keys() <= rollups.REFRESH_BY_DAY_KEYS:  # read at call time
                 delta.apply(high)
             else:

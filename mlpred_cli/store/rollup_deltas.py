@@ -4,22 +4,26 @@ recomputing every touched key from its raw rows.
 A cron tick changes the outcomes of a few hundred rows and takes in the rows logged since the
 last run, while a touched key (day, symbol, model_version) holds a whole day of a symbol's
 rows (270 at 10M predictions a year for 100 symbols), and the rollup aggregation evaluates
-~500 expressions per row. So ``RollupDelta`` aggregates only the changed rows: their rollup
-sums before the change with sign -1 (taken before the outcome UPDATE), after it with sign +1,
-and those of the new rows with +1, into a temporary table; ``apply`` adds the per-key sums
-to ``ml_prediction_daily`` (an upsert: a new key gets its row) and recomputes the touched
-keys' daily IC, the one figure that is not a sum, from their rows. The tiers follow
-(``store.rollup_tiers``). Counts are exact; float sums differ from a recomputation only in
-rounding (relative 1e-15 per step).
+~430 expressions per row. So ``RollupDelta`` copies the changed rows' aggregated columns
+into a temporary table, before the outcome UPDATE with weight -1 and after it with +1, and
+the new rows with +1; ``apply`` aggregates that copy once (``rollup_sql.additive_select``
+with the weight) and adds the per-key sums to ``ml_prediction_daily`` (an upsert: a new key
+gets its row). A changed row enters only the horizons its change can move: those whose
+outcome it gets, and all of them when it had no outcome before (``with_outcome``); for the
+others its two copies would cancel. The daily IC, the one figure that is not a sum, is
+recomputed for the (key, horizon)s whose return pairs changed, from their pairs, ranked here.
+The tiers follow (``store.rollup_tiers``). Counts are exact; float sums differ from a
+recomputation only in rounding (relative 1e-15 per step).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pandas as pd
+import numpy as np
+import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -29,198 +33,303 @@ from mlpred_cli.store.database import is_sqlite
 from mlpred_cli.store.rollup_columns import (
     ADDITIVE_COLUMNS,
     ARCHIVED_DAYS_TABLE,
-    COUNT_COLUMNS,
     KEY_COLUMNS,
     ROLLUP_TABLE,
 )
-from mlpred_cli.store.rollup_sql import additive_select, day_sql
+from mlpred_cli.store.rollup_sql import ROW_COLUMNS, additive_select, day_sql
 from mlpred_cli.store.rollup_tiers import add_daily, subtract_daily
 from mlpred_cli.store.rollup_touched import (
     TOUCHED_DAILY,
     TOUCHED_TABLE,
     fill_touched,
     span_binds,
-    touched_key,
     touched_rows,
 )
 from mlpred_cli.store.rollups import RowSource, without_jit
 
-_DELTA_TABLE = "rollup_delta"
+_CHANGES_TABLE = "rollup_changes"
 _IC_TABLE = "rollup_ic"
+
+_TOUCH = tuple(f"touch_{horizon}" for horizon in HORIZONS)
+_COPIED = ("id", "datetime", "symbol", "model_version", *ROW_COLUMNS)
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+def _pair(horizon: str, row: str = "p") -> str:
+    return (
+        f"{row}.predicted_return_{horizon} IS NOT NULL "
+        f"AND {row}.actual_return_{horizon} IS NOT NULL"
+    )
 
 
 class RollupDelta:
-    """Signed rollup sums of changed rows, gathered in one transaction and then applied."""
+    """Weighted copies of changed rows, gathered in one transaction and then applied."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        counts = set(COUNT_COLUMNS)
-        day_type = "TEXT" if is_sqlite(conn) else "DATE"
-        columns = [
-            f"day {day_type} NOT NULL",
-            "symbol VARCHAR(20) NOT NULL",
-            "model_version VARCHAR(50) NOT NULL",
-            "horizon VARCHAR(10) NOT NULL",
-        ]
-        columns += [
-            f"{name} {'BIGINT' if name in counts else 'DOUBLE PRECISION'} NOT NULL"
-            for name in ADDITIVE_COLUMNS
-        ]
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_DELTA_TABLE}")
-        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_DELTA_TABLE} ({', '.join(columns)})")
-
-    def take(self, sign: int, sources: Sequence[RowSource], params: dict[str, Any]) -> None:
-        """Add the rollup sums of the rows ``p`` of each (FROM, WHERE) source, times ``sign``
-        (-1 before the rows change, +1 after, or for rows new to the rollups)."""
-        names = ", ".join((*KEY_COLUMNS, *ADDITIVE_COLUMNS))
-        signed = ", ".join(
-            [*(f"a.{key}" for key in KEY_COLUMNS), *(f"{sign} * a.{c}" for c in ADDITIVE_COLUMNS)]
+        touch = ", ".join(f"CAST(0 AS INTEGER) AS {name}" for name in _TOUCH)
+        copied = ", ".join(f"p.{name}" for name in _COPIED)
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_CHANGES_TABLE}")
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {_CHANGES_TABLE} AS SELECT CAST(0 AS INTEGER) AS weight, "
+            f"{touch}, {copied} FROM ml_predictions p WHERE 1 = 0"
         )
-        without_jit(self._conn)
-        for rows_from, where in sources:
-            select = additive_select(self._conn.dialect.name, rows_from=rows_from, where=where)
-            statement = sa.text(
-                f"INSERT INTO {_DELTA_TABLE} ({names}) SELECT {signed} FROM ({select}) a"
-            )
-            times = [name for name in ("dt_lo", "dt_hi") if f":{name}" in where]
-            statement = statement.bindparams(
-                *(sa.bindparam(name, type_=UTCDateTime) for name in times)
-            )
-            self._conn.execute(statement, params)
+
+    def _insert(self, select: str, params: dict[str, Any]) -> None:
+        names = ", ".join(("weight", *_TOUCH, *_COPIED))
+        times = [name for name in ("dt_lo", "dt_hi") if f":{name}" in select]
+        statement = sa.text(f"INSERT INTO {_CHANGES_TABLE} ({names}) {select}").bindparams(
+            *(sa.bindparam(name, type_=UTCDateTime) for name in times)
+        )
+        self._conn.execute(statement, params)
+
+    def take_before(
+        self, source: RowSource, params: dict[str, Any], changes: Mapping[str, str]
+    ) -> None:
+        """Before the UPDATE: copy the rows ``p`` of the (FROM, WHERE) ``source`` with weight
+        -1; ``changes[horizon]`` is SQL true for a row whose ``horizon`` outcome changes.
+        A row enters the sums of the horizons it changes, of all when it had no outcome yet
+        (its ``with_outcome`` counts change); elsewhere its two copies would cancel."""
+        no_outcome = " AND ".join(f"p.actual_direction_{h} IS NULL" for h in HORIZONS)
+        touch = ", ".join(
+            f"CASE WHEN ({changes[h]}) OR ({no_outcome}) THEN 1 ELSE 0 END" for h in HORIZONS
+        )
+        rows_from, where = source
+        copied = ", ".join(f"p.{name}" for name in _COPIED)
+        self._insert(f"SELECT -1, {touch}, {copied} FROM {rows_from} WHERE {where}", params)
+
+    def take_after(self, span: dict[str, Any]) -> None:
+        """After the UPDATE: copy the rows taken before, as they are now, with weight +1;
+        ``span`` holds their first and last datetime (``dt_lo`` / ``dt_hi``, for pruning)."""
+        touch = ", ".join(f"b.{name}" for name in _TOUCH)
+        copied = ", ".join(f"p.{name}" for name in _COPIED)
+        self._insert(
+            f"SELECT 1, {touch}, {copied} FROM {_CHANGES_TABLE} b CROSS JOIN ml_predictions p "
+            "WHERE b.weight = -1 AND p.id = b.id AND p.datetime = b.datetime "
+            "AND p.datetime >= :dt_lo AND p.datetime <= :dt_hi",
+            span,
+        )
+
+    def take_new(self, source: RowSource, params: dict[str, Any]) -> None:
+        """Copy the rows ``p`` of ``source``, new to the rollups, with weight +1."""
+        touch = ", ".join("1" for _ in HORIZONS)
+        rows_from, where = source
+        copied = ", ".join(f"p.{name}" for name in _COPIED)
+        self._insert(f"SELECT 1, {touch}, {copied} FROM {rows_from} WHERE {where}", params)
+
+    def _keys_sql(self) -> str:
+        day = day_sql(self._conn.dialect.name)
+        return (
+            f"SELECT DISTINCT {day}, p.symbol, COALESCE(p.model_version, '') "
+            f"FROM {_CHANGES_TABLE} p"
+        )
 
     def keys(self) -> int:
-        """The keys (day, symbol, model_version) the gathered sums touch."""
+        """The keys (day, symbol, model_version) the copied rows touch."""
         return int(
-            self._conn.exec_driver_sql(
-                "SELECT COUNT(*) FROM (SELECT DISTINCT day, symbol, model_version "
-                f"FROM {_DELTA_TABLE}) k"
-            ).scalar_one()
+            self._conn.exec_driver_sql(f"SELECT COUNT(*) FROM ({self._keys_sql()}) k").scalar_one()
         )
 
     def discard(self) -> None:
-        """Drop the gathered sums."""
-        self._conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_DELTA_TABLE}")
+        """Drop the copied rows."""
+        self._conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_CHANGES_TABLE}")
 
     def apply(self, through: int) -> int:
-        """Add the gathered sums to the daily rollups (archived days left alone), recompute
-        the touched keys' daily IC from their rows with ``id <= through`` and keep the tiers
-        in step; inside the caller's transaction. Returns the keys touched."""
+        """Add the copied rows' weighted sums to the daily rollups (archived days left alone)
+        with the touched keys' daily ICs recomputed from their rows with ``id <= through``,
+        and keep the tiers in step; inside the caller's transaction. Returns the keys
+        touched."""
         conn = self._conn
-        keys, span_lo, span_hi = fill_touched(
-            conn, f"SELECT DISTINCT day, symbol, model_version FROM {_DELTA_TABLE}", {}
-        )
+        keys, span_lo, span_hi = fill_touched(conn, self._keys_sql(), {})
         if not keys:
             self.discard()
             return 0
         first_day = span_lo.date() if span_lo is not None else None
         subtract_daily(conn, TOUCHED_DAILY, first_day=first_day)
-        key_list = ", ".join(KEY_COLUMNS)
-        sums = ", ".join(f"SUM({name})" for name in ADDITIVE_COLUMNS)
+        self._store_ics(through, span_lo, span_hi)
+        without_jit(conn)
+        columns = ", ".join((*KEY_COLUMNS, *ADDITIVE_COLUMNS))
+        sums = additive_select(
+            conn.dialect.name,
+            rows_from=f"{_CHANGES_TABLE} p",
+            weight="p.weight",
+            horizon_where={h: f"p.touch_{h} = 1" for h in HORIZONS},
+        )
         update = ", ".join(
             f"{name} = {ROLLUP_TABLE}.{name} + excluded.{name}" for name in ADDITIVE_COLUMNS
         )
+        matches = " AND ".join(f"i.{key} = a.{key}" for key in KEY_COLUMNS)
         conn.exec_driver_sql(
-            f"INSERT INTO {ROLLUP_TABLE} ({key_list}, {', '.join(ADDITIVE_COLUMNS)}) "
-            f"SELECT {key_list}, {sums} FROM {_DELTA_TABLE} "
-            f"WHERE day NOT IN (SELECT day FROM {ARCHIVED_DAYS_TABLE}) GROUP BY {key_list} "
-            f"ON CONFLICT ({key_list}) DO UPDATE SET {update}"
+            f"INSERT INTO {ROLLUP_TABLE} ({columns}, ic) "
+            f"SELECT {', '.join(f'a.{name}' for name in (*KEY_COLUMNS, *ADDITIVE_COLUMNS))}, "
+            f"i.ic FROM ({sums}) a LEFT JOIN {_IC_TABLE} i ON {matches} "
+            f"WHERE a.day NOT IN (SELECT day FROM {ARCHIVED_DAYS_TABLE}) "
+            f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {update}, ic = excluded.ic"
         )
-        self._update_ics(through, span_lo, span_hi)
         add_daily(conn, TOUCHED_DAILY, first_day=first_day)
-        conn.exec_driver_sql(f"DROP TABLE {TOUCHED_TABLE}")
+        for table in (TOUCHED_TABLE, _IC_TABLE):
+            conn.exec_driver_sql(f"DROP TABLE {table}")
         self.discard()
         return keys
 
-    def _update_ics(self, through: int, span_lo: Any, span_hi: Any) -> None:
-        """Recompute the touched keys' daily ICs from their rows with ``id <= through``: one
-        read of their return pairs, ranked here (a few times faster than the SQL's four
-        window-function passes), written back through a temporary table."""
+    def _store_ics(self, through: int, span_lo: Any, span_hi: Any) -> None:
+        """Into a temporary table: each touched key's daily IC per horizon (null where there
+        is none), from the return pairs of its rows with ``id <= through``."""
         conn = self._conn
-        joined, condition = touched_rows(conn)
-        day = day_sql(conn.dialect.name)
-        pairs = ", ".join(
-            f"p.predicted_return_{h} AS x_{h}, p.actual_return_{h} AS y_{h}" for h in HORIZONS
-        )
-        result = conn.execute(
-            sa.text(
-                f"SELECT {day} AS day, p.symbol AS symbol, COALESCE(p.model_version, '') "
-                f"AS model_version, {pairs} FROM {joined} WHERE {condition}"
-            ).bindparams(*span_binds()),
-            {"through": through, "span_lo": span_lo, "span_hi": span_hi},
-        )
-        frame = pd.DataFrame(list(map(tuple, result)), columns=list(result.keys()))
-        ics = daily_ics(frame)
-        conn.exec_driver_sql(
-            f"UPDATE {ROLLUP_TABLE} SET ic = NULL WHERE {touched_key(ROLLUP_TABLE)}"
-        )
-        if not ics:
-            return
+        keys, groups, x, y = self._pairs(through, span_lo, span_hi)
+        ids, ics = spearman_by_group(groups, x, y)
+        by_group = dict(zip(ids.tolist(), ics.tolist(), strict=True))
+        found: dict[str, list[Any]] = {"day": [], "symbol": [], "version": [], "h": [], "ic": []}
+        for position, (day, symbol, version) in enumerate(keys):
+            for index, horizon in enumerate(HORIZONS):
+                ic = by_group.get(position * len(HORIZONS) + index)
+                found["day"].append(day)
+                found["symbol"].append(symbol)
+                found["version"].append(version)
+                found["h"].append(horizon)
+                found["ic"].append(None if ic is None or math.isnan(ic) else ic)
         day_type = "TEXT" if is_sqlite(conn) else "DATE"
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_IC_TABLE}")
         conn.exec_driver_sql(
             f"CREATE TEMPORARY TABLE {_IC_TABLE} (day {day_type} NOT NULL, "
             "symbol VARCHAR(20) NOT NULL, model_version VARCHAR(50) NOT NULL, "
-            "horizon VARCHAR(10) NOT NULL, ic DOUBLE PRECISION NOT NULL)"
+            "horizon VARCHAR(10) NOT NULL, ic DOUBLE PRECISION, "
+            "PRIMARY KEY (day, symbol, model_version, horizon))"
         )
-        conn.execute(
-            sa.text(
-                f"INSERT INTO {_IC_TABLE} (day, symbol, model_version, horizon, ic) "
-                "VALUES (:day, :symbol, :model_version, :horizon, :ic)"
-            ),
-            ics,
-        )
-        matches = " AND ".join(f"i.{key} = {ROLLUP_TABLE}.{key}" for key in KEY_COLUMNS)
-        conn.exec_driver_sql(
-            f"UPDATE {ROLLUP_TABLE} SET ic = i.ic FROM {_IC_TABLE} i WHERE {matches}"
-        )
-        conn.exec_driver_sql(f"DROP TABLE {_IC_TABLE}")
-
-
-def daily_ics(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per (day, symbol, model_version) of ``frame`` and horizon, the Spearman IC of
-    ``x_h`` (predicted) vs ``y_h`` (actual return) exactly as ``rollup_sql`` computes it:
-    Pearson correlation of average ranks over the rows with both values, left out below 3
-    pairs or when a side is constant. The rank sums are exact in floating point, so the
-    figure equals the SQL one."""
-    keys = ["day", "symbol", "model_version"]
-    found: list[dict[str, Any]] = []
-    for horizon in HORIZONS:
-        x, y = f"x_{horizon}", f"y_{horizon}"
-        if frame.empty or x not in frame or y not in frame:
-            continue
-        part = frame.loc[frame[x].notna() & frame[y].notna(), [*keys, x, y]]
-        if part.empty:
-            continue
-        part = part.astype({x: float, y: float})
-        groups = part.groupby(keys, sort=False)
-        rx = groups[x].rank(method="average", na_option="bottom")
-        ry = groups[y].rank(method="average", na_option="bottom")
-        sums = (
-            pd.DataFrame(
-                {
-                    **{key: part[key] for key in keys},
-                    "n": 1.0,
-                    "rx": rx,
-                    "ry": ry,
-                    "rxy": rx * ry,
-                    "rxx": rx * rx,
-                    "ryy": ry * ry,
-                }
+        if not keys:
+            return
+        names = "day, symbol, model_version, horizon, ic"
+        if is_sqlite(conn):
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {_IC_TABLE} ({names}) VALUES (:day, :symbol, :version, :h, :ic)"
+                ),
+                [dict(zip(found, row, strict=True)) for row in zip(*found.values(), strict=True)],
             )
-            .groupby(keys, sort=False)
-            .sum()
-        )
-        n = sums["n"].to_numpy(dtype=float)
-        sx, sy = sums["rx"].to_numpy(dtype=float), sums["ry"].to_numpy(dtype=float)
-        covariance = n * sums["rxy"].to_numpy(dtype=float) - sx * sy
-        variance_x = n * sums["rxx"].to_numpy(dtype=float) - sx * sx
-        variance_y = n * sums["ryy"].to_numpy(dtype=float) - sy * sy
-        for position, (day, symbol, version) in enumerate(sums.index):
-            vx, vy = float(variance_x[position]), float(variance_y[position])
-            if n[position] >= 3 and vx > 0 and vy > 0:
-                ic = float(covariance[position]) / math.sqrt(vx * vy)
-                found.append(
-                    {"day": day, "symbol": symbol, "model_version": version,
-                     "horizon": horizon, "ic": ic}
-                )  # fmt: skip
-    return found
+        else:
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {_IC_TABLE} ({names}) SELECT * FROM unnest("
+                    "CAST(:day AS DATE[]), CAST(:symbol AS TEXT[]), CAST(:version AS TEXT[]), "
+                    "CAST(:h AS TEXT[]), CAST(:ic AS DOUBLE PRECISION[]))"
+                ),
+                found,
+            )
+            conn.exec_driver_sql(f"ANALYZE {_IC_TABLE}")
+
+    def _pairs(
+        self, through: int, span_lo: Any, span_hi: Any
+    ) -> tuple[list[tuple[Any, str, str]], IntArray, FloatArray, FloatArray]:
+        """The touched keys, and the (group, predicted, actual return) pairs of their rows
+        with ``id <= through``, group ``key position * len(HORIZONS) + horizon index``; read
+        in one pass, on PostgreSQL packed per key as big-endian float8 bytes."""
+        conn = self._conn
+        joined, condition = touched_rows(conn)
+        params = {"through": through, "span_lo": span_lo, "span_hi": span_hi}
+        key = "t.day, t.symbol, t.model_version"
+        packed = not is_sqlite(conn)
+        if packed:
+            values = ", ".join(
+                f"string_agg(float8send({side}_{h}), ''::bytea) FILTER (WHERE {_pair(h)})"
+                for h in HORIZONS
+                for side in ("p.predicted_return", "p.actual_return")
+            )
+            select = f"SELECT {key}, {values} FROM {joined} WHERE {condition} GROUP BY {key}"
+        else:
+            values = ", ".join(
+                f"{side}_{h}"
+                for h in HORIZONS
+                for side in ("p.predicted_return", "p.actual_return")
+            )
+            select = f"SELECT {key}, {values} FROM {joined} WHERE {condition}"
+        rows = conn.execute(sa.text(select).bindparams(*span_binds()), params).all()
+        if packed:
+            return _unpack(rows)
+        return _unpacked(rows)
+
+
+def _unpack(
+    rows: Sequence[Any],
+) -> tuple[list[tuple[Any, str, str]], IntArray, FloatArray, FloatArray]:
+    """Keys and pairs from one row per key holding each horizon's packed sides."""
+    keys, groups, xs, ys = [], [], [], []
+    for position, row in enumerate(rows):
+        keys.append((row[0], row[1], row[2]))
+        for index in range(len(HORIZONS)):
+            packed_x, packed_y = row[3 + 2 * index], row[4 + 2 * index]
+            if packed_x is None:
+                continue
+            x = np.frombuffer(bytes(packed_x), dtype=">f8").astype(np.float64)
+            xs.append(x)
+            ys.append(np.frombuffer(bytes(packed_y), dtype=">f8").astype(np.float64))
+            groups.append(np.full(len(x), position * len(HORIZONS) + index, dtype=np.int64))
+    if not xs:
+        return keys, np.empty(0, np.int64), np.empty(0), np.empty(0)
+    return keys, np.concatenate(groups), np.concatenate(xs), np.concatenate(ys)
+
+
+def _unpacked(
+    rows: Sequence[Any],
+) -> tuple[list[tuple[Any, str, str]], IntArray, FloatArray, FloatArray]:
+    """Keys and pairs from one row per prediction (key, then each horizon's two sides)."""
+    positions: dict[tuple[Any, str, str], int] = {}
+    for row in rows:
+        positions.setdefault((row[0], row[1], row[2]), len(positions))
+    if not rows:
+        return [], np.empty(0, np.int64), np.empty(0), np.empty(0)
+    position = np.asarray([positions[(row[0], row[1], row[2])] for row in rows], dtype=np.int64)
+    values = np.asarray([row[3:] for row in rows], dtype=np.float64)  # None -> nan
+    groups, xs, ys = [], [], []
+    for index in range(len(HORIZONS)):
+        x, y = values[:, 2 * index], values[:, 2 * index + 1]
+        both = ~np.isnan(x) & ~np.isnan(y)
+        groups.append(position[both] * len(HORIZONS) + index)
+        xs.append(x[both])
+        ys.append(y[both])
+    return list(positions), np.concatenate(groups), np.concatenate(xs), np.concatenate(ys)
+
+
+def _average_ranks(groups: IntArray, values: FloatArray) -> FloatArray:
+    """Each value's rank among its group's values, ties sharing the mean of their positions
+    (``scipy.stats.rankdata(method="average")`` per group)."""
+    order = np.lexsort((values, groups))
+    g, v = groups[order], values[order]
+    size = len(v)
+    starts = np.r_[True, g[1:] != g[:-1]]
+    first_of_group = np.maximum.accumulate(np.where(starts, np.arange(size), 0))
+    position = (np.arange(size) - first_of_group + 1).astype(np.float64)
+    runs = starts | np.r_[True, v[1:] != v[:-1]]
+    run_starts = np.flatnonzero(runs)
+    run_ends = np.r_[run_starts[1:] - 1, size - 1]
+    mean_rank = (position[run_starts] + position[run_ends]) / 2.0
+    ranks = np.empty(size, dtype=np.float64)
+    ranks[order] = mean_rank[np.cumsum(runs) - 1]
+    return ranks
+
+
+def spearman_by_group(
+    groups: IntArray, x: FloatArray, y: FloatArray
+) -> tuple[IntArray, FloatArray]:
+    """Per group id, the Spearman IC of ``x`` vs ``y`` exactly as ``rollup_sql`` computes it:
+    Pearson correlation of average ranks; NaN below 3 pairs or when a side is constant.
+    Rank sums are exact in floating point, so the figure equals the SQL one. Returns the
+    sorted group ids and their ICs."""
+    if len(groups) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float64)
+    ids, index = np.unique(groups, return_inverse=True)
+    rx, ry = _average_ranks(groups, x), _average_ranks(groups, y)
+    count = len(ids)
+
+    def total(weights: FloatArray | None) -> FloatArray:
+        return np.bincount(index, weights=weights, minlength=count).astype(np.float64)
+
+    n, sx, sy = total(None), total(rx), total(ry)
+    covariance = n * total(rx * ry) - sx * sy
+    variance_x = n * total(rx * rx) - sx * sx
+    variance_y = n * total(ry * ry) - sy * sy
+    usable = (n >= 3) & (variance_x > 0) & (variance_y > 0)
+    ics = np.full(count, np.nan)
+    ics[usable] = covariance[usable] / np.sqrt(variance_x[usable] * variance_y[usable])
+    return ids.astype(np.int64), ics

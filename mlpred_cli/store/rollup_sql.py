@@ -10,6 +10,8 @@ analysis sums rows of one shape computed by one piece of SQL.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from mlpred_cli.config import (
     CALIBRATION_BINS,
     CONFIDENCE_BIN_EDGES,
@@ -36,12 +38,13 @@ def _float(value: float) -> str:
     return f"CAST({value!r} AS DOUBLE PRECISION)"
 
 
-def _count(condition: str) -> str:
-    return f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)"
+def _count(condition: str, weight: str = "1") -> str:
+    return f"SUM(CASE WHEN {condition} THEN {weight} ELSE 0 END)"
 
 
-def _total(expression: str, condition: str) -> str:
-    return f"SUM(CASE WHEN {condition} THEN {expression} ELSE {_float(0.0)} END)"
+def _total(expression: str, condition: str, weight: str = "1") -> str:
+    value = expression if weight == "1" else f"{weight} * ({expression})"
+    return f"SUM(CASE WHEN {condition} THEN {value} ELSE {_float(0.0)} END)"
 
 
 def _in_bin(value: str, edges: tuple[float, ...], k: int) -> str:
@@ -59,8 +62,25 @@ def _primary_is(horizon: str) -> str:
     return f"(p.signal_timeframe IS NULL OR p.signal_timeframe NOT IN ({others}))"
 
 
-def _horizon_aggregates(horizon: str) -> list[str]:
-    """The additive columns of ``horizon``'s rows, in ``ADDITIVE_COLUMNS`` order by name."""
+#: The prediction columns the aggregation reads (``p.<name>``), besides ``datetime``,
+#: ``symbol`` and ``model_version``: what a copy of rows must hold to be aggregated.
+ROW_COLUMNS: tuple[str, ...] = (
+    "signal_type",
+    "signal_confidence",
+    "signal_timeframe",
+    *(
+        f"{stem}_{horizon}"
+        for horizon in HORIZONS
+        for stem in ("predicted_return", "actual_return", "direction", "actual_direction")
+    ),
+    *(f"direction_{horizon}_confidence" for horizon in HORIZONS),
+    *(f"accuracy_{horizon}" for horizon in HORIZONS),
+)
+
+
+def _horizon_aggregates(horizon: str, weight: str = "1") -> list[str]:
+    """The additive columns of ``horizon``'s rows, in ``ADDITIVE_COLUMNS`` order by name,
+    each row counted ``weight`` times (SQL: 1, or a signed column)."""
     pr, ar = f"p.predicted_return_{horizon}", f"p.actual_return_{horizon}"
     direction, actual = f"p.direction_{horizon}", f"p.actual_direction_{horizon}"
     confidence = f"p.direction_{horizon}_confidence"
@@ -75,50 +95,54 @@ def _horizon_aggregates(horizon: str) -> list[str]:
     sc = "p.signal_confidence"
 
     columns: dict[str, str] = {
-        "predictions": "COUNT(*)",
-        "with_outcome": _count(any_outcome),
-        "confidence_n": _count(f"{sc} IS NOT NULL"),
-        "confidence_sum": _total(sc, f"{sc} IS NOT NULL"),
-        "scored": _count(scored),
-        "correct": _count(correct),
-        "directional": _count(directional),
-        "directional_correct": _count(f"{directional} AND p.accuracy_{horizon} IS TRUE"),
-        "return_pairs": _count(pairs),
-        "predicted_sum": _total(pr, pairs),
-        "actual_sum": _total(ar, pairs),
-        "predicted_sq_sum": _total(f"{pr} * {pr}", pairs),
-        "actual_sq_sum": _total(f"{ar} * {ar}", pairs),
-        "cross_sum": _total(f"{pr} * {ar}", pairs),
-        "abs_error_sum": _total(f"ABS({pr} - {ar})", pairs),
-        "squared_error_sum": _total(f"({pr} - {ar}) * ({pr} - {ar})", pairs),
-        "calibration_n": _count(calibrated),
-        "calibration_correct": _count(f"{calibrated} AND p.accuracy_{horizon} IS TRUE"),
-        "calibration_confidence_sum": _total(confidence, calibrated),
-        "brier_sum": _total(f"({confidence} - {hit}) * ({confidence} - {hit})", calibrated),
-        "ic_n": _count(pairs),
+        "predictions": "COUNT(*)" if weight == "1" else f"SUM({weight})",
+        "with_outcome": _count(any_outcome, weight),
+        "confidence_n": _count(f"{sc} IS NOT NULL", weight),
+        "confidence_sum": _total(sc, f"{sc} IS NOT NULL", weight),
+        "scored": _count(scored, weight),
+        "correct": _count(correct, weight),
+        "directional": _count(directional, weight),
+        "directional_correct": _count(f"{directional} AND p.accuracy_{horizon} IS TRUE", weight),
+        "return_pairs": _count(pairs, weight),
+        "predicted_sum": _total(pr, pairs, weight),
+        "actual_sum": _total(ar, pairs, weight),
+        "predicted_sq_sum": _total(f"{pr} * {pr}", pairs, weight),
+        "actual_sq_sum": _total(f"{ar} * {ar}", pairs, weight),
+        "cross_sum": _total(f"{pr} * {ar}", pairs, weight),
+        "abs_error_sum": _total(f"ABS({pr} - {ar})", pairs, weight),
+        "squared_error_sum": _total(f"({pr} - {ar}) * ({pr} - {ar})", pairs, weight),
+        "calibration_n": _count(calibrated, weight),
+        "calibration_correct": _count(f"{calibrated} AND p.accuracy_{horizon} IS TRUE", weight),
+        "calibration_confidence_sum": _total(confidence, calibrated, weight),
+        "brier_sum": _total(f"({confidence} - {hit}) * ({confidence} - {hit})", calibrated, weight),
+        "ic_n": _count(pairs, weight),
     }
     for kind in SIGNAL_TYPES:
         name, is_kind = kind.lower(), f"p.signal_type = '{kind}'"
-        columns[f"signal_{name}"] = _count(is_kind)
-        columns[f"signal_{name}_with_outcome"] = _count(f"{is_kind} AND {any_outcome}")
-        columns[f"signal_{name}_confidence_n"] = _count(f"{is_kind} AND {sc} IS NOT NULL")
-        columns[f"signal_{name}_confidence_sum"] = _total(sc, f"{is_kind} AND {sc} IS NOT NULL")
-        columns[f"actual_{name}"] = _count(f"{scored} AND {actual} = '{kind}'")
-        columns[f"signal_{name}_scored"] = _count(f"{scored} AND {is_kind}")
-        columns[f"signal_{name}_correct"] = _count(f"{correct} AND {is_kind}")
+        columns[f"signal_{name}"] = _count(is_kind, weight)
+        columns[f"signal_{name}_with_outcome"] = _count(f"{is_kind} AND {any_outcome}", weight)
+        columns[f"signal_{name}_confidence_n"] = _count(f"{is_kind} AND {sc} IS NOT NULL", weight)
+        columns[f"signal_{name}_confidence_sum"] = _total(
+            sc, f"{is_kind} AND {sc} IS NOT NULL", weight
+        )
+        columns[f"actual_{name}"] = _count(f"{scored} AND {actual} = '{kind}'", weight)
+        columns[f"signal_{name}_scored"] = _count(f"{scored} AND {is_kind}", weight)
+        columns[f"signal_{name}_correct"] = _count(f"{correct} AND {is_kind}", weight)
     for k in range(CALIBRATION_BINS):
         member = f"{calibrated} AND {_in_bin(confidence, CALIBRATION_EDGES, k)}"
-        columns[f"ece_{k}_n"] = _count(member)
-        columns[f"ece_{k}_correct"] = _count(f"{member} AND p.accuracy_{horizon} IS TRUE")
-        columns[f"ece_{k}_confidence_sum"] = _total(confidence, member)
+        columns[f"ece_{k}_n"] = _count(member, weight)
+        columns[f"ece_{k}_correct"] = _count(f"{member} AND p.accuracy_{horizon} IS TRUE", weight)
+        columns[f"ece_{k}_confidence_sum"] = _total(confidence, member, weight)
     for k in range(len(CONFIDENCE_BIN_EDGES) - 1):
         member = f"{primary} AND {_in_bin(sc, CONFIDENCE_BIN_EDGES, k)}"
-        columns[f"bin_{k}_n"] = _count(member)
-        columns[f"bin_{k}_scored"] = _count(f"{member} AND {scored}")
-        columns[f"bin_{k}_correct"] = _count(f"{member} AND {correct}")
-        columns[f"bin_{k}_confidence_sum"] = _total(sc, member)
+        columns[f"bin_{k}_n"] = _count(member, weight)
+        columns[f"bin_{k}_scored"] = _count(f"{member} AND {scored}", weight)
+        columns[f"bin_{k}_correct"] = _count(f"{member} AND {correct}", weight)
+        columns[f"bin_{k}_confidence_sum"] = _total(sc, member, weight)
         for kind in SIGNAL_TYPES:
-            columns[f"bin_{k}_{kind.lower()}"] = _count(f"{member} AND p.signal_type = '{kind}'")
+            columns[f"bin_{k}_{kind.lower()}"] = _count(
+                f"{member} AND p.signal_type = '{kind}'", weight
+            )
     return [f"{columns[name]} AS {name}" for name in ALL_COLUMNS if name in columns]
 
 
@@ -154,16 +178,28 @@ def _daily_ic(horizon: str, dialect: str, rows_from: str, where: str) -> str:
 
 
 def additive_select(
-    dialect: str, *, rows_from: str = "ml_predictions p", where: str = "1 = 1"
+    dialect: str,
+    *,
+    rows_from: str = "ml_predictions p",
+    where: str = "1 = 1",
+    weight: str = "1",
+    horizon_where: Mapping[str, str] | None = None,
 ) -> str:
     """SELECT of the key and additive columns of rollup rows (``ALL_COLUMNS`` without
-    ``ic``) over the rows ``p`` of ``rows_from`` that satisfy ``where``."""
+    ``ic``) over the rows ``p`` of ``rows_from`` that satisfy ``where``, each counted
+    ``weight`` times (SQL of a number: a signed column sums changes); a horizon's rows are
+    only those that also satisfy ``horizon_where[horizon]``, when given."""
     day = day_sql(dialect)
     group = f"{day}, p.symbol, COALESCE(p.model_version, '')"
+    conditions = {
+        horizon: where if horizon_where is None else f"({where}) AND {horizon_where[horizon]}"
+        for horizon in HORIZONS
+    }
     return " UNION ALL ".join(
         f"SELECT {day} AS day, p.symbol AS symbol, COALESCE(p.model_version, '') AS "
-        f"model_version, '{horizon}' AS horizon, {', '.join(_horizon_aggregates(horizon))} "
-        f"FROM {rows_from} WHERE {where} GROUP BY {group}"
+        f"model_version, '{horizon}' AS horizon, "
+        f"{', '.join(_horizon_aggregates(horizon, weight))} "
+        f"FROM {rows_from} WHERE {conditions[horizon]} GROUP BY {group}"
         for horizon in HORIZONS
     )
 
