@@ -222,13 +222,14 @@ class RollupDelta:
     def _pairs(
         self, through: int, span_lo: Any, span_hi: Any
     ) -> tuple[list[tuple[Any, str, str]], IntArray, FloatArray, FloatArray]:
-        """The touched keys, and the (group, predicted, actual return) pairs of their rows
-        with ``id <= through``, group ``key position * len(HORIZONS) + horizon index``; read
-        in one pass, on PostgreSQL packed per key as big-endian float8 bytes."""
+        """The keys of the touched (day, symbol)s (every model version: a key not touched
+        is left out of the upsert), and the (group, predicted, actual return) pairs of their
+        rows with ``id <= through``, group ``key position * len(HORIZONS) + horizon index``;
+        read in one pass, on PostgreSQL packed per key as big-endian float8 bytes."""
         conn = self._conn
-        joined, condition = touched_rows(conn)
+        joined, condition = touched_rows(conn, every_version=True)
         params = {"through": through, "span_lo": span_lo, "span_hi": span_hi}
-        key = "t.day, t.symbol, t.model_version"
+        key = "t.day, t.symbol, COALESCE(p.model_version, '')"
         packed = not is_sqlite(conn)
         if packed:
             values = ", ".join(
@@ -292,9 +293,14 @@ def _unpacked(
 
 
 def _average_ranks(groups: IntArray, values: FloatArray) -> FloatArray:
-    """Each value's rank among its group's values, ties sharing the mean of their positions
-    (``scipy.stats.rankdata(method="average")`` per group)."""
-    order = np.lexsort((values, groups))
+    """Each value's rank among its group's values (``groups``: dense ids 0..k-1), ties
+    sharing the mean of their positions (``scipy.stats.rankdata(method="average")`` per
+    group)."""
+    # By value (any order among equal values), then stably by group: a radix sort of small
+    # ids, four times faster than a lexsort of the two.
+    small = np.uint16 if len(groups) == 0 or groups.max() < 2**16 else np.int64
+    order = np.argsort(values)
+    order = order[np.argsort(groups.astype(small)[order], kind="stable")]
     g, v = groups[order], values[order]
     size = len(v)
     starts = np.r_[True, g[1:] != g[:-1]]
@@ -314,12 +320,16 @@ def spearman_by_group(
 ) -> tuple[IntArray, FloatArray]:
     """Per group id, the Spearman IC of ``x`` vs ``y`` exactly as ``rollup_sql`` computes it:
     Pearson correlation of average ranks; NaN below 3 pairs or when a side is constant.
-    Rank sums are exact in floating point, so the figure equals the SQL one. Returns the
-    sorted group ids and their ICs."""
+    Rank sums are exact in floating point, so the figure equals the SQL one. ``groups``:
+    non-negative ids, at most a few times as many as the pairs. Returns the sorted group ids
+    and their ICs."""
     if len(groups) == 0:
         return np.empty(0, np.int64), np.empty(0, np.float64)
-    ids, index = np.unique(groups, return_inverse=True)
-    rx, ry = _average_ranks(groups, x), _average_ranks(groups, y)
+    present = np.zeros(int(groups.max()) + 1, dtype=bool)  # ids are small: no sort
+    present[groups] = True
+    ids = np.flatnonzero(present)
+    index = (np.cumsum(present) - 1)[groups]
+    rx, ry = _average_ranks(index, x), _average_ranks(index, y)
     count = len(ids)
 
     def total(weights: FloatArray | None) -> FloatArray:

@@ -72,20 +72,28 @@ def fill_touched(
     return int(keys), span_lo, span_hi
 
 
-def touched_rows(conn: Connection) -> tuple[str, str]:
+def touched_rows(conn: Connection, *, every_version: bool = False) -> tuple[str, str]:
     """FROM and WHERE clauses of the prediction rows ``p`` of the touched keys with
     ``id <= :through``, inside the days ``:span_lo`` to ``:span_hi`` (bound as values, so
-    PostgreSQL prunes a partitioned table to them)."""
+    PostgreSQL prunes a partitioned table to them). ``every_version``: the rows of every
+    model version of a touched (day, symbol), each read once (a key per version would read
+    the symbol's day once per version)."""
+    touched = (
+        f"(SELECT DISTINCT day, symbol, day_start, day_end FROM {TOUCHED_TABLE}) t"
+        if every_version
+        else f"{TOUCHED_TABLE} t"
+    )
     # CROSS JOIN keeps SQLite on the touched keys outside, the (symbol, datetime) index inside
     joined = (
-        f"{TOUCHED_TABLE} t CROSS JOIN ml_predictions p"
+        f"{touched} CROSS JOIN ml_predictions p"
         if is_sqlite(conn)
-        else f"{TOUCHED_TABLE} t JOIN ml_predictions p ON p.symbol = t.symbol "
+        else f"{touched} JOIN ml_predictions p ON p.symbol = t.symbol "
         "AND p.datetime >= t.day_start AND p.datetime < t.day_end"
     )
+    version = "" if every_version else "AND COALESCE(p.model_version, '') = t.model_version "
     condition = (
         "p.symbol = t.symbol AND p.datetime >= t.day_start AND p.datetime < t.day_end "
-        "AND COALESCE(p.model_version, '') = t.model_version AND p.id <= :through "
+        f"{version}AND p.id <= :through "
         "AND p.datetime >= :span_lo AND p.datetime < :span_hi"
     )
     return joined, condition
