@@ -35,7 +35,7 @@ from mlpred_cli.store.rollup_columns import (
     MONTHLY_TABLE,
     ROLLUP_TABLE,
 )
-from mlpred_cli.store.rollup_deltas import spearman_by_group
+from mlpred_cli.store.rollup_deltas import group_average_ranks, spearman_by_group
 from mlpred_cli.store.rollup_tiers import TIER_LAG_DAYS, advance_tiers, tiers_before
 from tests import test_rollups as rollup_tests
 from tests.factories import insert_predictions
@@ -251,6 +251,15 @@ def test_group_spearman_equals_scipy_per_group() -> None:
     assert found.keys() == expected.keys() and len(found) > 20
     for key, value in expected.items():
         assert found[key] == pytest.approx(value, abs=1e-12), key
+
+
+def test_group_ranks_tie_nan_with_nan_and_zero_with_minus_zero() -> None:
+    # PostgreSQL stores NaN in a double column, sorts it above every number and equal to
+    # itself: the SQL ranks tie NaNs, as pandas' rank with NaNs at the bottom does
+    values = np.array([1.0, np.nan, 0.0, np.nan, -0.0, 2.0, np.nan, 5.0])
+    groups = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    expected = pd.Series(values).groupby(groups).rank(method="average", na_option="bottom")
+    np.testing.assert_array_equal(group_average_ranks(groups, values), expected.to_numpy())
 
 
 def test_a_boundary_moved_during_a_read_is_not_counted_twice(

@@ -292,7 +292,7 @@ def _unpacked(
     return list(positions), np.concatenate(groups), np.concatenate(xs), np.concatenate(ys)
 
 
-def _average_ranks(groups: IntArray, values: FloatArray) -> FloatArray:
+def group_average_ranks(groups: IntArray, values: FloatArray) -> FloatArray:
     """Each value's rank among its group's values (``groups``: dense ids 0..k-1), ties
     sharing the mean of their positions (``scipy.stats.rankdata(method="average")`` per
     group)."""
@@ -306,7 +306,9 @@ def _average_ranks(groups: IntArray, values: FloatArray) -> FloatArray:
     starts = np.r_[True, g[1:] != g[:-1]]
     first_of_group = np.maximum.accumulate(np.where(starts, np.arange(size), 0))
     position = (np.arange(size) - first_of_group + 1).astype(np.float64)
-    runs = starts | np.r_[True, v[1:] != v[:-1]]
+    # NaN ties with NaN (PostgreSQL sorts it above every number and equal to itself)
+    differs = (v[1:] != v[:-1]) & ~(np.isnan(v[1:]) & np.isnan(v[:-1]))
+    runs = starts | np.r_[True, differs]
     run_starts = np.flatnonzero(runs)
     run_ends = np.r_[run_starts[1:] - 1, size - 1]
     mean_rank = (position[run_starts] + position[run_ends]) / 2.0
@@ -329,7 +331,7 @@ def spearman_by_group(
     present[groups] = True
     ids = np.flatnonzero(present)
     index = (np.cumsum(present) - 1)[groups]
-    rx, ry = _average_ranks(index, x), _average_ranks(index, y)
+    rx, ry = group_average_ranks(index, x), group_average_ranks(index, y)
     count = len(ids)
 
     def total(weights: FloatArray | None) -> FloatArray:
