@@ -69,6 +69,7 @@ class RollupDelta:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        without_jit(conn)  # for the chunk's whole transaction (see ``rollups.without_jit``)
         touch = ", ".join(f"CAST(0 AS INTEGER) AS {name}" for name in _TOUCH)
         copied = ", ".join(f"p.{name}" for name in _COPIED)
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_CHANGES_TABLE}")
@@ -149,7 +150,6 @@ class RollupDelta:
         first_day = span_lo.date() if span_lo is not None else None
         subtract_daily(conn, TOUCHED_DAILY, first_day=first_day)
         self._store_ics(through, span_lo, span_hi)
-        without_jit(conn)
         columns = ", ".join((*KEY_COLUMNS, *ADDITIVE_COLUMNS))
         sums = additive_select(
             conn.dialect.name,
@@ -225,17 +225,17 @@ class RollupDelta:
         """The keys of the touched (day, symbol)s (every model version: a key not touched
         is left out of the upsert), and the (group, predicted, actual return) pairs of their
         rows with ``id <= through``, group ``key position * len(HORIZONS) + horizon index``;
-        read in one pass, on PostgreSQL packed per key as big-endian float8 bytes."""
+        read in one pass, on PostgreSQL packed per key and horizon as big-endian float8 pairs."""
         conn = self._conn
         joined, condition = touched_rows(conn, every_version=True)
         params = {"through": through, "span_lo": span_lo, "span_hi": span_hi}
         key = "t.day, t.symbol, COALESCE(p.model_version, '')"
         packed = not is_sqlite(conn)
-        if packed:
+        if packed:  # one aggregate per horizon: x and y of a pair stay together
             values = ", ".join(
-                f"string_agg(float8send({side}_{h}), ''::bytea) FILTER (WHERE {_pair(h)})"
+                f"string_agg(float8send(p.predicted_return_{h}) || float8send(p.actual_return_{h}),"
+                f" ''::bytea) FILTER (WHERE {_pair(h)})"
                 for h in HORIZONS
-                for side in ("p.predicted_return", "p.actual_return")
             )
             select = f"SELECT {key}, {values} FROM {joined} WHERE {condition} GROUP BY {key}"
         else:
@@ -254,18 +254,18 @@ class RollupDelta:
 def _unpack(
     rows: Sequence[Any],
 ) -> tuple[list[tuple[Any, str, str]], IntArray, FloatArray, FloatArray]:
-    """Keys and pairs from one row per key holding each horizon's packed sides."""
+    """Keys and pairs from one row per key holding each horizon's packed (x, y) pairs."""
     keys, groups, xs, ys = [], [], [], []
     for position, row in enumerate(rows):
         keys.append((row[0], row[1], row[2]))
         for index in range(len(HORIZONS)):
-            packed_x, packed_y = row[3 + 2 * index], row[4 + 2 * index]
-            if packed_x is None:
+            packed = row[3 + index]
+            if packed is None:
                 continue
-            x = np.frombuffer(bytes(packed_x), dtype=">f8").astype(np.float64)
-            xs.append(x)
-            ys.append(np.frombuffer(bytes(packed_y), dtype=">f8").astype(np.float64))
-            groups.append(np.full(len(x), position * len(HORIZONS) + index, dtype=np.int64))
+            pairs = np.frombuffer(bytes(packed), dtype=">f8").astype(np.float64).reshape(-1, 2)
+            xs.append(pairs[:, 0])
+            ys.append(pairs[:, 1])
+            groups.append(np.full(len(pairs), position * len(HORIZONS) + index, dtype=np.int64))
     if not xs:
         return keys, np.empty(0, np.int64), np.empty(0), np.empty(0)
     return keys, np.concatenate(groups), np.concatenate(xs), np.concatenate(ys)
