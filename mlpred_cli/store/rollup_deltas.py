@@ -52,16 +52,15 @@ _IC_TABLE = "rollup_ic"
 
 _TOUCH = tuple(f"touch_{horizon}" for horizon in HORIZONS)
 _COPIED = ("id", "datetime", "symbol", "model_version", *ROW_COLUMNS)
+#: The copied columns as a SELECT list over the prediction rows ``p``.
+_COPIED_SQL = ", ".join(f"p.{name}" for name in _COPIED)
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 
-def _pair(horizon: str, row: str = "p") -> str:
-    return (
-        f"{row}.predicted_return_{horizon} IS NOT NULL "
-        f"AND {row}.actual_return_{horizon} IS NOT NULL"
-    )
+def _pair(horizon: str) -> str:
+    return f"p.predicted_return_{horizon} IS NOT NULL AND p.actual_return_{horizon} IS NOT NULL"
 
 
 class RollupDelta:
@@ -71,11 +70,10 @@ class RollupDelta:
         self._conn = conn
         without_jit(conn)  # for the chunk's whole transaction (see ``rollups.without_jit``)
         touch = ", ".join(f"CAST(0 AS INTEGER) AS {name}" for name in _TOUCH)
-        copied = ", ".join(f"p.{name}" for name in _COPIED)
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_CHANGES_TABLE}")
         conn.exec_driver_sql(
             f"CREATE TEMPORARY TABLE {_CHANGES_TABLE} AS SELECT CAST(0 AS INTEGER) AS weight, "
-            f"{touch}, {copied} FROM ml_predictions p WHERE 1 = 0"
+            f"{touch}, {_COPIED_SQL} FROM ml_predictions p WHERE 1 = 0"
         )
 
     def _insert(self, select: str, params: dict[str, Any]) -> None:
@@ -98,16 +96,14 @@ class RollupDelta:
             f"CASE WHEN ({changes[h]}) OR ({no_outcome}) THEN 1 ELSE 0 END" for h in HORIZONS
         )
         rows_from, where = source
-        copied = ", ".join(f"p.{name}" for name in _COPIED)
-        self._insert(f"SELECT -1, {touch}, {copied} FROM {rows_from} WHERE {where}", params)
+        self._insert(f"SELECT -1, {touch}, {_COPIED_SQL} FROM {rows_from} WHERE {where}", params)
 
     def take_after(self, span: dict[str, Any]) -> None:
         """After the UPDATE: copy the rows taken before, as they are now, with weight +1;
         ``span`` holds their first and last datetime (``dt_lo`` / ``dt_hi``, for pruning)."""
         touch = ", ".join(f"b.{name}" for name in _TOUCH)
-        copied = ", ".join(f"p.{name}" for name in _COPIED)
         self._insert(
-            f"SELECT 1, {touch}, {copied} FROM {_CHANGES_TABLE} b CROSS JOIN ml_predictions p "
+            f"SELECT 1, {touch}, {_COPIED_SQL} FROM {_CHANGES_TABLE} b CROSS JOIN ml_predictions p "
             "WHERE b.weight = -1 AND p.id = b.id AND p.datetime = b.datetime "
             "AND p.datetime >= :dt_lo AND p.datetime <= :dt_hi",
             span,
@@ -117,8 +113,7 @@ class RollupDelta:
         """Copy the rows ``p`` of ``source``, new to the rollups, with weight +1."""
         touch = ", ".join("1" for _ in HORIZONS)
         rows_from, where = source
-        copied = ", ".join(f"p.{name}" for name in _COPIED)
-        self._insert(f"SELECT 1, {touch}, {copied} FROM {rows_from} WHERE {where}", params)
+        self._insert(f"SELECT 1, {touch}, {_COPIED_SQL} FROM {rows_from} WHERE {where}", params)
 
     def _keys_sql(self) -> str:
         day = day_sql(self._conn.dialect.name)
