@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlpred_cli.analysis.metrics import proportion, wilson_interval
+from mlpred_cli.analysis.metrics import proportion, wilson_interval, wilson_intervals
 
 
 def accuracy_with_interval(correct: int, total: int, prefix: str = "accuracy") -> dict[str, Any]:
@@ -21,13 +21,9 @@ def add_accuracy_columns(counts: pd.DataFrame, horizons: Sequence[str]) -> pd.Da
     ``accuracy_h_high`` columns (None where ``n_h`` is 0); the ``correct_h`` columns go."""
     added: dict[str, pd.Series] = {}
     for horizon in horizons:
-        n_column, correct_column = f"n_{horizon}", f"correct_{horizon}"
-        values = [
-            accuracy_with_interval(int(correct), int(n), f"accuracy_{horizon}")
-            for correct, n in zip(counts[correct_column], counts[n_column], strict=True)
-        ]
-        for key in (f"accuracy_{horizon}", f"accuracy_{horizon}_low", f"accuracy_{horizon}_high"):
-            added[key] = pd.Series([v[key] for v in values], index=counts.index, dtype=object)
+        intervals = wilson_intervals(counts[f"correct_{horizon}"], counts[f"n_{horizon}"])
+        for suffix, values in zip(("", "_low", "_high"), intervals, strict=True):
+            added[f"accuracy_{horizon}{suffix}"] = pd.Series(values, index=counts.index)
     kept = counts.drop(columns=[f"correct_{horizon}" for horizon in horizons])
     return pd.concat([kept, pd.DataFrame(added, index=counts.index)], axis=1)
 

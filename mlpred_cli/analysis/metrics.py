@@ -51,6 +51,39 @@ def wilson_interval(
     return max(0.0, centre - half_width), min(1.0, centre + half_width)
 
 
+def wilson_intervals(
+    successes: npt.ArrayLike, totals: npt.ArrayLike, confidence: float = INTERVAL_CONFIDENCE
+) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.object_], npt.NDArray[np.object_]]:
+    """``proportion`` and ``wilson_interval`` of each pair of counts at once: the arrays
+    (share, low, high), None where the total is 0; the same floats as the scalar functions
+    (the same operations in the same order)."""
+    hits = np.asarray(successes, dtype=np.int64)
+    trials = np.asarray(totals, dtype=np.int64)
+    invalid = (trials < 0) | (hits < 0) | (hits > trials)
+    if invalid.any():
+        first = int(np.flatnonzero(invalid)[0])
+        raise InputError(f"invalid counts: {hits[first]} successes out of {trials[first]}")
+    scored = trials > 0
+    n = np.where(scored, trials, 1).astype(np.float64)
+    z = _normal_quantile(0.5 + confidence / 2)
+    share = hits / n
+    z2_n = z * z / n
+    centre = (share + z2_n / 2) / (1 + z2_n)
+    half_width = z / (1 + z2_n) * np.sqrt(share * (1 - share) / n + z2_n / (4 * n))
+    low = np.maximum(0.0, centre - half_width)
+    high = np.minimum(1.0, centre + half_width)
+    return _where(scored, share), _where(scored, low), _where(scored, high)
+
+
+def _where(
+    defined: npt.NDArray[np.bool_], values: npt.NDArray[np.float64]
+) -> npt.NDArray[np.object_]:
+    """``values`` as Python floats, None where not ``defined``."""
+    out = values.astype(object)
+    out[~defined] = None
+    return out
+
+
 @dataclass(frozen=True)
 class RankCorrelation:
     """A Spearman rank correlation and the number of complete pairs it is computed on."""

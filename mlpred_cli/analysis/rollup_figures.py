@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 
@@ -51,32 +53,40 @@ def _group_sums(frame: pd.DataFrame, by: str, columns: Sequence[str]) -> pd.Data
     return frame.groupby(by, sort=False)[list(columns)].sum().reset_index()
 
 
-def _accuracy_by_key(frame: pd.DataFrame, by: str, horizons: Sequence[str]) -> pd.DataFrame:
-    totals = ["predictions", "with_outcome", "confidence_n", "confidence_sum"]
-    # one grouping for every horizon (row-level totals are the same on each horizon's row)
-    summed = frame.groupby([by, "horizon"], sort=False)[[*totals, "scored", "correct"]].sum()
-    by_horizon: dict[Any, pd.DataFrame] = {
-        h: part.droplevel("horizon") for h, part in summed.groupby(level="horizon")
-    }
-    first = by_horizon.get(HORIZONS[0])
-    if first is None:
-        return pd.DataFrame(columns=[by, "total", "n_outcomes", "confidence_n", "confidence_sum"])
-    data: dict[str, Any] = {
-        "total": first["predictions"],
-        "n_outcomes": first["with_outcome"],
-        "confidence_n": first["confidence_n"],
-        "confidence_sum": first["confidence_sum"],
-    }
+def _accuracy_by_key(frame: pd.DataFrame, by: str, horizons: Sequence[str]) -> dict[str, Any]:
+    """The counts per group of ``by`` (groups with a row of the first horizon, whose row-level
+    totals every horizon's row repeats) as arrays, each column summed by one scatter-add into
+    a (group, horizon) matrix: no pandas groupby on the read path of every accuracy table."""
+    keys = frame[by]
+    group_codes, groups = pd.factorize(keys, sort=False)  # a missing key is -1, left out
+    horizon_codes = pd.Index(HORIZONS).get_indexer(pd.Index(frame["horizon"]))
+    kept = (group_codes >= 0) & (horizon_codes >= 0)
+    at = (group_codes[kept], horizon_codes[kept])
+    shape = (len(groups), len(HORIZONS))
+
+    def summed(column: str, dtype: type[Any]) -> npt.NDArray[Any]:
+        values = frame[column].fillna(0).to_numpy(dtype=dtype)[kept]
+        total = np.zeros(shape, dtype=dtype)
+        np.add.at(total, at, values)
+        return total
+
+    present = np.zeros(shape, dtype=bool)
+    present[at] = True
+    rows = present[:, 0]  # the groups with a row of the first horizon
+    data: dict[str, Any] = {by: groups[rows]}
+    for name, column in (
+        ("total", "predictions"),
+        ("n_outcomes", "with_outcome"),
+        ("confidence_n", "confidence_n"),
+    ):
+        data[name] = summed(column, np.int64)[rows, 0]
+    data["confidence_sum"] = summed("confidence_sum", np.float64)[rows, 0]
+    scored, correct = summed("scored", np.int64)[rows], summed("correct", np.int64)[rows]
     for horizon in horizons:
-        part = by_horizon.get(horizon)
-        for stem, column in (("n", "scored"), ("correct", "correct")):
-            values = part[column].reindex(first.index) if part is not None else None
-            data[f"{stem}_{horizon}"] = (
-                values if values is not None else pd.Series(0, index=first.index)
-            )
-    table = pd.DataFrame(data, index=first.index)
-    table.index.name = by
-    return table.reset_index()
+        position = HORIZONS.index(horizon)
+        data[f"n_{horizon}"] = scored[:, position]
+        data[f"correct_{horizon}"] = correct[:, position]
+    return data
 
 
 def _accuracy_by_signal(frame: pd.DataFrame, horizons: Sequence[str]) -> pd.DataFrame:
@@ -133,32 +143,43 @@ def accuracy_counts(
     columns = [by, "total", "n_outcomes", "avg_confidence", *counts]
     if frame.empty:
         return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
-    table = (
-        _accuracy_by_signal(frame, horizons)
-        if by == "signal_type"
-        else _accuracy_by_key(frame, by, horizons)
-    )
-    if table.empty:
-        return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
-    table["avg_confidence"] = [
-        total / n if n > 0 else None
-        for total, n in zip(table["confidence_sum"], table["confidence_n"], strict=True)
-    ]
-    for name in counts:
-        table[name] = table[name].fillna(0).astype("int64")
-    table["total"] = table["total"].astype("int64")
-    table["n_outcomes"] = table["n_outcomes"].astype("int64")
-    if by == "model_version":
-        table[by] = table[by].map(_model_version)
-    table = table[table["total"] >= max(min_count, 1)]
-    table = table.assign(_missing=table[by].isna())
-    if by == "day":  # a time series: in date order
-        table = table.sort_values(["_missing", by], kind="stable")
+    if by == "signal_type":
+        signals = _accuracy_by_signal(frame, horizons)
+        table = {name: signals[name].to_numpy() for name in signals.columns}
     else:
-        table = table.sort_values(
-            ["total", "_missing", by], ascending=[False, True, True], kind="stable"
-        )
-    return table[columns].reset_index(drop=True)
+        table = _accuracy_by_key(frame, by, horizons)
+    if len(table.get("total", ())) == 0:
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
+    keys = table[by]
+    if by == "model_version":
+        keys = pd.Index([_model_version(value) for value in keys], dtype=object)
+    total = np.asarray(table["total"], dtype=np.int64)
+    missing = pd.isna(np.asarray(keys, dtype=object))
+
+    def order_key(row: int) -> tuple[Any, ...]:
+        key = (bool(missing[row]), "" if missing[row] else keys[row])
+        return key if by == "day" else (-int(total[row]), *key)  # day: a time series
+
+    kept = np.flatnonzero(total >= max(min_count, 1))
+    order = np.asarray(sorted(kept.tolist(), key=order_key), dtype=np.intp)
+    confidence_n = np.asarray(table["confidence_n"], dtype=np.float64)
+    average = np.divide(
+        np.asarray(table["confidence_sum"], dtype=np.float64),
+        confidence_n,
+        out=np.zeros(len(total)),
+        where=confidence_n > 0,
+    )
+    average = average.astype(object)
+    average[confidence_n <= 0] = None
+    data: dict[str, Any] = {
+        by: keys[order],
+        "total": total[order],
+        "n_outcomes": np.asarray(table["n_outcomes"], dtype=np.int64)[order],
+        "avg_confidence": average[order],
+    }
+    for name in counts:
+        data[name] = np.asarray(table[name], dtype=np.int64)[order]
+    return pd.DataFrame(data, columns=columns)
 
 
 def _mean(total: float, n: int) -> float | None:

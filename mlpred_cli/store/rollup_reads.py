@@ -23,10 +23,16 @@ from mlpred_cli.store.column_types import UTCDateTime
 from mlpred_cli.store.database import is_sqlite
 from mlpred_cli.store.prediction_queries import PredictionFilter
 from mlpred_cli.store.prediction_reads import reading
-from mlpred_cli.store.rollup_columns import ADDITIVE_COLUMNS, COUNT_COLUMNS, SUM_COLUMNS
+from mlpred_cli.store.rollup_columns import (
+    ADDITIVE_COLUMNS,
+    COUNT_COLUMNS,
+    ROLLUP_STATE_NAME,
+    ROLLUP_STATE_TABLE,
+    SUM_COLUMNS,
+)
 from mlpred_cli.store.rollup_sql import day_sql, rollup_select
-from mlpred_cli.store.rollup_tiers import tiers_before
-from mlpred_cli.store.rollups import complete_through, without_jit
+from mlpred_cli.store.rollup_tiers import as_date, tiers_before
+from mlpred_cli.store.rollups import without_jit
 from mlpred_cli.store.source import DatabaseSource
 from mlpred_cli.store.tables import (
     archived_days_table,
@@ -141,6 +147,20 @@ def _ids_above(conn: Connection, through: int) -> bool:
     return last is None or int(last) > through
 
 
+def _state(conn: Connection) -> tuple[int | None, date | None]:
+    """``complete_through`` and ``tiers_before`` in one read of the state row."""
+    row = conn.execute(
+        sa.text(
+            f"SELECT complete_through_id, tiers_before FROM {ROLLUP_STATE_TABLE} WHERE name = :name"
+        ),
+        {"name": ROLLUP_STATE_NAME},
+    ).first()
+    if row is None:
+        return None, None
+    through, before = row
+    return (None if through is None else int(through)), as_date(before)
+
+
 def _days_above(
     conn: Connection, selection: PredictionFilter, plan: _Plan, through: int
 ) -> list[date]:
@@ -196,9 +216,9 @@ def _typed(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
         column = frame[name]
         if name == "day" and "day" in by:
             column = column.astype(str)  # a date prints as its ISO form
-        elif name in _INTEGERS:
+        elif name in _INTEGERS and column.dtype != "int64":  # int64 holds no null
             column = column.fillna(0).astype("int64")
-        elif name in _FLOATS:
+        elif name in _FLOATS and (column.dtype != "float64" or column.hasnans):
             column = column.fillna(0.0).astype(float)
         data[name] = column
     return pd.DataFrame(data)
@@ -387,7 +407,7 @@ def read_rollup_rows(
     if unknown or any(name in ADDITIVE_COLUMNS for name in by):
         raise InputError(f"cannot read rollups by {(unknown or list(by))[0]!r}")
     plan = _plan(selection)
-    through = complete_through(conn)
+    through, before = _state(conn)
     where = _RawWhere(selection)
     if through is None:  # never built: everything from raw rows
         raw = _raw_frame(conn, where, where.time_range(selection.since, selection.until))
@@ -407,10 +427,11 @@ def read_rollup_rows(
         # moving the tiers' boundary between this read of it and the sum would make the
         # boundary month's row and the daily rows both hold the days it passed. The boundary
         # only moves forward, so reading it again after the sum tells.
-        before = tiers_before(conn)
         parts = _stored_parts(conn, before, selection, plan, fresh_days, clauses, by, columns)
-        if tiers_before(conn) == before:
+        after = tiers_before(conn)
+        if after == before:
             break
+        before = after
     ranges = [where.time_range(start, end) for start, end in plan.edges]
     ranges += [where.time_range(_midnight(d), _midnight(d + timedelta(1))) for d in fresh_days]
     if ranges:

@@ -74,7 +74,8 @@ def _month_sql(dialect: str) -> str:
     return "CAST(date_trunc('month', d.day) AS DATE)"
 
 
-def _as_date(value: Any) -> date | None:
+def as_date(value: Any) -> date | None:
+    """A date column's value as a date (SQLite returns ISO text), None as None."""
     if value is None or isinstance(value, date):
         return value
     return date.fromisoformat(str(value))
@@ -86,7 +87,7 @@ def tiers_before(conn: Connection) -> date | None:
         sa.text(f"SELECT tiers_before FROM {ROLLUP_STATE_TABLE} WHERE name = :name"),
         {"name": ROLLUP_STATE_NAME},
     ).scalar()
-    return _as_date(value)
+    return as_date(value)
 
 
 def _sums(sign: str) -> list[str]:
@@ -175,7 +176,7 @@ def advance_tiers(conn: Connection, now: datetime) -> bool:
     ).first()
     if state is None:
         return False
-    before, target = _as_date(state[1]), _target(now)
+    before, target = as_date(state[1]), _target(now)
     if before is not None and target <= before:
         return False
     if before is None:

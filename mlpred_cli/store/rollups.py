@@ -17,6 +17,7 @@ row a rebuild writes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -39,6 +40,7 @@ from mlpred_cli.store.rollup_columns import (
 )
 from mlpred_cli.store.rollup_sql import day_sql, rollup_select
 from mlpred_cli.store.rollup_tiers import (
+    TIERS,
     Bound,
     add_daily,
     advance_tiers,
@@ -52,6 +54,8 @@ from mlpred_cli.store.rollup_touched import (
     span_binds,
     touched_rows,
 )
+
+_log = logging.getLogger("mlpred.rollups")
 
 _COLUMN_LIST = ", ".join(ALL_COLUMNS)
 
@@ -342,9 +346,23 @@ def rebuild(
             else:
                 advance_tiers(conn, now)
         if rows and not is_sqlite(conn):
-            # fresh planner statistics: without them a period's sum guesses a third of the
-            # table matches its days and scans all of it (911 ms instead of 279 ms for a
-            # week at 1M predictions, bench_serve), until autovacuum gets round to it
-            with conn.begin():
-                conn.exec_driver_sql(f"ANALYZE {ROLLUP_TABLE}")
+            vacuum_analyze(engine, [ROLLUP_TABLE, *((t.table for t in TIERS) if full else ())])
         return RebuildResult("done", days, rows, frontier, full)
+
+
+def vacuum_analyze(engine: Engine, tables: Sequence[str]) -> None:
+    """``VACUUM (ANALYZE)`` of rewritten rollup tables on PostgreSQL, on a connection of its
+    own (VACUUM runs outside a transaction), as autovacuum would minutes later. Fresh
+    planner statistics: without them a period's sum guesses a third of the table matches
+    its days and scans all of it (911 ms instead of 279 ms for a week at 1M predictions,
+    bench_serve). And a visibility map, so whole-history reads answer from the covering
+    indexes alone: a year's accuracy by symbol ran 5.6 ms in the server instead of 20 ms
+    (index-only scan, no heap fetch; bench_scale, EXPLAIN ANALYZE). The rebuild has been
+    committed: a failure here (a role that does not own the tables) is only logged."""
+    with engine.connect() as conn:
+        autocommit = conn.execution_options(isolation_level="AUTOCOMMIT")
+        for table in tables:
+            try:
+                autocommit.exec_driver_sql(f"VACUUM (ANALYZE) {table}")
+            except sa.exc.DBAPIError as error:
+                _log.warning("VACUUM (ANALYZE) %s skipped: %s", table, error.orig)
