@@ -17,6 +17,7 @@ from mlpred_cli.analysis.metrics import (
     information_coefficient,
     proportion,
     wilson_interval,
+    wilson_intervals,
 )
 
 
@@ -37,6 +38,20 @@ def test_wilson_interval_matches_scipy_and_edges() -> None:
     assert wilson_interval(0, 0) == (None, None)
     with pytest.raises(ValueError):
         wilson_interval(4, 3)
+
+
+def test_wilson_intervals_are_the_scalar_functions_floats() -> None:
+    rng = np.random.default_rng(5)
+    totals = rng.integers(0, 5_000, 2_000)
+    totals[:20] = 0
+    successes = np.minimum(totals, (rng.random(2_000) * (totals + 1)).astype(np.int64))
+    shares, lows, highs = wilson_intervals(successes, totals)
+    for hits, n, share, low, high in zip(successes, totals, shares, lows, highs, strict=True):
+        expected = (proportion(int(hits), int(n)), *wilson_interval(int(hits), int(n)))
+        assert (share, low, high) == expected
+    assert shares[0] is None and lows[0] is None and isinstance(highs[-1], float)
+    with pytest.raises(ValueError, match="5 successes out of 4"):
+        wilson_intervals([1, 5], [2, 4])
 
 
 def test_wilson_interval_narrows_with_lower_confidence() -> None:

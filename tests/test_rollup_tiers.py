@@ -283,3 +283,20 @@ def test_a_boundary_moved_during_a_read_is_not_counted_twice(
     assert moved
     expected = expected.drop(columns=[f"correct_{h}" for h in HORIZONS])
     _assert_counts_equal(fast[list(expected.columns)], expected, "symbol")
+
+
+@pytest.mark.postgres_only
+def test_a_rebuild_leaves_the_rollup_tables_vacuumed(engine: Engine) -> None:
+    # VACUUM sets the visibility map, so whole-history reads answer from the covering
+    # indexes alone (index-only scans); autovacuum would run only minutes later
+    _market(engine, hours=30)
+    _pending(engine, 1, 0, 30)
+    assert rebuild_rollups(engine, now=START + timedelta(days=3)).status == "done"
+    with engine.connect() as conn:
+        vacuumed = dict(
+            conn.exec_driver_sql(
+                "SELECT relname, last_vacuum IS NOT NULL AND last_analyze IS NOT NULL "
+                "FROM pg_stat_user_tables WHERE relname LIKE 'ml_prediction_%%'"
+            ).all()
+        )
+    assert vacuumed[ROLLUP_TABLE] and vacuumed[MONTHLY_TABLE] and vacuumed[DAILY_TOTAL_TABLE]
