@@ -59,6 +59,7 @@ class ChildConfig:
     bad_every: int = 0  # every n-th prediction is a bad one (0: none)
     bad_limit: int = 0  # at most this many bad ones (0: no limit)
     then: str = "close"  # after ``count``: "close" or "wait"
+    flush_s: float = 0.0  # before "close": wait this long for everything to be committed
     seed: int = 0
 
 
@@ -133,6 +134,8 @@ def run_child(config: ChildConfig) -> None:
                 time.sleep(ahead)
     if config.then == "wait":
         _idle_forever()
+    if config.flush_s:
+        logger.flush_sync(config.flush_s)
     report = logger.close_sync()
     stop_stats.set()
     _write_json(
