@@ -26,12 +26,10 @@ from mlpred_cli.store.prediction_reads import reading
 from mlpred_cli.store.rollup_columns import (
     ADDITIVE_COLUMNS,
     COUNT_COLUMNS,
-    ROLLUP_STATE_NAME,
-    ROLLUP_STATE_TABLE,
     SUM_COLUMNS,
 )
 from mlpred_cli.store.rollup_sql import day_sql, rollup_select
-from mlpred_cli.store.rollup_tiers import as_date, tiers_before
+from mlpred_cli.store.rollup_tiers import read_rollup_state, tiers_before
 from mlpred_cli.store.rollups import without_jit
 from mlpred_cli.store.source import DatabaseSource
 from mlpred_cli.store.tables import (
@@ -145,20 +143,6 @@ def _ids_above(conn: Connection, through: int) -> bool:
         "FROM (SELECT CAST(pg_get_serial_sequence('ml_predictions', 'id') AS regclass) AS oid) s"
     ).scalar()
     return last is None or int(last) > through
-
-
-def _state(conn: Connection) -> tuple[int | None, date | None]:
-    """``complete_through`` and ``tiers_before`` in one read of the state row."""
-    row = conn.execute(
-        sa.text(
-            f"SELECT complete_through_id, tiers_before FROM {ROLLUP_STATE_TABLE} WHERE name = :name"
-        ),
-        {"name": ROLLUP_STATE_NAME},
-    ).first()
-    if row is None:
-        return None, None
-    through, before = row
-    return (None if through is None else int(through)), as_date(before)
 
 
 def _days_above(
@@ -407,7 +391,7 @@ def read_rollup_rows(
     if unknown or any(name in ADDITIVE_COLUMNS for name in by):
         raise InputError(f"cannot read rollups by {(unknown or list(by))[0]!r}")
     plan = _plan(selection)
-    through, before = _state(conn)
+    through, before = read_rollup_state(conn) or (None, None)
     where = _RawWhere(selection)
     if through is None:  # never built: everything from raw rows
         raw = _raw_frame(conn, where, where.time_range(selection.since, selection.until))

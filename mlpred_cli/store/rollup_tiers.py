@@ -164,19 +164,29 @@ def _target(now: datetime) -> date:
     return moment.date() - timedelta(days=TIER_LAG_DAYS)
 
 
-def advance_tiers(conn: Connection, now: datetime) -> bool:
-    """Inside the caller's transaction, move the tiers' boundary to ``TIER_LAG_DAYS`` before
-    ``now``'s day, adding the daily rows of the days it passes (never moves it back; nothing
-    while the rollups were never built). True when it moved."""
-    state = conn.execute(
+def read_rollup_state(conn: Connection) -> tuple[int | None, date | None] | None:
+    """The state row's ``complete_through_id`` and ``tiers_before`` in one read; None when
+    the rollups were never built."""
+    row = conn.execute(
         sa.text(
             f"SELECT complete_through_id, tiers_before FROM {ROLLUP_STATE_TABLE} WHERE name = :n"
         ),
         {"n": ROLLUP_STATE_NAME},
     ).first()
+    if row is None:
+        return None
+    through, before = row
+    return (None if through is None else int(through)), as_date(before)
+
+
+def advance_tiers(conn: Connection, now: datetime) -> bool:
+    """Inside the caller's transaction, move the tiers' boundary to ``TIER_LAG_DAYS`` before
+    ``now``'s day, adding the daily rows of the days it passes (never moves it back; nothing
+    while the rollups were never built). True when it moved."""
+    state = read_rollup_state(conn)
     if state is None:
         return False
-    before, target = as_date(state[1]), _target(now)
+    before, target = state[1], _target(now)
     if before is not None and target <= before:
         return False
     if before is None:
