@@ -23,11 +23,7 @@ from mlpred_cli.store.column_types import UTCDateTime
 from mlpred_cli.store.database import is_sqlite
 from mlpred_cli.store.prediction_queries import PredictionFilter
 from mlpred_cli.store.prediction_reads import reading
-from mlpred_cli.store.rollup_columns import (
-    ADDITIVE_COLUMNS,
-    COUNT_COLUMNS,
-    SUM_COLUMNS,
-)
+from mlpred_cli.store.rollup_columns import ADDITIVE_COLUMNS, COUNT_COLUMNS, SUM_COLUMNS
 from mlpred_cli.store.rollup_sql import day_sql, rollup_select
 from mlpred_cli.store.rollup_tiers import read_rollup_state, tiers_before
 from mlpred_cli.store.rollups import without_jit
