@@ -115,16 +115,23 @@ class Dashboard:
             changed = await anyio.to_thread.run_sync(self.live.poll, limiter=self._poll_limiter)
         except MlpredError as error:
             log.warning("dashboard poll failed: %s", error)
-            await self.hub.publish(sse_message(to_jsonable(self.live.status()), "status"))
+            await self._publish("status")
             return
         except Exception:  # keep polling whatever one poll hit; the log has the details
             log.exception("dashboard poll failed")
-            await self.hub.publish(sse_message(to_jsonable(self.live.status()), "status"))
+            await self._publish("status")
             return
         # "update": the data moved (pages refetch); "tick": polled, nothing new (the page's
         # "updated N s ago" restarts without a request)
-        event = "update" if changed else "tick"
-        await self.hub.publish(sse_message(to_jsonable(self.live.status()), event))
+        await self._publish("update" if changed else "tick")
+
+    async def _publish(self, event: str) -> None:
+        """Send the poller's state as ``event``. A stream opened later starts from this same
+        state as an update (or the poll's error): taken from what was published, not from
+        a poll still on its way here, whose own message would then repeat it."""
+        status = to_jsonable(self.live.status())
+        opening = sse_message(status, "status" if status["error"] else "update")
+        await self.hub.publish(sse_message(status, event), opening=opening)
 
     async def _poll_forever(self) -> None:
         while True:
@@ -200,16 +207,9 @@ class Dashboard:
             raise InputError("/events takes no query parameters")
         if request.method == "HEAD":  # no stream to hold open
             return Response(media_type="text/event-stream", headers=_NO_STORE)
-        stream = self.hub.stream(self.heartbeat_s, SSE_RETRY_MS, self._greeting)
+        stream = self.hub.stream(self.heartbeat_s, SSE_RETRY_MS)
         headers = {**_NO_STORE, "x-accel-buffering": "no"}
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
-
-    def _greeting(self) -> str | None:
-        # a new stream starts with the current state as an update (or the poll's error)
-        status = self.live.status()
-        if status["data_version"] is None and status["error"] is None:
-            return None  # not polled yet: the first poll's message follows
-        return sse_message(to_jsonable(status), "status" if status["error"] else "update")
 
     async def login(self, request: Request) -> Response:
         if self.token is None:

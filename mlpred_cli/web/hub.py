@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 
@@ -27,14 +27,17 @@ class Hub:
         self._changed = asyncio.Condition()
         self._sequence = 0
         self._message: str | None = None
+        self._opening: str | None = None
         self._closed = False
         self.clients = 0
 
-    async def publish(self, message: str) -> None:
-        """Make ``message`` the newest one and wake every stream."""
+    async def publish(self, message: str, opening: str | None = None) -> None:
+        """Make ``message`` the newest one and wake every stream; ``opening`` (by default
+        ``message``) is what a stream opened from now on starts with: the same state."""
         async with self._changed:
             self._sequence += 1
             self._message = message
+            self._opening = message if opening is None else opening
             self._changed.notify_all()
 
     def closing(self) -> None:
@@ -49,22 +52,17 @@ class Hub:
             self._closed = True
             self._changed.notify_all()
 
-    async def stream(
-        self,
-        heartbeat_s: float,
-        retry_ms: int,
-        greeting: Callable[[], str | None] | None = None,
-    ) -> AsyncIterator[str]:
-        """The event stream of one page: ``greeting()`` (the current state; without one,
-        the newest message), then each new message, and a comment line every
+    async def stream(self, heartbeat_s: float, retry_ms: int) -> AsyncIterator[str]:
+        """The event stream of one page: the newest message's ``opening`` (nothing before
+        the first message), then each new message, and a comment line every
         ``heartbeat_s`` so proxies and the browser keep the stream."""
         self.clients += 1
         try:
             yield f"retry: {retry_ms}\n\n"
-            sent = 0
-            first = greeting() if greeting is not None else None
+            # read together (no await between): the opening stands for the messages up to
+            # this sequence, so none of them is sent again
+            sent, first = self._sequence, self._opening
             if first is not None:
-                sent = self._sequence
                 yield first
             while not self._closed:
                 async with self._changed:
