@@ -1,7 +1,8 @@
 """Turning a batch of pending predictions into ``ml_predictions`` rows (writer thread only).
 
-Statistics and interpretation are computed once per batch over stacked arrays, so the cost
-per row stays a few microseconds.
+Statistics, indicators and interpretation are computed once per batch over stacked arrays,
+and the rows are kept column by column (``PredictionColumns``) for the database encoders,
+so the cost per row stays a few microseconds.
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ from typing import Any
 import numpy as np
 
 from mlpred_cli.capture.pending_prediction import PendingPrediction
-from mlpred_cli.derive.feature_stats import feature_stats_columns
+from mlpred_cli.derive.feature_stats import feature_stats_arrays
 from mlpred_cli.derive.finite_values import floats_or_none
 from mlpred_cli.derive.indicators import indicator_columns
-from mlpred_cli.derive.raw_outputs import interpret_raw_outputs, prediction_columns
+from mlpred_cli.derive.raw_outputs import interpret_raw_arrays, prediction_columns
 from mlpred_cli.errors import InputError
+from mlpred_cli.store.prediction_columns import (
+    WRITE_TYPES,
+    PredictionColumns,
+    microseconds,
+    object_array,
+)
 from mlpred_cli.store.prediction_row import (
     DATETIME_COLUMNS,
     FEATURE_COLUMNS,
@@ -30,6 +37,13 @@ from mlpred_cli.store.prediction_row import (
     WRITE_COLUMNS,
     Row,
 )
+
+#: Interpretation columns holding labels (text); the others are floats.
+_LABELS = frozenset(
+    name for name, kind in zip(WRITE_COLUMNS, WRITE_TYPES, strict=True)
+    if kind == "varchar" and name in INTERPRETED_COLUMNS
+)  # fmt: skip
+_ZERO_VARIANCE_POSITION = WRITE_COLUMNS.index("zero_variance_count")
 
 
 class DuplicateTracker:
@@ -54,31 +68,55 @@ class DuplicateTracker:
 class BuiltBatch:
     """Rows ready to write, plus what was dropped as a duplicate."""
 
-    rows: list[Row]
+    rows: Sequence[Row]
     skipped_duplicates: int
     marked_duplicates: int
 
 
-def _interpreted(batch: Sequence[PendingPrediction]) -> dict[str, list[Any]]:
-    """Interpretation columns: raw outputs through the default layout, the bot's dict on top."""
+def _interpreted(batch: Sequence[PendingPrediction]) -> dict[str, np.ndarray]:
+    """Interpretation columns: raw outputs through the default layout, the bot's dict on top
+    (a None there overrides the raw outputs' value too)."""
     count = len(batch)
-    columns: dict[str, list[Any]] = {name: [None] * count for name in INTERPRETED_COLUMNS}
     raw_indices = [i for i, item in enumerate(batch) if item.raw_outputs is not None]
-    if raw_indices:
-        stacked = np.vstack([batch[i].raw_outputs for i in raw_indices])  # type: ignore[misc]
-        derived = interpret_raw_outputs(stacked)
-        for name, values in derived.items():
-            if len(raw_indices) == count:
-                columns[name] = list(values)
-            else:
-                target = columns[name]
-                for position, index in enumerate(raw_indices):
-                    target[index] = values[position]
+    raw = [item.raw_outputs for item in batch if item.raw_outputs is not None]
+    derived = interpret_raw_arrays(np.concatenate(raw).reshape(len(raw), -1)) if raw else {}
+    columns: dict[str, np.ndarray] = {}
+    for name in INTERPRETED_COLUMNS:
+        values = derived.get(name)
+        if values is not None and len(raw_indices) == count:
+            columns[name] = values
+            continue
+        column = np.full(count, None, dtype=object) if name in _LABELS else np.full(count, np.nan)
+        if values is not None:
+            column[raw_indices] = values
+        columns[name] = column
     for index, item in enumerate(batch):
         if item.predictions is not None:
             for name, value in prediction_columns(item.predictions).items():
-                columns[name][index] = value
+                columns[name][index] = np.nan if value is None and name not in _LABELS else value
     return columns
+
+
+def _moments(batch: Sequence[PendingPrediction]) -> np.ndarray:
+    """Each row's ``datetime`` in microseconds since the epoch: the last candle's open time,
+    else the time of the call, rounded to the microsecond as ``datetime.fromtimestamp``
+    does (half to even)."""
+    seconds = np.fromiter((item.logged_at for item in batch), dtype=np.float64, count=len(batch))
+    whole = np.trunc(seconds)
+    fraction = np.round((seconds - whole) * 1e6)
+    carry = fraction >= 1e6
+    fraction[carry] -= 1e6
+    whole[carry] += 1.0
+    moments = whole.astype(np.int64) * 1_000_000 + fraction.astype(np.int64)
+    with_market = [i for i, item in enumerate(batch) if item.market is not None]
+    if with_market:
+        moments[with_market] = microseconds([batch[i].market.last_open_time for i in with_market])  # type: ignore[union-attr]
+    return moments
+
+
+def _float_column(values: Sequence[float | None]) -> np.ndarray:
+    """Plain floats with None as a float64 column (None: NaN, i.e. NULL)."""
+    return np.array(values, dtype=np.float64)
 
 
 def build_rows(
@@ -91,57 +129,69 @@ def build_rows(
 ) -> BuiltBatch:
     """Compute statistics, indicators and interpretation for a batch and build its rows.
 
-    Work is done column by column over the whole batch; rows are zipped at the end.
+    Work is done column by column over the whole batch, into a ``PredictionColumns``.
     """
     count = len(batch)
-    written_at = now or datetime.now(UTC)
-    stats = feature_stats_columns([item.features for item in batch])
+    written_at = microseconds([now or datetime.now(UTC)])[0]
+    stats = feature_stats_arrays([item.features for item in batch])
     interpreted = _interpreted(batch)
-    market = indicator_columns([item.market for item in batch])
-    moments = [
-        item.market.last_open_time
-        if item.market is not None
-        else datetime.fromtimestamp(item.logged_at, UTC)
-        for item in batch
-    ]
-    flags = [
-        duplicates.seen_before((item.symbol, item.model_version, features_hash))
-        for item, features_hash in zip(batch, stats["features_hash"], strict=True)
-    ]
-    no_payload: list[Any] = [None] * count
-    columns: list[list[Any]] = [
-        [item.prediction_id for item in batch],
-        [item.symbol for item in batch],
-        [int(moment.timestamp() * 1000) for moment in moments],
+    markets = [item.market for item in batch]
+    market = (
+        {name: _float_column(values) for name, values in indicator_columns(markets).items()}
+        if any(markets)
+        else dict.fromkeys(MARKET_COLUMNS, np.full(count, np.nan))
+    )
+    moments = _moments(batch)
+    flags = np.fromiter(
+        (
+            duplicates.seen_before((item.symbol, item.model_version, features_hash))
+            for item, features_hash in zip(batch, stats["features_hash"].tolist(), strict=True)
+        ),
+        dtype=bool,
+        count=count,
+    )
+    no_payload = np.full(count, None, dtype=object)
+    zero_variance = stats["zero_variance_count"]
+    stamps = np.full(count, written_at, dtype=np.int64)
+    values: list[np.ndarray] = [
+        np.frombuffer(b"".join(item.prediction_id.bytes for item in batch), dtype=np.uint8)
+        .reshape(count, 16),
+        object_array([item.symbol for item in batch]),
+        np.trunc(moments / 1e6 * 1000).astype(np.int64),
         moments,
         *(stats[name] for name in FEATURE_COLUMNS),
         flags,
         *(market[name] for name in MARKET_COLUMNS),
         *(interpreted[name] for name in INTERPRETED_COLUMNS),
-        [item.model_version for item in batch],
-        [item.inference_time_ms for item in batch],
-        [floats_or_none(item.features) for item in batch] if store_features else no_payload,
-        [_raw_payload(item) for item in batch] if store_features else no_payload,
+        object_array([item.model_version for item in batch]),
+        _float_column([item.inference_time_ms for item in batch]),
+        object_array([floats_or_none(item.features) for item in batch])
+        if store_features
+        else no_payload,
+        object_array([_raw_payload(item) for item in batch]) if store_features else no_payload,
         _attribution_payloads(batch, no_payload),
-        [written_at] * count,
-        [written_at] * count,
-    ]
-    rows: list[Row] = list(zip(*columns, strict=True))
-    duplicate_count = sum(flags)
+        stamps,
+        stamps,
+    ]  # fmt: skip
+    nulls: list[np.ndarray | None] = [None] * len(values)
+    nulls[_ZERO_VARIANCE_POSITION] = zero_variance < 0
+    rows = PredictionColumns(values, nulls)
+    duplicate_count = int(flags.sum())
     if on_duplicate == "skip" and duplicate_count:
-        rows = [row for row, flag in zip(rows, flags, strict=True) if not flag]
-        return BuiltBatch(rows=rows, skipped_duplicates=duplicate_count, marked_duplicates=0)
+        return BuiltBatch(
+            rows=rows.take(~flags), skipped_duplicates=duplicate_count, marked_duplicates=0
+        )
     return BuiltBatch(rows=rows, skipped_duplicates=0, marked_duplicates=duplicate_count)
 
 
-def _attribution_payloads(batch: Sequence[PendingPrediction], no_payload: list[Any]) -> list[Any]:
+def _attribution_payloads(batch: Sequence[PendingPrediction], no_payload: np.ndarray) -> np.ndarray:
     """``feature_attributions`` of each row: a JSON list (null for NaN), or null when none
     were given (stored whatever ``store_features`` says: the caller asked by giving them)."""
     if all(item.attributions is None for item in batch):
         return no_payload
-    return [
-        None if item.attributions is None else floats_or_none(item.attributions) for item in batch
-    ]
+    return object_array(
+        [None if item.attributions is None else floats_or_none(item.attributions) for item in batch]
+    )
 
 
 def _raw_payload(item: PendingPrediction) -> list[Any] | None:

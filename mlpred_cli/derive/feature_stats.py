@@ -31,6 +31,11 @@ from mlpred_cli.store.prediction_row import FEATURE_STAT_COLUMNS
 _NUMERIC_KINDS = frozenset("biuf")
 #: Hex digits of the MD5 kept by the feature hash (15 fit a signed 64-bit BIGINT).
 FEATURE_HASH_HEX_DIGITS = 15
+#: The statistics that are integers (the others are floats).
+_INT_STATS = frozenset(
+    {"features_count", "features_hash", "lookback_periods", "nan_count", "inf_count",
+     "zero_variance_count"}
+)  # fmt: skip
 
 
 def as_feature_array(features: object) -> np.ndarray:
@@ -70,18 +75,19 @@ def format_feature_hash(value: int) -> str:
     return f"{value:016x}"
 
 
-def _vector_stats(vectors: np.ndarray) -> dict[str, list[Any]]:
-    """Statistics of each row of ``vectors`` (rows x features) over its finite values."""
+def _vector_stats(vectors: np.ndarray) -> dict[str, np.ndarray]:
+    """Statistics of each row of ``vectors`` (rows x features) over its finite values (NaN
+    where a row has none)."""
     finite = np.isfinite(vectors)
     if finite.all():  # the usual case: one pass to check, then the plain reductions
-        zeros = [0] * len(vectors)
+        zeros = np.zeros(len(vectors), dtype=np.int64)
         return {
-            "features_mean": vectors.mean(axis=1).tolist(),
-            "features_std": vectors.std(axis=1).tolist(),
-            "features_min": vectors.min(axis=1).tolist(),
-            "features_max": vectors.max(axis=1).tolist(),
+            "features_mean": vectors.mean(axis=1),
+            "features_std": vectors.std(axis=1),
+            "features_min": vectors.min(axis=1),
+            "features_max": vectors.max(axis=1),
             "nan_count": zeros,
-            "inf_count": list(zeros),
+            "inf_count": zeros.copy(),
         }
     nan_mask = np.isnan(vectors)
     inf_mask = np.isinf(vectors)
@@ -97,12 +103,12 @@ def _vector_stats(vectors: np.ndarray) -> dict[str, list[Any]]:
         for stat in (mean, std, minimum, maximum):
             stat[empty] = np.nan
     return {
-        "features_mean": floats_or_none(mean),
-        "features_std": floats_or_none(std),
-        "features_min": floats_or_none(minimum),
-        "features_max": floats_or_none(maximum),
-        "nan_count": nan_mask.sum(axis=1).tolist(),
-        "inf_count": inf_mask.sum(axis=1).tolist(),
+        "features_mean": mean,
+        "features_std": std,
+        "features_min": minimum,
+        "features_max": maximum,
+        "nan_count": nan_mask.sum(axis=1).astype(np.int64),
+        "inf_count": inf_mask.sum(axis=1).astype(np.int64),
     }
 
 
@@ -122,34 +128,71 @@ def _zero_variance_counts(windows: np.ndarray) -> np.ndarray:
 
 def _md5_prefix(data: np.ndarray) -> int:
     """First 15 hex digits of the MD5 of a C-contiguous array's bytes, as an integer."""
-    digest = hashlib.md5(data.data, usedforsecurity=False).hexdigest()
-    return int(digest[:FEATURE_HASH_HEX_DIGITS], 16)
+    digest = hashlib.md5(data.data, usedforsecurity=False).digest()
+    return int.from_bytes(digest[:8], "big") >> (64 - 4 * FEATURE_HASH_HEX_DIGITS)
 
 
-def _group_stats(group: list[np.ndarray]) -> dict[str, list[Any]]:
+def _md5_prefixes(rows: np.ndarray) -> np.ndarray:
+    """``_md5_prefix`` of each row of a C-contiguous 2-D array, as int64."""
+    md5 = hashlib.md5
+    prefixes = b"".join(md5(row.data, usedforsecurity=False).digest()[:8] for row in rows)
+    shift = 64 - 4 * FEATURE_HASH_HEX_DIGITS
+    hashes: np.ndarray = (np.frombuffer(prefixes, dtype=">u8") >> shift).astype(np.int64)
+    return hashes
+
+
+def _group_stats(group: list[np.ndarray]) -> dict[str, np.ndarray]:
     """All statistics for arrays of one shape, computed once for the group where possible."""
     size = len(group)
     shape = group[0].shape
-    zero_variance: list[int | None]
     if len(shape) == 1:
-        vectors = np.stack(group)
-        hashes = [_md5_prefix(row) for row in np.ascontiguousarray(vectors, dtype="<f4")]
-        lookback, zero_variance = 1, [None] * size
+        vectors = np.concatenate(group).reshape(size, shape[0])
+        hashes = _md5_prefixes(np.ascontiguousarray(vectors, dtype="<f4"))
+        lookback, zero_variance = 1, np.full(size, -1, dtype=np.int64)
     else:
         # Windows are large: stacking them costs more memory traffic than it saves calls,
         # so only the last rows are stacked; hash and constancy go window by window.
         vectors = np.stack([window[-1] for window in group])
-        hashes = [_md5_prefix(np.ascontiguousarray(window, dtype="<f4")) for window in group]
+        hashes = np.array(
+            [_md5_prefix(np.ascontiguousarray(window, dtype="<f4")) for window in group],
+            dtype=np.int64,
+        )
         lookback = shape[0]
         if lookback >= 2:
-            zero_variance = [int(_zero_variance_counts(window[None])[0]) for window in group]
+            zero_variance = np.array(
+                [int(_zero_variance_counts(window[None])[0]) for window in group],
+                dtype=np.int64,
+            )
         else:
-            zero_variance = [None] * size
+            zero_variance = np.full(size, -1, dtype=np.int64)
     columns = _vector_stats(vectors)
-    columns["features_count"] = [vectors.shape[1]] * size
+    columns["features_count"] = np.full(size, vectors.shape[1], dtype=np.int64)
     columns["features_hash"] = hashes
-    columns["lookback_periods"] = [lookback] * size
+    columns["lookback_periods"] = np.full(size, lookback, dtype=np.int64)
     columns["zero_variance_count"] = zero_variance
+    return columns
+
+
+def feature_stats_arrays(arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Feature statistics of a batch as arrays aligned with ``arrays`` (the writer's form).
+
+    Float statistics are float64 with NaN where a vector has no finite value; counts and the
+    hash are int64; ``zero_variance_count`` is -1 where it cannot be observed. Arrays of
+    equal shape are stacked and each statistic is computed once per shape.
+    """
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for position, array in enumerate(arrays):
+        groups.setdefault(array.shape, []).append(position)
+    if len(groups) == 1:
+        return _group_stats(list(arrays))
+    columns: dict[str, np.ndarray] = {
+        name: np.empty(len(arrays), dtype=np.int64 if name in _INT_STATS else np.float64)
+        for name in FEATURE_STAT_COLUMNS
+    }
+    for positions in groups.values():
+        group_columns = _group_stats([arrays[position] for position in positions])
+        for name, values in group_columns.items():
+            columns[name][positions] = values
     return columns
 
 
@@ -158,18 +201,14 @@ def feature_stats_columns(arrays: Sequence[np.ndarray]) -> dict[str, list[Any]]:
 
     ``arrays`` are outputs of ``as_feature_array`` (1-D vectors or 2-D windows). Values are
     plain Python int / float / None; see the module docstring for the definitions.
-    Arrays of equal shape are stacked and each statistic is computed once per shape.
     """
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for position, array in enumerate(arrays):
-        groups.setdefault(array.shape, []).append(position)
-    if len(groups) == 1:
-        return _group_stats(list(arrays))
-    columns: dict[str, list[Any]] = {name: [None] * len(arrays) for name in FEATURE_STAT_COLUMNS}
-    for positions in groups.values():
-        group_columns = _group_stats([arrays[position] for position in positions])
-        for name, values in group_columns.items():
-            target = columns[name]
-            for position, value in zip(positions, values, strict=True):
-                target[position] = value
+    columns: dict[str, list[Any]] = {}
+    for name, values in feature_stats_arrays(arrays).items():
+        if name in _INT_STATS:
+            cells: list[Any] = values.tolist()
+            if name == "zero_variance_count":
+                cells = [None if cell < 0 else cell for cell in cells]
+            columns[name] = cells
+        else:
+            columns[name] = floats_or_none(values)
     return columns

@@ -161,20 +161,33 @@ def prediction_columns(predictions: Mapping[str, Any]) -> dict[str, Any]:
     return {PREDICTION_KEY_COLUMNS[key]: value for key, value in predictions.items()}
 
 
-def _labels_or_none(
-    indices: np.ndarray, valid: np.ndarray, labels: tuple[str, ...]
-) -> list[str | None]:
-    """``labels[index]`` per row, None where ``valid`` is False."""
-    names = np.array(labels, dtype=object)[indices]
-    names[~valid] = None
-    out: list[str | None] = names.tolist()
+def _finite_or_nan(values: np.ndarray) -> np.ndarray:
+    """A float64 copy with NaN wherever a value is not finite (inf included)."""
+    out = np.array(values, dtype=np.float64)
+    out[~np.isfinite(out)] = np.nan
     return out
+
+
+def _labels_or_none(indices: np.ndarray, valid: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
+    """``labels[index]`` per row as an object array, None where ``valid`` is False."""
+    names: np.ndarray = np.array(labels, dtype=object)[indices]
+    names[~valid] = None
+    return names
 
 
 def interpret_raw_outputs(raw: np.ndarray) -> dict[str, list[Any]]:
     """Interpret a batch of raw outputs (rows x 20) into ``ml_predictions`` columns aligned with
     the rows, following the rules of the module docstring. Plain Python values; None where a
     value is missing or not finite."""
+    return {
+        name: values.tolist() if values.dtype == object else floats_or_none(values)
+        for name, values in interpret_raw_arrays(raw).items()
+    }
+
+
+def interpret_raw_arrays(raw: np.ndarray) -> dict[str, np.ndarray]:
+    """``interpret_raw_outputs`` as arrays (the writer's form): float64 columns with NaN
+    where a value is missing, label columns as object arrays with None."""
     raw = np.asarray(raw, dtype=np.float64)
     if raw.ndim != 2 or raw.shape[1] != RAW_OUTPUT_COUNT:
         raise InputError(f"raw outputs must be rows x {RAW_OUTPUT_COUNT}, got shape {raw.shape}")
@@ -227,17 +240,18 @@ def interpret_raw_outputs(raw: np.ndarray) -> dict[str, list[Any]]:
             np.nan,
         )
 
-    columns: dict[str, list[Any]] = {}
+    finite_or_nan = _finite_or_nan
+    columns: dict[str, np.ndarray] = {}
     for position, name in enumerate(HORIZONS):
-        columns[f"predicted_return_{name}"] = floats_or_none(returns[:, position])
+        columns[f"predicted_return_{name}"] = finite_or_nan(returns[:, position])
         columns[f"direction_{name}"] = _labels_or_none(
             direction[:, position], usable[:, position], SIGNAL_TYPES
         )
-        columns[f"direction_{name}_confidence"] = floats_or_none(confidence[:, position])
-    columns["max_drawdown_predicted"] = floats_or_none(drawdown)
-    columns["max_rally_predicted"] = floats_or_none(rally)
-    columns["risk_score"] = floats_or_none(risk)
+        columns[f"direction_{name}_confidence"] = finite_or_nan(confidence[:, position])
+    columns["max_drawdown_predicted"] = finite_or_nan(drawdown)
+    columns["max_rally_predicted"] = finite_or_nan(rally)
+    columns["risk_score"] = finite_or_nan(risk)
     columns["signal_type"] = _labels_or_none(signal, has_usable, SIGNAL_TYPES)
-    columns["signal_confidence"] = floats_or_none(signal_confidence)
+    columns["signal_confidence"] = finite_or_nan(signal_confidence)
     columns["signal_timeframe"] = _labels_or_none(timeframe, has_usable, HORIZONS)
     return columns

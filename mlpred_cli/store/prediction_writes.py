@@ -24,34 +24,15 @@ from sqlalchemy.engine import Connection, Engine
 from mlpred_cli.errors import DatabaseUnavailable
 from mlpred_cli.store.driver_errors import database_errors, describe_error, is_row_specific
 from mlpred_cli.store.partitions import is_partitioned
+from mlpred_cli.store.pg_copy_payload import copy_payload
+from mlpred_cli.store.prediction_columns import WRITE_TYPES, PredictionColumns
 from mlpred_cli.store.prediction_row import DATETIME_COLUMNS, JSON_COLUMNS, WRITE_COLUMNS, Row
+from mlpred_cli.store.sqlite_parameters import sqlite_parameters
 
 _COLUMN_LIST = ", ".join(f'"{name}"' for name in WRITE_COLUMNS)
 _STAGING = "mlpred_staging_predictions"
 
-#: PostgreSQL binary COPY type of each written column.
-_PG_TYPES: dict[str, str] = {
-    "prediction_id": "uuid",
-    "symbol": "varchar",
-    "timestamp": "int8",
-    "features_count": "int4",
-    "features_hash": "int8",
-    "lookback_periods": "int4",
-    "zero_variance_count": "int4",
-    "nan_count": "int4",
-    "inf_count": "int4",
-    "is_duplicate": "bool",
-    "model_version": "varchar",
-    "signal_type": "varchar",
-    "signal_timeframe": "varchar",
-    **dict.fromkeys(DATETIME_COLUMNS, "timestamptz"),
-    **dict.fromkeys(JSON_COLUMNS, "jsonb"),
-}
-_PG_COPY_TYPES = [
-    _PG_TYPES.get(name, "varchar" if name.startswith("direction_") and "conf" not in name
-                  else "float8")
-    for name in WRITE_COLUMNS
-]  # fmt: skip
+_PG_COPY_TYPES = list(WRITE_TYPES)
 _JSON_POSITIONS = [i for i, name in enumerate(WRITE_COLUMNS) if name in JSON_COLUMNS]
 _DATETIME_POSITIONS = [i for i, name in enumerate(WRITE_COLUMNS) if name in DATETIME_COLUMNS]
 _UUID_POSITION = WRITE_COLUMNS.index("prediction_id")
@@ -65,6 +46,9 @@ _LAYOUTS: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
 
 def write_rows(engine: Engine, rows: Sequence[Row]) -> int:
     """Insert rows in one transaction, skipping ``prediction_id``s already stored.
+
+    ``rows`` is a ``PredictionColumns`` batch (encoded column-wise: the writer's path) or any
+    sequence of row tuples (legacy spool files, dead letters).
 
     Returns the number of rows handed to the database. When the transaction fails nothing
     of the batch is committed and the driver's error is raised as the mlpred error it means:
@@ -87,7 +71,9 @@ def _driver_connection(conn: Connection) -> Any:
     return raw
 
 
-def _pg_values(rows: Sequence[Row]) -> list[Row]:
+def _pg_values(rows: Sequence[Row]) -> Sequence[Row]:
+    if isinstance(rows, PredictionColumns):
+        return rows
     if not _JSON_POSITIONS or all(row[i] is None for row in rows for i in _JSON_POSITIONS):
         return list(rows)
     wrapped = []
@@ -106,6 +92,9 @@ def _copy(conn: Connection, table: str, rows: Sequence[Row]) -> None:
         raw.cursor() as cursor,
         cursor.copy(f"COPY {table} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy,
     ):
+        if isinstance(rows, PredictionColumns):
+            copy.write(copy_payload(rows))
+            return
         copy.set_types(_PG_COPY_TYPES)
         for row in rows:
             copy.write_row(row)
@@ -161,7 +150,9 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
     return naive.isoformat(sep=" ", timespec="microseconds")  # zero-padded, unlike strftime
 
 
-def _sqlite_values(rows: Sequence[Row]) -> list[list[Any]]:
+def _sqlite_values(rows: Sequence[Row]) -> Sequence[Sequence[Any]]:
+    if isinstance(rows, PredictionColumns):
+        return sqlite_parameters(rows)
     converted = []
     texts: dict[datetime, str | None] = {}  # created_at/updated_at repeat across a batch
     for row in rows:
