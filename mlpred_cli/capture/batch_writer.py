@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from mlpred_cli.capture.console_panel import PredictionReporter
+from mlpred_cli.capture.handoff import Handoff
 from mlpred_cli.capture.journal import NOT_JOURNALED, Journal, claimed_orphans
 from mlpred_cli.capture.journal_reader import read_segment
 from mlpred_cli.capture.journal_records import encode_prediction, encode_snapshot
@@ -70,7 +71,16 @@ class _Held:
     """A batch taken from the queue, owned by the writer until it is resolved."""
 
     items: list[PendingPrediction]
-    rows: list[Row] | None = None  # once built
+    rows: Sequence[Row] | None = None  # once built
+
+
+@dataclass(frozen=True)
+class _Built:
+    """A held batch with its rows built, on its way to the sender thread."""
+
+    token: int
+    items: list[PendingPrediction]
+    rows: Sequence[Row]
 
 
 @dataclass
@@ -114,7 +124,6 @@ class BatchWriter:
         self._queue: deque[PendingPrediction] = deque()
         self._held: dict[int, _Held] = {}
         self._next_token = 0
-        self._writer_token: int | None = None
         self._backlog: deque[Path] = deque()  # own segments to replay from disk, oldest first
         self._snapshots: deque[_Snapshot] = deque()
         self._lock = threading.Lock()  # queue, held batches, counters and the closed flag
@@ -137,6 +146,7 @@ class BatchWriter:
         self._stall_reported = False
         self._orphans_checked = False
         self._legacy_waiting = any(s.has_files() for s in (spool, *self._legacy_spools))
+        self._sender: Handoff[_Built] = Handoff("mlpred-sender", self._send)
         self._writer = threading.Thread(target=self._run, name="mlpred-writer", daemon=True)
         self._keeper = threading.Thread(target=self._keep_loop, name="mlpred-keeper", daemon=True)
         self._writer.start()
@@ -540,13 +550,16 @@ class BatchWriter:
         # Partitioned storage: create the coming days' partitions, on its own thread so it
         # never delays a write (best effort; a no-op on SQLite and on a single table).
         start_partition_upkeep(self._engine)
-        while True:
-            try:
-                if self._run_once():
-                    return
-            except Exception:  # the writer thread must outlive any single failure
-                log.critical("writer iteration failed", exc_info=True)
-                time.sleep(0.1)
+        try:
+            while True:
+                try:
+                    if self._run_once():
+                        return
+                except Exception:  # the writer thread must outlive any single failure
+                    log.critical("writer iteration failed", exc_info=True)
+                    time.sleep(0.1)
+        finally:
+            self._sender.stop()
 
     def _run_once(self) -> bool:
         """One wake-up of the writer; True when it is time to stop."""
@@ -558,27 +571,36 @@ class BatchWriter:
             self._orphans_checked = True
             self._replay_orphans()
         if self._legacy_waiting and not self._stopping:
+            self._sender.wait_idle()
             self._replay_legacy_spool()
         if self._backlog and not self._past_deadline():
+            self._sender.wait_idle()
             self._replay_backlog_segment()
         taken = self._take(options.max_batch_rows)
         if taken is not None:
             token, items = taken
-            self._writer_token = token
             try:
-                self._process(token, items)
-            finally:
-                self._writer_token = None
+                rows = self._build_held(token, items)
+            except BaseException:
                 self._release(token)
-        self._write_snapshots()
+                raise
+            self._sender.put(_Built(token, items, rows))
+        if self._snapshots:
+            self._sender.wait_idle()
+            self._write_snapshots()
         if self._stopping and (self._past_deadline() or self._failing):
+            self._sender.wait_idle()
             return True
-        return self._stopping and taken is None and not self._snapshots and not self._backlog
+        if self._stopping and taken is None and not self._snapshots and not self._backlog:
+            self._sender.wait_idle()
+            return not self._queue  # a batch the sender gave back is tried again
+        return False
 
     def _past_deadline(self) -> bool:
         return self._stopping and time.monotonic() >= self._deadline
 
-    def _process(self, token: int, items: list[PendingPrediction]) -> None:
+    def _build_held(self, token: int, items: list[PendingPrediction]) -> Sequence[Row]:
+        """Build a held batch's rows (and print them at DEBUG)."""
         built = self._build(items)
         with self._lock:
             held = self._held.get(token)
@@ -589,8 +611,18 @@ class BatchWriter:
                 self._reporter.predictions(built.rows)
             except Exception:  # printing must never cost a row
                 log.exception("could not render predictions")
+        return built.rows
+
+    def _send(self, built: _Built) -> None:
+        """The sender thread: write a built batch, then release it."""
+        try:
+            self._write_built(built.token, built.items, built.rows)
+        finally:
+            self._release(built.token)
+
+    def _write_built(self, token: int, items: list[PendingPrediction], rows: Sequence[Row]) -> None:
         outcome = _BatchOutcome()
-        if self._persist(built.rows, outcome):
+        if self._persist(rows, outcome):
             self._resolve(items, outcome.unkept)
             return
         # Not written. With the journal the rows are on disk; memory-only, spill them.
@@ -603,7 +635,7 @@ class BatchWriter:
                     self._held.pop(token, None)
                     self._queue.extendleft(reversed(in_memory))
 
-    def _persist(self, rows: list[Row], outcome: _BatchOutcome) -> bool:
+    def _persist(self, rows: Sequence[Row], outcome: _BatchOutcome) -> bool:
         """Write with retries until committed (True). False when close()'s deadline passed,
         or, memory-only, after failing for ``spool_after_s`` (the caller spills the rows)."""
         delay = self._options.retry_initial_s
