@@ -14,7 +14,6 @@ import numbers
 import os
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +26,7 @@ from mlpred_cli.capture.batch_writer import BatchWriter, WriterOptions
 from mlpred_cli.capture.console_panel import PredictionReporter
 from mlpred_cli.capture.journal import FSYNC_POLICIES, FsyncPolicy, Journal
 from mlpred_cli.capture.pending_prediction import PendingPrediction
+from mlpred_cli.capture.prediction_ids import PredictionIds
 from mlpred_cli.capture.spool import Spool
 from mlpred_cli.capture.spool_keys import default_spool_dir, legacy_spool_dirs
 from mlpred_cli.capture.writer_stats import CloseReport
@@ -44,6 +44,7 @@ from mlpred_cli.store.source import DatabaseSource
 MAX_SYMBOL_LENGTH = 20
 MAX_MODEL_VERSION_LENGTH = 50
 MODEL_VERSION_ENV = "MLPRED_MODEL_VERSION"
+_PREDICTION_IDS = PredictionIds()
 
 
 def _check_text(name: str, value: object, limit: int) -> str:
@@ -214,7 +215,7 @@ class MLPredictionLogger:
             raise InputError("give model_outputs (20 raw outputs) or predictions (a dict)")
         vector = as_feature_array(features)
         pending = PendingPrediction(
-            prediction_id=uuid.uuid4(),
+            prediction_id=_PREDICTION_IDS.next(),
             symbol=symbol,
             model_version=version,
             features=vector,
