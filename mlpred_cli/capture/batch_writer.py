@@ -54,6 +54,8 @@ log = logging.getLogger("mlpred.writer")
 
 #: close() stops waiting for a database that has committed nothing for this long (journal on).
 _STALL_AT_CLOSE_S = 1.0
+#: The writer builds the next batch during a write only while that write is younger than this.
+_PREFETCH_WHILE_WRITING_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -576,7 +578,7 @@ class BatchWriter:
         if self._backlog and not self._past_deadline():
             self._sender.wait_idle()
             self._replay_backlog_segment()
-        taken = self._take(options.max_batch_rows)
+        taken = self._take(options.max_batch_rows) if self._may_take() else None
         if taken is not None:
             token, items = taken
             try:
@@ -598,6 +600,24 @@ class BatchWriter:
 
     def _past_deadline(self) -> bool:
         return self._stopping and time.monotonic() >= self._deadline
+
+    def _may_take(self) -> bool:
+        """Whether to take the next batch now. While the sender writes, the next batch is
+        built only if that write is young and healthy: a slow, stuck or failing database
+        leaves predictions in the queue, where memory is bounded (eviction), rather than in
+        a second held batch. Otherwise wait a little for the sender."""
+        if self._sender.idle():
+            return True
+        started = self._write_started
+        if (
+            self._sender.slot_free()
+            and not self._failing
+            and started is not None
+            and time.monotonic() - started < _PREFETCH_WHILE_WRITING_S
+        ):
+            return True
+        self._sender.wait_idle(self._options.flush_interval_s)
+        return self._sender.idle()
 
     def _build_held(self, token: int, items: list[PendingPrediction]) -> Sequence[Row]:
         """Build a held batch's rows (and print them at DEBUG)."""

@@ -43,6 +43,16 @@ class Handoff(Generic[Piece]):
                 return
         self._work(piece)
 
+    def idle(self) -> bool:
+        """Nothing is being worked on or waiting."""
+        with self._changed:
+            return not (self._has_waiting or self._busy)
+
+    def slot_free(self) -> bool:
+        """No piece is waiting (one may be being worked on): ``put`` would not block."""
+        with self._changed:
+            return not self._has_waiting
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every piece handed over is done; False if ``timeout`` passed first."""
         with self._changed:
