@@ -19,6 +19,7 @@ only when they must leave memory (the queue is over ``max_pending``, a batch has
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -590,7 +591,9 @@ class BatchWriter:
         if self._snapshots:
             self._sender.wait_idle()
             self._write_snapshots()
-        if self._stopping and (self._past_deadline() or self._failing):
+        if self._stopping and (
+            self._past_deadline() or self._failing or self._options.journal
+        ):  # with the journal, close() stops writing once it stops waiting
             self._sender.wait_idle()
             return True
         if self._stopping and taken is None and not self._snapshots and not self._backlog:
@@ -651,9 +654,11 @@ class BatchWriter:
             if self._past_deadline():
                 self._count_lost(len(in_memory), "the database and the journal both refused them")
             else:
-                with self._lock:  # keep them: back to the front of the queue
+                with self._lock:  # keep them: back in the queue, in logging order
                     self._held.pop(token, None)
-                    self._queue.extendleft(reversed(in_memory))
+                    self._queue = deque(
+                        heapq.merge(in_memory, self._queue, key=lambda item: item.sequence)
+                    )
 
     def _persist(self, rows: Sequence[Row], outcome: _BatchOutcome) -> bool:
         """Write with retries until committed (True). False when close()'s deadline passed,
@@ -661,6 +666,8 @@ class BatchWriter:
         delay = self._options.retry_initial_s
         failing_since: float | None = None
         while True:
+            if self._stopping and self._options.journal:
+                return False  # close() gave up on the database: the rows are on disk
             try:
                 started = time.perf_counter()
                 self._write_started = time.monotonic()

@@ -80,7 +80,7 @@ class Handoff(Generic[Piece]):
                 self._changed.notify_all()
             try:
                 self._work(piece)  # type: ignore[arg-type]
-            except Exception:  # the thread must outlive any single failure
+            except BaseException:  # the thread must outlive any single failure
                 log.critical("sending a batch failed", exc_info=True)
             finally:
                 with self._changed:

@@ -25,13 +25,18 @@ class PredictionIds:
     def __init__(self, block: int = BLOCK) -> None:
         self._block = block
         self._ids: list[uuid.UUID] = []
-        self._pid = os.getpid()
+        self._refill = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        """In a forked child: drop the parent's block (and a lock another thread may have
+        held at the fork)."""
+        self._ids = []
         self._refill = threading.Lock()
 
     def next(self) -> uuid.UUID:
         """A new random UUID."""
-        if self._pid != os.getpid():  # a forked child must not reuse the parent's block
-            self._ids, self._pid = [], os.getpid()
         try:
             return self._ids.pop()  # atomic under the GIL
         except IndexError:
