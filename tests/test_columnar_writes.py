@@ -14,6 +14,7 @@ import math
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,13 +22,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from mlpred_cli import MLPredictionLogger
 from mlpred_cli.capture.pending_prediction import PendingPrediction
 from mlpred_cli.capture.prediction_rows import DuplicateTracker, build_rows
 from mlpred_cli.capture.synthetic_market import random_walk_candles, raw_model_outputs
 from mlpred_cli.derive.feature_stats import feature_stats_columns
 from mlpred_cli.derive.finite_values import floats_or_none
-from mlpred_cli.derive.indicators import extract_market_data, indicator_columns
+from mlpred_cli.derive.indicators import extract_market_data, indicator_columns, settle_markets
 from mlpred_cli.derive.raw_outputs import interpret_raw_outputs, prediction_columns
+from mlpred_cli.store.database import create_engine
 from mlpred_cli.store.pg_copy_payload import copy_payload
 from mlpred_cli.store.prediction_columns import PredictionColumns
 from mlpred_cli.store.prediction_row import (
@@ -38,6 +41,7 @@ from mlpred_cli.store.prediction_row import (
     Row,
 )
 from mlpred_cli.store.prediction_writes import write_rows
+from mlpred_cli.store.tables import predictions_table
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -47,6 +51,7 @@ def _reference_rows(
 ) -> list[Row]:
     """Rows as the writer built them one tuple per row (the pre-columnar ``build_rows``)."""
     count = len(batch)
+    markets, _ = settle_markets([item.market for item in batch])  # what the old caller parsed
     stats = feature_stats_columns([item.features for item in batch])
     interpreted: dict[str, list[Any]] = {name: [None] * count for name in INTERPRETED_COLUMNS}
     raw_indices = [i for i, item in enumerate(batch) if item.raw_outputs is not None]
@@ -59,12 +64,12 @@ def _reference_rows(
         if item.predictions is not None:
             for name, value in prediction_columns(item.predictions).items():
                 interpreted[name][index] = value
-    market = indicator_columns([item.market for item in batch])
+    market = indicator_columns(markets)
     moments = [
-        item.market.last_open_time
-        if item.market is not None
+        settled.last_open_time
+        if settled is not None
         else datetime.fromtimestamp(item.logged_at, UTC)
-        for item in batch
+        for item, settled in zip(batch, markets, strict=True)
     ]
     tracker = DuplicateTracker(100)
     flags = [
@@ -87,7 +92,7 @@ def _reference_rows(
         [None if item.raw_outputs is None else floats_or_none(item.raw_outputs) for item in batch]
         if store_features
         else none,
-        [None if item.attributions is None else floats_or_none(item.attributions) for item in batch],
+        [None if i.attributions is None else floats_or_none(i.attributions) for i in batch],
         [now] * count,
         [now] * count,
     ]  # fmt: skip
@@ -105,6 +110,10 @@ def _varied_batch(seed: int = 5) -> list[PendingPrediction]:
     short_market = extract_market_data(
         random_walk_candles(rng, 10, end=datetime(2026, 1, 2, tzinfo=UTC))
     )
+    text_candles = random_walk_candles(rng, 40, end=datetime(2026, 1, 3, tzinfo=UTC)).reset_index()
+    text_candles["datetime"] = text_candles["datetime"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    text_market = extract_market_data(text_candles.iloc[::-1])  # unsorted: settled by the writer
+    assert text_market is not None and text_market.text_times is not None
     items: list[PendingPrediction] = []
     repeated = rng.normal(size=240)
     for i in range(60):
@@ -149,7 +158,7 @@ def _varied_batch(seed: int = 5) -> list[PendingPrediction]:
                 features=features,
                 raw_outputs=raw,
                 predictions=predictions,
-                market=(market, None, short_market)[i % 3] if kind != 10 else None,
+                market=(market, None, short_market, text_market)[i % 4] if kind != 10 else None,
                 inference_time_ms=None if kind == 11 else float(rng.uniform(0, 40)),
                 logged_at=1_767_225_600.0 + i * 0.3337 + (0.0000005 if kind == 0 else 0.0),
                 attributions=attributions,
@@ -289,3 +298,48 @@ def test_stored_rows_read_back(engine: Engine) -> None:
     with engine.connect() as conn:
         count = conn.execute(sa.text("SELECT count(*) FROM ml_predictions")).scalar_one()
     assert count == len(rows)
+
+
+def test_text_times_the_writer_cannot_read_leave_the_row_without_market_data(
+    db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Text times are parsed by the writer, not the caller: one that is not a time, in the
+    middle of the column, is counted and logged, and that row keeps the call's time."""
+    rng = np.random.default_rng(4)
+    candles = random_walk_candles(rng, 60, end=datetime(2026, 2, 1, tzinfo=UTC)).reset_index()
+    candles["datetime"] = candles["datetime"].dt.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    broken = candles.copy()
+    broken.loc[30, "datetime"] = "yesterday-ish"
+    raw = raw_model_outputs(rng)
+    before = datetime.now(UTC)
+    with MLPredictionLogger(db_url, spool_dir=tmp_path / "journal") as logger:
+        good = logger.log_prediction_sync(
+            symbol="BTCUSDT", features=rng.normal(size=240), model_outputs=raw, market_data=candles
+        )
+        bad = logger.log_prediction_sync(
+            symbol="BTCUSDT", features=rng.normal(size=240), model_outputs=raw, market_data=broken
+        )
+        assert logger.flush_sync(timeout=60)
+        stats = logger.stats()
+    assert stats["market_data_unread"] == 1 and stats["saved"] == 2
+    assert "yesterday-ish" in caplog.text and bad in caplog.text
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = {
+                str(row.prediction_id): row
+                for row in conn.execute(
+                    sa.select(predictions_table.c.prediction_id, predictions_table.c.datetime,
+                              predictions_table.c.close_price)
+                )
+            }  # fmt: skip
+    finally:
+        engine.dispose()
+    assert rows[good].close_price == pytest.approx(float(candles["close"].iloc[-1]))
+    assert _aware(rows[good].datetime) == datetime(2026, 2, 1, tzinfo=UTC)
+    assert rows[bad].close_price is None
+    assert before <= _aware(rows[bad].datetime) <= datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -35,7 +36,7 @@ from mlpred_cli.capture.journal_records import (
 from mlpred_cli.capture.pending_prediction import PendingPrediction
 from mlpred_cli.capture.spool import Spool
 from mlpred_cli.capture.spool_replay import export_spool, replay_spool, spool_status
-from mlpred_cli.derive.indicators import MarketArrays
+from mlpred_cli.derive.indicators import MarketArrays, extract_market_data, settle_market
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.tables import predictions_table
 from tests.cli_helpers import run_cli
@@ -108,6 +109,82 @@ def test_prediction_records_round_trip_every_field() -> None:
     assert decoded_market.market.last_open_time == market.last_open_time
     np.testing.assert_array_equal(decoded_market.market.volume, market.volume)
     np.testing.assert_array_equal(decoded_market.market.open, market.open)
+
+
+#: A record written by the format before text times (flag bit 2): a 3-candle market, 2
+#: features, interpreted predictions and attributions (encoded by the code of that time).
+OLD_RECORD = bytes.fromhex(
+    "4d4c504aff000000565bfa0801010212345678123456781234567812345678000020402049da41000000000000"
+    "f87f070002000000000002000000ffffffff170000000300000041db556bf54b0600425443555344547631000000"
+    "000000d03f000000000000f0bf7b227369676e616c5f74797065223a20224c4f4e47227d000000000000f03f0000"
+    "000000000040000000000000f87f000000000000004000000000000008400000000000001040000000000000e03f"
+    "000000000000f83f0000000000000440000000000000f83f00000000000004400000000000000c40000000000000"
+    "2440000000000000f87f0000000000003e4002000000000000000000e03f000000000000f87f"
+)
+
+
+def test_a_record_of_the_format_before_text_times_decodes_and_encodes_the_same() -> None:
+    decoded = decode(_payload(OLD_RECORD))
+    assert isinstance(decoded, PendingPrediction) and decoded.market is not None
+    assert decoded.prediction_id == uuid.UUID("12345678-1234-5678-1234-567812345678")
+    assert decoded.predictions == {"signal_type": "LONG"}
+    assert decoded.market.settled
+    assert decoded.market.last_open_time == datetime(2026, 3, 1, 12, 15, 0, 123457, tzinfo=UTC)
+    np.testing.assert_array_equal(decoded.market.open, [1.0, 2.0, np.nan])
+    np.testing.assert_array_equal(decoded.market.volume, [10.0, np.nan, 30.0])
+    assert decoded.attributions is not None and decoded.attributions[0] == 0.5
+    assert encode_prediction(decoded) == OLD_RECORD  # a settled market: the layout is unchanged
+
+
+def _market_frames() -> dict[str, pd.DataFrame]:
+    times = pd.date_range("2026-03-01", periods=300, freq="15min", tz="UTC")[::-1]  # unsorted
+    close = np.linspace(100.0, 110.0, 300)
+    prices = {"open": close, "high": close + 1, "low": close - 1, "close": close, "volume": close}
+    return {
+        "DatetimeIndex": pd.DataFrame(prices, index=times),
+        "datetime64 column": pd.DataFrame({"time": times, **prices}),
+        "text column": pd.DataFrame({"time": times.strftime("%Y-%m-%dT%H:%M:%S"), **prices}),
+        "object text column": pd.DataFrame(
+            {"time": pd.Series([t.isoformat() for t in times], dtype=object), **prices}
+        ),
+    }
+
+
+@pytest.mark.parametrize("form", list(_market_frames()))
+def test_market_data_of_every_form_round_trips_and_settles_the_same(form: str) -> None:
+    market = extract_market_data(_market_frames()[form])
+    assert market is not None
+    original = _pending(0, market=market, attributions=np.array([0.5] * 240))
+    decoded = decode(_payload(encode_prediction(original)))
+    assert isinstance(decoded, PendingPrediction) and decoded.market is not None
+    _same(original, decoded)
+    assert decoded.attributions is not None
+    assert (
+        decoded.market.settled == market.settled == (form in ("DatetimeIndex", "datetime64 column"))
+    )
+    assert decoded.market.last_open_us == market.last_open_us
+    np.testing.assert_array_equal(decoded.market.prices, market.prices)
+    if market.text_times is not None:
+        assert decoded.market.text_times is not None
+        assert decoded.market.text_times.column == "time"
+        assert decoded.market.text_times.strings() == market.text_times.strings()
+    settled, replayed = settle_market(market), settle_market(decoded.market)
+    assert (
+        replayed.last_open_time == settled.last_open_time == datetime(2026, 3, 4, 2, 45, tzinfo=UTC)
+    )
+    np.testing.assert_array_equal(replayed.prices, settled.prices)
+    np.testing.assert_array_equal(settled.close, np.linspace(100.0, 110.0, 300)[::-1])
+
+
+def test_a_record_with_inconsistent_text_offsets_is_refused() -> None:
+    market = extract_market_data(_market_frames()["text column"])
+    assert market is not None and market.text_times is not None
+    payload = bytearray(_payload(encode_prediction(_pending(0, market=market))))
+    text = market.text_times
+    offsets_at = len(payload) - len(text.data) - 8 * len(text.offsets)
+    payload[offsets_at : offsets_at + 8] = struct.pack("<q", 5)  # the first offset is not 0
+    with pytest.raises(ValueError, match="offsets"):
+        decode(bytes(payload))
 
 
 def test_snapshot_records_round_trip() -> None:

@@ -1,6 +1,7 @@
-"""One rule for candle times: ``extract_market_data`` (``log_prediction``'s ``market_data``)
-and ``read_candle_file`` (``import-candles``) accept the same frames, with the same times,
-and reject the same frames for the same reason (``derive/market_time.py``)."""
+"""One rule for candle times: ``extract_market_data`` (``log_prediction``'s ``market_data``;
+text times are parsed when the writer settles the market, ``settle_market``) and
+``read_candle_file`` (``import-candles``) accept the same frames, with the same times, and
+reject the same frames for the same reason (``derive/market_time.py``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpred_cli.derive.indicators import extract_market_data
+from mlpred_cli.derive.indicators import MarketArrays, extract_market_data, settle_market
 from mlpred_cli.derive.market_time import epoch_microseconds, single_epoch_unit
 from mlpred_cli.errors import InputError
 from mlpred_cli.outcomes.candle_files import read_candle_file
@@ -32,6 +33,13 @@ def _prices(**times: object) -> pd.DataFrame:
             "volume": [1.0, 2.0, 3.0, 4.0],
         }
     )
+
+
+def _settled(frame: pd.DataFrame) -> MarketArrays:
+    """What the writer thread gets: the caller's copy, settled."""
+    market = extract_market_data(frame)
+    assert market is not None
+    return settle_market(market)
 
 
 def _epochs(scale: int) -> list[int]:
@@ -78,7 +86,7 @@ ACCEPTED: dict[str, Case] = {
 @pytest.mark.parametrize("case", list(ACCEPTED), ids=list(ACCEPTED))
 def test_the_same_frame_is_accepted_by_both_with_the_same_times(case: str, tmp_path: Path) -> None:
     frame, write = ACCEPTED[case]
-    market = extract_market_data(frame)
+    market = _settled(frame)
     batch = read_candle_file(write(frame, tmp_path), symbol="BTCUSDT", interval="15m")
 
     assert market is not None and market.last_open_time == LAST
@@ -132,7 +140,7 @@ REJECTED: dict[str, tuple[pd.DataFrame, str]] = {
 def test_the_same_frame_is_rejected_by_both_for_the_same_reason(case: str, tmp_path: Path) -> None:
     frame, reason = REJECTED[case]
     with pytest.raises(InputError, match=reason):
-        extract_market_data(frame)
+        _settled(frame)
     with pytest.raises(InputError, match=reason):
         read_candle_file(_csv(frame, tmp_path), symbol="BTCUSDT", interval="15m")
 

@@ -381,10 +381,23 @@ class BatchWriter:
         if duplicates:
             with self._lock:
                 self._stats.duplicates += duplicates
+        for item, reason in built.market_errors:
+            with self._lock:
+                self._stats.market_data_unread += 1
+                count = self._stats.market_data_unread
+            if count == 1 or count % 1000 == 0:
+                log.error(
+                    "prediction %s (%s) is stored without its market data: %s (%d so far)",
+                    item.prediction_id,
+                    item.symbol,
+                    reason,
+                    count,
+                )
         return built
 
     def _build_one_by_one(self, batch: Sequence[PendingPrediction]) -> BuiltBatch:
         rows: list[Row] = []
+        errors: list[tuple[PendingPrediction, str]] = []
         skipped = marked = 0
         for item in batch:
             try:
@@ -401,7 +414,8 @@ class BatchWriter:
             rows.extend(built.rows)
             skipped += built.skipped_duplicates
             marked += built.marked_duplicates
-        return BuiltBatch(rows=rows, skipped_duplicates=skipped, marked_duplicates=marked)
+            errors.extend(built.market_errors)
+        return BuiltBatch(rows, skipped, marked, tuple(errors))
 
     def _dead_letter(self, row: Row, reason: str, outcome: _BatchOutcome | None) -> None:
         """Keep a rejected row with its reason; never raises (a full disk must not block

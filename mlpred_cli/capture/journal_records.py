@@ -10,10 +10,20 @@ not built rows: encoding is a few ``struct.pack`` and ``tobytes`` calls on the c
 and replay builds rows exactly as the writer does. A feature-importance snapshot is a second
 record kind holding its rows as JSON.
 
+Market data, when the candle count in the head is not ``_NONE``: five float64 blocks of that
+many candles (open, high, low, close, volume), written from the market's (5, n) block with one
+copy. The head's last open time is the final one for a settled market and the last row's
+time for an unsettled one (text times not parsed yet, ``derive/indicators.py``). For the
+latter flag bit 2 is set and the text follows the prices: u16 length and the time column's
+name (UTF-8), u64 byte length of the text, int64 offsets (candle count + 1, starting at 0),
+the text (UTF-8, row ``i`` is ``text[offsets[i]:offsets[i + 1]]``). Replay settles it as the
+writer does.
+
 Feature attributions (added after the first release of the format) follow the market data
-when flag bit 1 is set: a u32 count and that many float64. Records written before carry no
-such flag and decode as before, with no attributions; a reader older than this one
-quarantines a record with attributions (it is longer than that reader expects).
+when flag bit 1 is set: a u32 count and that many float64.
+
+Records written before a flag was added carry no such flag and decode as before; a reader
+older than a flag quarantines a record that has it (it is longer than that reader expects).
 """
 
 from __future__ import annotations
@@ -25,13 +35,13 @@ import uuid
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from mlpred_cli.capture.pending_prediction import PendingPrediction
-from mlpred_cli.derive.indicators import MarketArrays
+from mlpred_cli.derive.indicators import MarketArrays, TextTimes
 
 MAGIC = b"MLPJ"
 _FRAME = struct.Struct("<4sII")
@@ -45,7 +55,8 @@ KIND_SNAPSHOT = 2
 _FORMAT_VERSION = 1
 _NONE = 0xFFFFFFFF
 
-# kind, version, flags (bit 0: store the feature payload; bit 1: attributions follow),
+# kind, version, flags (bit 0: store the feature payload; bit 1: attributions follow;
+# bit 2: the candle times are unparsed text, after the prices),
 # uuid, logged_at,
 # inference_time_ms (NaN = None), symbol length, model version length, feature rows,
 # feature columns (0 rows: a 1-D vector),
@@ -54,7 +65,10 @@ _NONE = 0xFFFFFFFF
 _HEAD = struct.Struct("<BBB16sddHHIIIIIq")
 _STORE_PAYLOAD = 1
 _HAS_ATTRIBUTIONS = 2
+_TEXT_TIMES = 4
 _COUNT = struct.Struct("<I")
+#: Text times: column name length, text length.
+_TEXT_HEAD = struct.Struct("<HQ")
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,9 @@ def encode_prediction(item: PendingPrediction) -> bytes:
     flags = _STORE_PAYLOAD if item.store_payload else 0
     if attributions is not None:
         flags |= _HAS_ATTRIBUTIONS
+    text_times = None if market is None else market.text_times
+    if text_times is not None:
+        flags |= _TEXT_TIMES
     head = _HEAD.pack(
         KIND_PREDICTION,
         _FORMAT_VERSION,
@@ -97,17 +114,27 @@ def encode_prediction(item: PendingPrediction) -> bytes:
         _NONE if raw is None else raw.shape[0],
         _NONE if item.predictions is None else len(predictions),
         _NONE if market is None else market.close.shape[0],
-        0 if market is None else _epoch_us(market.last_open_time),
+        0 if market is None else market.last_open_us,
     )
-    parts = [head, symbol, version, features.tobytes()]
+    parts: list[bytes | memoryview] = [head, symbol, version, features.tobytes()]
     if raw is not None:
         parts.append(raw.tobytes())
     parts.append(predictions)
     if market is not None:
-        parts.extend(
-            column.tobytes()
-            for column in (market.open, market.high, market.low, market.close, market.volume)
-        )
+        prices = market.prices
+        if prices is not None and prices.flags.c_contiguous:
+            parts.append(prices.data)  # join copies it once, no tobytes() copy
+        else:
+            parts.extend(
+                column.tobytes()
+                for column in (market.open, market.high, market.low, market.close, market.volume)
+            )
+        if text_times is not None:
+            name = text_times.column.encode()
+            parts.append(_TEXT_HEAD.pack(len(name), len(text_times.data)))
+            parts.append(name)
+            parts.append(np.ascontiguousarray(text_times.offsets, dtype="<i8").data)
+            parts.append(text_times.data)
     if attributions is not None:
         parts.append(_COUNT.pack(attributions.shape[0]))
         parts.append(attributions.tobytes())
@@ -180,14 +207,7 @@ def _decode_prediction(payload: bytes) -> PendingPrediction:
         predictions = json.loads(reader.take(predictions_length))
     market = None
     if candles != _NONE:
-        market = MarketArrays(
-            open=reader.floats(candles),
-            high=reader.floats(candles),
-            low=reader.floats(candles),
-            close=reader.floats(candles),
-            volume=reader.floats(candles),
-            last_open_time=_EPOCH + timedelta(microseconds=last_open_us),
-        )
+        market = _decode_market(reader, candles, last_open_us, flags)
     attributions = None
     if flags & _HAS_ATTRIBUTIONS:
         (count,) = _COUNT.unpack(reader.take(_COUNT.size))
@@ -206,6 +226,19 @@ def _decode_prediction(payload: bytes) -> PendingPrediction:
         store_payload=bool(flags & _STORE_PAYLOAD),
         attributions=attributions,
     )
+
+
+def _decode_market(reader: _Reader, candles: int, last_open_us: int, flags: int) -> MarketArrays:
+    prices = reader.floats(5 * candles).reshape(5, candles)
+    text_times = None
+    if flags & _TEXT_TIMES:
+        name_length, text_length = _TEXT_HEAD.unpack(reader.take(_TEXT_HEAD.size))
+        name = reader.take(name_length).decode()
+        offsets = np.frombuffer(reader.take(8 * (candles + 1)), dtype="<i8").astype(np.int64)
+        if offsets[0] != 0 or offsets[-1] != text_length or (np.diff(offsets) < 0).any():
+            raise ValueError("journal record has inconsistent candle time offsets")
+        text_times = TextTimes(name, offsets, reader.take(text_length))
+    return MarketArrays.from_prices(prices, last_open_us, text_times)
 
 
 def _decode_snapshot(body: bytes) -> SnapshotRecord:
@@ -289,11 +322,3 @@ def _intact_at(data: bytes, position: int) -> bool:
     if start + length > len(data):
         return False
     return bool(zlib.crc32(data[start : start + length]) == checksum)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def _epoch_us(moment: datetime) -> int:
-    return (moment - _EPOCH) // _MICROSECOND

@@ -20,7 +20,7 @@ import numpy as np
 from mlpred_cli.capture.pending_prediction import PendingPrediction
 from mlpred_cli.derive.feature_stats import feature_stats_arrays
 from mlpred_cli.derive.finite_values import floats_or_none
-from mlpred_cli.derive.indicators import indicator_columns
+from mlpred_cli.derive.indicators import indicator_columns, settle_markets
 from mlpred_cli.derive.raw_outputs import interpret_raw_arrays, prediction_columns
 from mlpred_cli.errors import InputError
 from mlpred_cli.store.prediction_columns import (
@@ -71,6 +71,9 @@ class BuiltBatch:
     rows: Sequence[Row]
     skipped_duplicates: int
     marked_duplicates: int
+    #: Predictions whose market data could not be read in the writer (text times that are
+    #: not times), with the reason: their rows have no market data and the call's time.
+    market_errors: tuple[tuple[PendingPrediction, str], ...] = ()
 
 
 def _interpreted(batch: Sequence[PendingPrediction]) -> dict[str, np.ndarray]:
@@ -108,9 +111,9 @@ def _moments(batch: Sequence[PendingPrediction]) -> np.ndarray:
     fraction[carry] -= 1e6
     whole[carry] += 1.0
     moments = whole.astype(np.int64) * 1_000_000 + fraction.astype(np.int64)
-    with_market = [i for i, item in enumerate(batch) if item.market is not None]
-    if with_market:
-        moments[with_market] = microseconds([batch[i].market.last_open_time for i in with_market])  # type: ignore[union-attr]
+    for position, item in enumerate(batch):
+        if item.market is not None:
+            moments[position] = item.market.last_open_us
     return moments
 
 
@@ -133,10 +136,15 @@ def build_rows(
     """
     count = len(batch)
     written_at = microseconds([now or datetime.now(UTC)])[0]
+    markets, reasons = settle_markets([item.market for item in batch])
+    market_errors = []
+    for item, settled, reason in zip(batch, markets, reasons, strict=True):
+        item.market = settled  # settled (or None: unreadable), so a rebuild does not redo it
+        if reason is not None:
+            market_errors.append((item, reason))
     stats = feature_stats_arrays([item.features for item in batch])
     interpreted = _interpreted(batch)
-    markets = [item.market for item in batch]
-    market = (
+    indicators = (
         {name: _float_column(values) for name, values in indicator_columns(markets).items()}
         if any(markets)
         else dict.fromkeys(MARKET_COLUMNS, np.full(count, np.nan))
@@ -161,7 +169,7 @@ def build_rows(
         moments,
         *(stats[name] for name in FEATURE_COLUMNS),
         flags,
-        *(market[name] for name in MARKET_COLUMNS),
+        *(indicators[name] for name in MARKET_COLUMNS),
         *(interpreted[name] for name in INTERPRETED_COLUMNS),
         object_array([item.model_version for item in batch]),
         _float_column([item.inference_time_ms for item in batch]),
@@ -178,10 +186,8 @@ def build_rows(
     rows = PredictionColumns(values, nulls)
     duplicate_count = int(flags.sum())
     if on_duplicate == "skip" and duplicate_count:
-        return BuiltBatch(
-            rows=rows.take(~flags), skipped_duplicates=duplicate_count, marked_duplicates=0
-        )
-    return BuiltBatch(rows=rows, skipped_duplicates=0, marked_duplicates=duplicate_count)
+        return BuiltBatch(rows.take(~flags), duplicate_count, 0, tuple(market_errors))
+    return BuiltBatch(rows, 0, duplicate_count, tuple(market_errors))
 
 
 def _attribution_payloads(batch: Sequence[PendingPrediction], no_payload: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ class WriterStats:
     quarantined: int = 0
     snapshots: int = 0
     stalled_writes: int = 0
+    market_data_unread: int = 0
     lost: int = 0
     pending: int = 0
     on_disk: int = 0
@@ -50,6 +51,7 @@ class WriterStats:
             "quarantined": self.quarantined,
             "importance_snapshots": self.snapshots,
             "stalled_writes": self.stalled_writes,
+            "market_data_unread": self.market_data_unread,
             "lost": self.lost,
             "pending": self.pending,
             "on_disk": self.on_disk,
