@@ -27,7 +27,7 @@ then for each backend (PostgreSQL, SQLite):
     - PostgreSQL *pre-encoded COPY* (what the server can ingest): the rows dumped with
       ``COPY ml_predictions (<written columns>) TO STDOUT (FORMAT BINARY)``, split into per-row
       chunks, loaded into ``ml_predictions_clone`` (``LIKE ml_predictions INCLUDING ALL``: the
-      same indexes) with ``copy.write(header + rows + trailer)`` per batch;
+      same indexes; its fillfactor too) with ``copy.write(header + rows + trailer)`` per batch;
     - PostgreSQL *write_row COPY*: the same rows as Python tuples (``SELECT ... ORDER BY id``)
       written into the clone with ``copy.write_row`` after ``copy.set_types`` (the table's own
       column types, from ``pg_attribute``);
@@ -371,7 +371,14 @@ class PostgresBaselines:
             if len(self.rows) != len(chunks):
                 raise RuntimeError(f"{len(chunks)} rows dumped, {len(self.rows)} read back")
             conn.execute(f"DROP TABLE IF EXISTS {CLONE}")
-            conn.execute(f"CREATE TABLE {CLONE} (LIKE {TABLE} INCLUDING ALL)")
+            options = conn.execute(
+                "SELECT coalesce(array_to_string(reloptions, ', '), '') FROM pg_class "
+                "WHERE oid = %s::regclass",
+                (TABLE,),
+            ).fetchone()
+            storage = f" WITH ({options[0]})" if options and options[0] else ""
+            # the same storage parameters (fillfactor) as the table: the same pages to write
+            conn.execute(f"CREATE TABLE {CLONE} (LIKE {TABLE} INCLUDING ALL){storage}")
             self.clone_created = True
         return len(self.rows)
 
