@@ -41,8 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from mlpred_cli.capture.page_prefaulter import PagePrefaulter
-
 log = logging.getLogger("mlpred.journal")
 
 FsyncPolicy = Literal["none", "interval", "always"]
@@ -143,7 +141,6 @@ class Journal:
         self._active: _Segment | None = None
         self._fd: int | None = None
         self._map: mmap.mmap | None = None  # the active segment, preallocated and mapped
-        self._pages = PagePrefaulter()  # faults the map's pages in ahead of the appends
         self._size = 0
         self._dirty = False
         self._closed = False
@@ -206,8 +203,6 @@ class Journal:
                     self.counters.last_error = str(error)
                 raise
             self._size = end
-            if mapped is not None:
-                self._pages.wanted(end)
             self._dirty = True
             segment.appended += 1
             self.counters.records += 1
@@ -256,8 +251,6 @@ class Journal:
             self._active = segment
             self._size = 0
             self._map = _map_preallocated(self._fd, max(self._segment_bytes, record_bytes))
-            if self._map is not None:
-                self._pages.attach(self._map)
             if self.fsync != "none":
                 fsync_directory(self.directory)
         return self._active, self._fd
@@ -284,7 +277,6 @@ class Journal:
         self._active, self._fd = None, None
         mapped, self._map = self._map, None
         if mapped is not None:
-            self._pages.detach()
             mapped.close()
             if fd is not None:  # drop the preallocated tail: a sealed segment ends with a record
                 with contextlib.suppress(OSError):
@@ -397,7 +389,6 @@ class Journal:
             self._seal_active()
             remaining = sum(max(s.appended - s.resolved, 0) for s in self._segments.values())
             self._closed = True
-        self._pages.stop()
         if self._owner_lock is not None:
             fsync_directory(self.directory)
             self._owner_lock.release(delete=not any(self._own_segment_files()))
