@@ -3,25 +3,19 @@
 
 Layout of a journal directory (0700; files 0600):
 
-- ``journal-<owner>-<seq>.seg``: segments of framed, checksummed records (``journal_records``).
-  ``<owner>`` names the logger that wrote it (creation time, pid, random suffix), so names
-  sort oldest first. The active segment is preallocated (``posix_fallocate``) and mapped
-  shared: an append is a copy into the page cache, with no system call, so the caller never
-  releases the GIL to a busy writer thread. Sealing cuts the file back to its last record; a
-  segment whose process died keeps a zero-filled tail, which readers treat as the end. Where
-  a segment cannot be preallocated or mapped (a full disk, a file-size limit, a file system
-  without it) records are appended with ``write``, as before.
+- ``journal-<owner>-<seq>.seg``: segments, appended with one ``write`` per record (framed and
+  checksummed, see ``journal_records``). ``<owner>`` names the logger that wrote it
+  (creation time, pid, random suffix), so names sort oldest first.
 - ``owner-<owner>.lock``: held with ``flock`` for the life of that logger. A segment whose
   owner's lock can be taken belongs to a process that is gone: it is an *orphan*, and the
   process that takes the lock (a new logger, ``mlpred spool replay``) holds it while it
   replays that owner's segments, so two replayers never work on the same orphan.
 - ``quarantine-*.bin``: bytes of a segment that held no intact record (a torn write).
 
-Durability: by default a record is in the operating system's page cache (a mapped page, or
-``write``) before the call returns, which survives a crash of the process, not of the
-machine. ``fsync="interval"`` syncs the active segment every ``fsync_interval_s`` (power
-loss costs at most that long); ``fsync="always"`` syncs every record (survives power loss;
-costs a disk flush per call).
+Durability: by default a record is handed to the operating system (``write``) before the
+call returns, which survives a crash of the process, not of the machine. ``fsync="interval"``
+syncs the active segment every ``fsync_interval_s`` (power loss costs at most that long);
+``fsync="always"`` syncs every record (survives power loss; costs a disk flush per call).
 
 A segment is deleted once every record in it is resolved (committed, dead-lettered, or a
 skipped duplicate) and it is no longer the active one.
@@ -31,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import mmap
 import os
 import threading
 import time
@@ -118,8 +111,8 @@ class JournalCounters:
 class Journal:
     """Appends records to segments and deletes each segment once all its records resolve.
 
-    ``append`` is the caller's path: one copy into the mapped segment (or one ``write``), and
-    a flush of its pages under ``"always"``. Thread-safe.
+    ``append`` is the caller's path: one ``write`` (and an ``fsync`` under ``"always"``).
+    Thread-safe.
     """
 
     def __init__(
@@ -140,7 +133,6 @@ class Journal:
         self._next_number = 0
         self._active: _Segment | None = None
         self._fd: int | None = None
-        self._map: mmap.mmap | None = None  # the active segment, preallocated and mapped
         self._size = 0
         self._dirty = False
         self._closed = False
@@ -177,32 +169,16 @@ class Journal:
         with self._lock:
             if self._closed:
                 raise OSError("the journal is closed")
-            segment, fd = self._writable(len(record))
+            segment, fd = self._writable()
             start = self._size
-            end = start + len(record)
-            mapped = self._map
-            if mapped is not None and end > len(mapped):  # full: the record opens the next
-                self._seal_active()
-                segment, fd = self._writable(len(record))
-                mapped, start, end = self._map, 0, len(record)
             try:
-                if mapped is not None:
-                    mapped[start:end] = record  # a copy into the page cache: no system call
-                    if self.fsync == "always":
-                        first_page = start - start % mmap.ALLOCATIONGRANULARITY
-                        mapped.flush(first_page, end - first_page)
-                else:
-                    _write_all(fd, record)
-                    if self.fsync == "always":
-                        os.fsync(fd)
+                _write_all(fd, record)
+                if self.fsync == "always":
+                    os.fsync(fd)
             except OSError as error:
-                if mapped is None:
-                    self._undo_partial_write(fd, start, error)
-                else:  # only a failed msync: the next record overwrites this one
-                    self.counters.failed_appends += 1
-                    self.counters.last_error = str(error)
+                self._undo_partial_write(fd, start, error)
                 raise
-            self._size = end
+            self._size += len(record)
             self._dirty = True
             segment.appended += 1
             self.counters.records += 1
@@ -239,18 +215,19 @@ class Journal:
             self.counters.records += count
             return segment.number
 
-    def _writable(self, record_bytes: int) -> tuple[_Segment, int]:
+    def _writable(self) -> tuple[_Segment, int]:
         if self._active is None or self._fd is None:
             self._open_directory()
             segment = self._new_segment()
             try:
-                self._fd = open_private(segment.path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+                self._fd = open_private(
+                    segment.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+                )
             except OSError:
                 del self._segments[segment.number]
                 raise
             self._active = segment
             self._size = 0
-            self._map = _map_preallocated(self._fd, max(self._segment_bytes, record_bytes))
             if self.fsync != "none":
                 fsync_directory(self.directory)
         return self._active, self._fd
@@ -269,18 +246,11 @@ class Journal:
         self.counters.last_error = str(error)
         with contextlib.suppress(OSError):
             os.ftruncate(fd, size)
-            os.lseek(fd, size, os.SEEK_SET)  # the next record follows the intact ones
 
     def _seal_active(self) -> None:
         """Close the active segment; the next append starts a new one. Call with the lock."""
         segment, fd = self._active, self._fd
         self._active, self._fd = None, None
-        mapped, self._map = self._map, None
-        if mapped is not None:
-            mapped.close()
-            if fd is not None:  # drop the preallocated tail: a sealed segment ends with a record
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, self._size)
         if fd is not None:
             if self._dirty and self.fsync != "none":
                 with contextlib.suppress(OSError):
@@ -488,22 +458,6 @@ def _remove_stale_owner_locks(directory: Path, exclude: str | None, done: set[st
             continue
         if claim is not None:
             claim.release(delete=True)
-
-
-def _map_preallocated(fd: int, size: int) -> mmap.mmap | None:
-    """Allocate ``size`` bytes (page-rounded) of a new segment on disk and map them shared,
-    so appends are copies into the page cache with the GIL held. None (appends then use
-    ``write``) when the file system cannot preallocate or map, or the disk is full: nothing
-    is allocated then."""
-    size += -size % mmap.PAGESIZE
-    try:
-        os.posix_fallocate(fd, 0, size)  # blocks are reserved: a later page write cannot fail
-        return mmap.mmap(fd, size)
-    except (OSError, ValueError) as error:
-        log.debug("journal segment not mapped (%s); appending with write()", error)
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-        return None
 
 
 def _write_all(fd: int, data: bytes) -> None:

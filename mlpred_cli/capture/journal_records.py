@@ -67,8 +67,6 @@ _STORE_PAYLOAD = 1
 _HAS_ATTRIBUTIONS = 2
 _TEXT_TIMES = 4
 _COUNT = struct.Struct("<I")
-#: Granularity of a segment's preallocated, never written tail.
-_PAGE_BYTES = 4096
 #: Text times: column name length, text length.
 _TEXT_HEAD = struct.Struct("<HQ")
 
@@ -291,9 +289,7 @@ def scan(data: bytes) -> Iterator[ScannedRecord | BadRegion]:
 
     A frame is intact when its magic, length and CRC-32 all hold; after a bad frame the scan
     resumes at the next occurrence of the magic, so the records after a torn or corrupted
-    region are still found. Zero bytes at the end are the unused, preallocated part of a
-    segment its writer never sealed (the process died): they end the data, and are neither
-    records nor a bad region (a torn record before them is one, without the pages of zeros).
+    region are still found.
     """
     position = 0
     bad_start: int | None = None
@@ -309,17 +305,11 @@ def scan(data: bytes) -> Iterator[ScannedRecord | BadRegion]:
             position = start + length
             continue
         if bad_start is None:
-            if data.count(0, position) == size - position:  # the preallocated tail
-                return
             bad_start = position
         following = data.find(MAGIC, position + 1)
         position = size if following < 0 else following
     if bad_start is not None:
-        # Up to the page holding its last non-zero byte: a torn record keeps every byte it
-        # wrote (zeros included), the preallocated pages after it are not kept.
-        written = len(data[bad_start:].rstrip(b"\x00")) + bad_start
-        end = min(size, written + -written % _PAGE_BYTES)
-        yield BadRegion(bad_start, data[bad_start:end])
+        yield BadRegion(bad_start, data[bad_start:])
 
 
 def _intact_at(data: bytes, position: int) -> bool:
