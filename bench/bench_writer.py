@@ -512,8 +512,8 @@ def _counter(stats: dict[str, object], name: str) -> int:
 
 
 def _journaled_bytes(logger: MLPredictionLogger) -> int:
-    """Bytes of records the logger's journal appended (its segments are preallocated, so
-    their file sizes do not say)."""
+    """Bytes of records the logger's journal appended (its own counter: file sizes would
+    also count records that were resolved and their segments deleted)."""
     return int(logger._writer._journal.counters.bytes)  # a benchmark may look inside
 
 
