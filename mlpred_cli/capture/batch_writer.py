@@ -1,12 +1,15 @@
-"""BatchWriter: the journal, a bounded in-memory queue, and the thread that drains it.
+"""BatchWriter: the journal, a bounded in-memory queue, and the threads that drain it.
 
 The caller's path appends the prediction's record to the journal (one ``write``) and the
 prediction to a deque, under one lock, so the queue and the journal hold the same order.
-The writer thread builds rows for whole batches, writes them in one transaction, retries
-connection-level failures with backoff, dead-letters rows the database rejects, and marks
-each committed record resolved in the journal (a segment is deleted once all its records
-are). A maintenance thread keeps memory bounded: past ``max_pending`` predictions it drops
-the oldest whole segments from memory (they are on disk) for the writer to replay from disk
+The writer thread builds rows for whole batches, column by column; a sender thread
+(``handoff.Handoff``) writes each built batch in one transaction while the writer builds the
+next, retries connection-level failures with backoff, dead-letters rows the database
+rejects, and marks each committed record resolved in the journal (a segment is deleted once
+all its records are). The next batch is built during a write only while that write is young
+and the database healthy, so a stuck database leaves predictions in the bounded queue.
+A maintenance thread keeps memory bounded: past ``max_pending`` predictions it drops the
+oldest whole segments from memory (they are on disk) for the writer to replay from disk
 later, and it breaks a write the database has not answered for ``write_timeout_s``.
 
 On start the writer replays what loggers that are gone left behind (their journal segments,
