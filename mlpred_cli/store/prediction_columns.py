@@ -54,7 +54,6 @@ WRITE_TYPES: tuple[str, ...] = tuple(
 )
 #: Kinds whose arrays are int64 with a NULL mask.
 MASKED_TYPES = frozenset({"int4", "int8", "timestamptz"})
-_OBJECT_TYPES = frozenset({"varchar", "jsonb"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -121,10 +120,6 @@ class PredictionColumns(Sequence[Row]):
             [None if mask is None else mask[selection] for mask in self._nulls],
         )
 
-    def column(self, name: str) -> np.ndarray:
-        """One column's array by name."""
-        return self._values[WRITE_COLUMNS.index(name)]
-
 
 def _python_value(kind: str, value: Any, null: bool) -> Any:
     """One cell as the tuple path holds it."""
@@ -156,8 +151,3 @@ def microseconds(moments: Sequence[datetime]) -> np.ndarray:
 def object_array(values: Sequence[Any]) -> np.ndarray:
     """A 1-D object array of ``values`` (lists stay single cells, unlike ``np.array``)."""
     return np.fromiter(values, dtype=object, count=len(values))
-
-
-def is_object_type(kind: str) -> bool:
-    """True for the kinds held as object arrays (text and JSON)."""
-    return kind in _OBJECT_TYPES
